@@ -1,0 +1,5 @@
+import sys
+
+from dnmf.cli import main
+
+sys.exit(main())

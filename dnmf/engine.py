@@ -1,0 +1,210 @@
+"""The alternating loop, solver-agnostic.
+
+One iteration updates W, then H (as scikit-learn does), from products formed by :mod:`dnmf.products`, and ends
+with the loss by the trace identity, at no extra pass over A. The whole iteration is one graph: it is persisted
+at once, and only the loss, a scalar, comes back to the client. W, H and ``HHᵀ`` stay persisted between
+iterations, so every iteration submits the same number of tasks.
+
+The loop knows no update rule's maths: a rule is any :class:`dnmf.rules.UpdateRule`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dnmf import products
+from dnmf.exceptions import ConvergenceWarning
+from dnmf.rules import UpdateRule
+
+__all__ = ["CONVERGENCE_CHECK_EVERY", "FitResult", "Penalties", "run"]
+
+logger = logging.getLogger("dnmf")
+
+#: The stopping test runs every this many iterations, as in scikit-learn's ``solver="mu"``.
+CONVERGENCE_CHECK_EVERY = 10
+
+Callback = Callable[[int, float], Any]
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """Scaled L1 and L2 penalties on W and H, as scikit-learn's ``_compute_regularization`` returns them."""
+
+    l1_w: float = 0.0
+    l2_w: float = 0.0
+    l1_h: float = 0.0
+    l2_h: float = 0.0
+
+    @classmethod
+    def from_alphas(cls, shape: tuple[int, int], alpha_w: float, alpha_h: float, l1_ratio: float) -> Penalties:
+        m, n = shape
+        return cls(
+            l1_w=n * alpha_w * l1_ratio,
+            l2_w=n * alpha_w * (1.0 - l1_ratio),
+            l1_h=m * alpha_h * l1_ratio,
+            l2_h=m * alpha_h * (1.0 - l1_ratio),
+        )
+
+
+@dataclass
+class FitResult:
+    """What :func:`run` returns: persisted factors and the record of the run."""
+
+    W: da.Array
+    H: da.Array
+    n_iter: int
+    converged: bool
+    error_at_init: float
+    loss_history: list[float] = field(default_factory=list)
+    seconds_per_iteration: list[float] = field(default_factory=list)
+    tasks_per_iteration: list[int] = field(default_factory=list)
+
+
+def _update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
+                 l2: float) -> np.ndarray:
+    """The W-step on one row block: the rule on the transposed problem."""
+    return np.ascontiguousarray(rule(block.T, cross.T, gram, l1=l1, l2=l2).T)
+
+
+def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
+                 l2: float) -> np.ndarray:
+    return rule(block, cross, gram, l1=l1, l2=l2)
+
+
+@dataclass
+class _State:
+    """The persisted collections one iteration starts from."""
+
+    W: da.Array
+    H: da.Array
+    gram_h: da.Array
+    aht: da.Array | None = None  # cached AHᵀ while H is fixed
+
+
+def _iteration(A: da.Array, state: _State, rule: UpdateRule, penalties: Penalties, norm_squared_a: float,
+               update_h: bool, with_initial_loss: bool) -> dict[str, da.Array]:
+    """The graph of one iteration: new W (and H), ``HHᵀ`` for the next one, and ``‖A − WH‖²``."""
+    aht = state.aht if state.aht is not None else products.aht(A, state.H)
+    W = products.map_rows(_update_rows, state.W, aht, small=(state.gram_h,), name="dnmf-update-w", rule=rule,
+                          l1=penalties.l1_w, l2=penalties.l2_w)
+    gram_w = products.gram_rows(W)
+    out: dict[str, da.Array] = {"W": W}
+    if update_h:
+        wta = products.wta(A, W)
+        H = products.map_cols(_update_cols, state.H, wta, small=(gram_w,), name="dnmf-update-h", rule=rule,
+                              l1=penalties.l1_h, l2=penalties.l2_h)
+        out["H"] = H
+        out["gram_h"] = gram_h = products.gram_cols(H)
+        cross_inner = products.inner(wta, H, name="dnmf-loss-inner")
+    else:
+        gram_h = state.gram_h
+        cross_inner = products.inner(aht, W, name="dnmf-loss-inner")
+    out["loss"] = products.frobenius_loss_squared(norm_squared_a, cross_inner, gram_w, gram_h)
+    if with_initial_loss:
+        out["initial_loss"] = products.frobenius_loss_squared(
+            norm_squared_a, products.inner(aht, state.W, name="dnmf-loss-inner"),
+            products.gram_rows(state.W), state.gram_h)
+    return out
+
+
+def _persist_counting_tasks(collections: dict[str, da.Array], persisted: list[da.Array]) -> tuple[dict[str, da.Array], int]:
+    """Optimise the iteration's graph once, persist it, and count the tasks it adds to those already persisted."""
+    optimized = dask.optimize(*collections.values())
+    graph: dict = {}
+    for x in optimized:
+        graph.update(x.__dask_graph__())
+    known = {key for x in persisted for key in dask.core.flatten(x.__dask_keys__())}
+    n_tasks = sum(1 for key in graph if key not in known)
+    return dict(zip(collections, dask.persist(*optimized, optimize_graph=False))), n_tasks
+
+
+def run(
+    A: da.Array,
+    W: da.Array,
+    H: da.Array,
+    *,
+    rule: UpdateRule,
+    norm_squared_a: float,
+    penalties: Penalties = Penalties(),
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    update_h: bool = True,
+    callback: Callback | None = None,
+) -> FitResult:
+    """Alternate W- and H-updates until the loss stops falling.
+
+    Parameters
+    ----------
+    A : dask.array.Array of shape (m, n)
+        Validated, non-negative data with NumPy or CSR blocks.
+    W : dask.array.Array of shape (m, k)
+        Initial W, row-aligned with A.
+    H : dask.array.Array of shape (k, n)
+        Initial H, column-aligned with A. Held fixed when ``update_h`` is False.
+    rule : UpdateRule
+        The local update applied to every block of W and H.
+    norm_squared_a : float
+        ``‖A‖²``, from one pass over A done by the caller.
+    penalties : Penalties
+        Scaled regularisation strengths.
+    max_iter : int
+        Most iterations to run.
+    tol : float
+        Stop when, checked every :data:`CONVERGENCE_CHECK_EVERY` iterations, the decrease of ``‖A − WH‖`` since the
+        last check is below ``tol`` times the error at initialisation (scikit-learn's rule). ``tol=0`` runs
+        ``max_iter`` iterations.
+    update_h : bool
+        If False, only W is updated (``transform``); ``AHᵀ`` is then formed once and A is read once.
+    callback : callable, optional
+        Called as ``callback(iteration, loss)`` after every iteration, with ``loss = ‖A − WH‖_F``.
+
+    Returns
+    -------
+    FitResult
+    """
+    state = _State(W, H, products.gram_cols(H))
+    if not update_h:
+        state.aht = products.aht(A, H)
+    state.gram_h, state.aht = dask.persist(state.gram_h, state.aht)
+    result = FitResult(W=W, H=H, n_iter=0, converged=False, error_at_init=math.nan)
+    previous_error = math.nan
+    for iteration in range(1, max_iter + 1):
+        started = time.perf_counter()
+        graph = _iteration(A, state, rule, penalties, norm_squared_a, update_h, with_initial_loss=iteration == 1)
+        persisted = [A, state.W, state.H, state.gram_h] + ([state.aht] if state.aht is not None else [])
+        values, n_tasks = _persist_counting_tasks(graph, persisted)
+        result.tasks_per_iteration.append(n_tasks)
+        state.W = values["W"]
+        state.H, state.gram_h = values.get("H", state.H), values.get("gram_h", state.gram_h)
+        losses = dask.compute(values["loss"], *([values["initial_loss"]] if iteration == 1 else []))
+        error = math.sqrt(float(losses[0]))
+        if iteration == 1:
+            result.error_at_init = previous_error = math.sqrt(float(losses[1]))
+        result.seconds_per_iteration.append(time.perf_counter() - started)
+        result.loss_history.append(error)
+        result.n_iter = iteration
+        logger.info("iteration %d: loss %.6g (%.3f s)", iteration, error, result.seconds_per_iteration[-1])
+        if callback is not None:
+            callback(iteration, error)
+        if tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0:
+            if result.error_at_init == 0 or (previous_error - error) / result.error_at_init < tol:
+                result.converged = True
+                break
+            previous_error = error
+    result.W, result.H = state.W, state.H
+    if tol > 0 and not result.converged:
+        warnings.warn(
+            f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
+            ConvergenceWarning, stacklevel=3,
+        )
+    return result

@@ -1,0 +1,385 @@
+"""``dnmf.NMF``: scikit-learn's ``NMF`` API over the distributed engine.
+
+The estimator validates its parameters once, turns the input into a chunked Dask array, draws the initial factors,
+hands everything to :func:`dnmf.engine.run` and keeps the fitted attributes. NumPy and SciPy input give NumPy
+output; Dask and Zarr input give Dask output that stays on the cluster.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import numbers
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dnmf import engine, init as initialization
+from dnmf._client import dashboard_link
+from dnmf.exceptions import NotFittedError
+from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, matrix_stats, persist_input
+from dnmf.products import reconstruct, residual_norm_squared
+from dnmf.rules import canonical_solver, get_rule, solver_names
+
+__all__ = ["NMF"]
+
+logger = logging.getLogger("dnmf")
+
+BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
+#: (solver, beta_loss) pairs this version implements.
+SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": ("frobenius",)}
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def _is_real(value: Any, low: float, high: float = np.inf) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_chunks(value: Any) -> bool:
+    return value == "auto" or _is_int(value, 1) or (isinstance(value, (tuple, list)) and len(value) == 2)
+
+
+#: Every constructor parameter: a predicate and what it accepts, for the error message.
+PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n_components": (lambda v: v is None or v == "auto" or _is_int(v, 1), "a positive integer, 'auto' or None"),
+    "init": (lambda v: v is None or v in initialization.INIT_METHODS,
+             "None or one of " + ", ".join(map(repr, initialization.INIT_METHODS))),
+    "solver": (lambda v: isinstance(v, str) and v in solver_names(), "one of " + ", ".join(map(repr, solver_names()))),
+    "beta_loss": (lambda v: v in BETA_LOSSES or (_is_real(v, -np.inf) and not isinstance(v, str)),
+                  "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
+    "tol": (lambda v: _is_real(v, 0.0), "a non-negative number"),
+    "max_iter": (lambda v: _is_int(v, 1), "a positive integer"),
+    "random_state": (lambda v: v is None or _is_int(v, 0)
+                     or isinstance(v, (np.random.RandomState, np.random.Generator)),
+                     "None, a non-negative integer, a numpy.random.RandomState or a numpy.random.Generator"),
+    "alpha_W": (lambda v: _is_real(v, 0.0), "a non-negative number"),
+    "alpha_H": (lambda v: v == "same" or _is_real(v, 0.0), "a non-negative number or 'same'"),
+    "l1_ratio": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
+    "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
+    "callback": (lambda v: v is None or callable(v), "None or a callable(iteration, loss)"),
+    "chunks": (_is_chunks, "'auto', a block size such as 10_000, or a (rows, columns) pair"),
+}
+
+
+def _entropy(random_state: Any) -> int:
+    """A seed for the per-block random streams, from anything ``random_state`` accepts."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int64).max))
+    return int(random_state)
+
+
+def _enable_verbose_logging() -> None:
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[dnmf] %(message)s"))
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
+class NMF:
+    """Non-negative Matrix Factorization on a Dask cluster, with scikit-learn's API.
+
+    Finds non-negative ``W`` (m × k) and ``H`` (k × n) whose product approximates the non-negative matrix ``X``
+    by minimising ``½‖X − WH‖²_F + alpha_W·(l1_ratio·n·‖W‖₁ + ½(1 − l1_ratio)·n·‖W‖²_F) + alpha_H·(...)``
+    exactly as :class:`sklearn.decomposition.NMF` does.
+
+    Parameters
+    ----------
+    n_components : int, 'auto' or None, default='auto'
+        Number of components ``k``. ``None`` keeps all features; ``'auto'`` takes ``k`` from custom ``W``/``H``
+        when given, else keeps all features.
+    init : {'random', 'nndsvd', 'nndsvda', 'nndsvdar', 'custom'} or None, default=None
+        Initialisation. ``None`` means ``'nndsvda'`` if ``k <= min(m, n)``, else ``'random'``. The SVD behind
+        the NNDSVD variants is computed on the cluster by a randomized range finder.
+    solver : {'hals', 'cd', 'mu'}, default='hals'
+        Local update rule: ``'hals'`` (fast HALS, i.e. coordinate descent; ``'cd'`` is an alias) or ``'mu'``
+        (Lee–Seung multiplicative update).
+    beta_loss : {'frobenius'}, default='frobenius'
+        The loss. Only the Frobenius norm is implemented so far.
+    tol : float, default=1e-4
+        Every 10 iterations, stop when ``‖X − WH‖`` fell by less than ``tol`` times its value at initialisation
+        since the last check.
+    max_iter : int, default=200
+        Most iterations before stopping with a :class:`~dnmf.exceptions.ConvergenceWarning`.
+    random_state : int, RandomState, Generator or None, default=None
+        Seed for ``'random'`` and ``'nndsvdar'`` initialisation and for the randomized SVD. With the same seed and
+        chunking, runs are reproducible.
+    alpha_W, alpha_H, l1_ratio : float, default=0.0, 'same', 0.0
+        Regularisation, with scikit-learn's meaning and scaling.
+    verbose : int, default=0
+        Log every iteration to the ``dnmf`` logger (stderr if logging is not configured).
+    callback : callable, default=None
+        Called as ``callback(iteration, loss)`` after every iteration, ``loss`` being ``‖X − WH‖_F``.
+    chunks : 'auto', int or (rows, columns), default='auto'
+        Block grid for NumPy, SciPy and Zarr input (see :func:`dnmf.matrix.default_grid`). Dask input keeps its own
+        chunks unless this is set.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        ``H``.
+    n_components_ : int
+    reconstruction_err_ : float
+        ``‖X − WH‖_F`` at the end of fit, from an exact float64 pass over X's stored entries.
+    n_iter_ : int
+    n_features_in_ : int
+    loss_history_ : list of float
+        ``‖X − WH‖_F`` after every iteration, by the trace identity (no extra pass over X). In float32 it is
+        accurate to about ``sqrt(eps) · ‖X‖``.
+    converged_ : bool
+        Whether ``tol`` was met before ``max_iter``.
+    timings_ : dict
+        ``seconds_per_iteration`` and ``tasks_per_iteration`` (tasks submitted to the scheduler).
+    """
+
+    def __init__(
+        self,
+        n_components: int | str | None = "auto",
+        *,
+        init: str | None = None,
+        solver: str = "hals",
+        beta_loss: str | float = "frobenius",
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        random_state: Any = None,
+        alpha_W: float = 0.0,
+        alpha_H: float | str = "same",
+        l1_ratio: float = 0.0,
+        verbose: int = 0,
+        callback: Callable[[int, float], Any] | None = None,
+        chunks: Any = "auto",
+    ) -> None:
+        self.n_components = n_components
+        self.init = init
+        self.solver = solver
+        self.beta_loss = beta_loss
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.verbose = verbose
+        self.callback = callback
+        self.chunks = chunks
+
+    # -- scikit-learn's estimator protocol -------------------------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters of this estimator, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> NMF:
+        """Set parameters, as scikit-learn's ``set_params``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator NMF. Valid parameters are: {valid!r}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if not (value is defaults[name] or (isinstance(value, str) and value == defaults[name])
+                           or (_is_real(value, -np.inf) and _is_real(defaults[name], -np.inf)
+                               and value == defaults[name]))]
+        return f"NMF({', '.join(changed)})"
+
+    # -- validation --------------------------------------------------------------------------------------------
+
+    def _validate_params(self) -> None:
+        for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
+            value = getattr(self, name)
+            if not accepts(value):
+                raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
+        solver = canonical_solver(self.solver)
+        loss = "frobenius" if self.beta_loss in (2, 2.0) else self.beta_loss
+        if loss not in SUPPORTED_LOSSES[solver]:
+            combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
+            raise ValueError(
+                f"solver={self.solver!r} does not support beta_loss={self.beta_loss!r}. Supported: {combos}."
+            )
+
+    def _n_components(self, n_features: int, W: Any, H: Any) -> int:
+        if self.n_components is None:
+            return n_features
+        if self.n_components == "auto":
+            if W is not None:
+                return int(np.shape(W)[1])
+            if H is not None:
+                return int(np.shape(H)[0])
+            return n_features
+        return int(self.n_components)
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError(
+                "This NMF instance is not fitted yet. Call 'fit' with appropriate arguments before using this "
+                "estimator."
+            )
+
+    def _as_input(self, X: Any) -> tuple[InputMatrix, MatrixStats]:
+        """The chunked, validated matrix (persisted if it fits) and its statistics."""
+        matrix = as_input_matrix(X, chunks=self.chunks)
+        stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)")
+        return persist_input(matrix, stats), stats
+
+    # -- fitting ---------------------------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> NMF:
+        """Learn the factorization of ``X``.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix, dask.array.Array, zarr.Array} of shape (n_samples, n_features)
+            Non-negative data.
+        y : Ignored
+        W : array-like of shape (n_samples, n_components), optional
+            Initial W when ``init='custom'``.
+        H : array-like of shape (n_components, n_features), optional
+            Initial H when ``init='custom'``.
+
+        Returns
+        -------
+        self
+        """
+        self.fit_transform(X, W=W, H=H)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> Any:
+        """Learn the factorization of ``X`` and return ``W``.
+
+        Returns
+        -------
+        W : ndarray or dask.array.Array of shape (n_samples, n_components)
+            NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
+        """
+        self._validate_params()
+        if self.verbose:
+            _enable_verbose_logging()
+        matrix, stats = self._as_input(X)
+        A = matrix.array
+        k = self._n_components(A.shape[1], W, H)
+        method = initialization.resolve_init(self.init, k, A.shape)
+        if method != "custom" and (W is not None or H is not None):
+            warnings.warn("When init!='custom', provided W or H are ignored. Set init='custom' to use them as "
+                          "initialization.", RuntimeWarning, stacklevel=2)
+        solver = canonical_solver(self.solver)
+        if solver == "mu" and method == "nndsvd":
+            warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
+                          "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
+                          "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=2)
+        self._entropy = _entropy(self.random_state)
+        if method == "custom":
+            W0, H0 = self._custom_factors(A, k, W, H)
+        else:
+            W0, H0 = initialization.initialize(A, k, method, entropy=self._entropy, mean=stats.mean)
+        link = dashboard_link()
+        if link:
+            logger.info("Dask dashboard: %s", link)
+        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
+        result = engine.run(
+            A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
+            penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
+            max_iter=self.max_iter, tol=self.tol, callback=self.callback,
+        )
+        residual = residual_norm_squared(A, result.W, result.H)
+        if matrix.returns_dask:
+            W_out = result.W
+            self.components_, residual = dask.compute(result.H, residual)
+        else:
+            W_out, self.components_, residual = dask.compute(result.W, result.H, residual)
+        self.n_components_ = k
+        self.n_features_in_ = A.shape[1]
+        self.n_iter_ = result.n_iter
+        self.reconstruction_err_ = float(np.sqrt(residual))
+        self.loss_history_ = list(result.loss_history)
+        self.converged_ = result.converged
+        self.timings_ = {"seconds_per_iteration": list(result.seconds_per_iteration),
+                         "tasks_per_iteration": list(result.tasks_per_iteration)}
+        self._fit_column_chunks = A.chunks[1]
+        return W_out
+
+    def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
+                      dtype: np.dtype) -> da.Array:
+        if np.shape(value) != shape:
+            raise ValueError(f"Array with wrong shape passed to NMF (input {name}). Expected {shape}, "
+                             f"but got {tuple(np.shape(value))}.")
+        factor = as_input_matrix(value, chunks=chunks).array
+        matrix_stats(factor, what=f"the data passed to NMF (input {name})")
+        if factor.dtype != dtype:
+            factor = factor.astype(dtype)
+        return factor
+
+    def _custom_factors(self, A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
+        if W is None or H is None:
+            raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
+        m, n = A.shape
+        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype)
+        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype)
+        return dask.persist(W0, H0)
+
+    def transform(self, X: Any) -> Any:
+        """Solve for ``W`` with ``H = components_`` fixed, using the same update rule.
+
+        Returns
+        -------
+        W : ndarray or dask.array.Array of shape (n_samples, n_components)
+        """
+        self._check_is_fitted()
+        self._validate_params()
+        matrix, stats = self._as_input(X)
+        A = matrix.array
+        if A.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
+                             "as input.")
+        k = self.n_components_
+        H = as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1])).array
+        solver = canonical_solver(self.solver)
+        start = float(np.sqrt(stats.mean / k)) if solver == "mu" else 0.0
+        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
+        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
+        result = engine.run(
+            A, W0, H, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
+            penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
+            max_iter=self.max_iter, tol=self.tol, update_h=False,
+        )
+        return result.W if matrix.returns_dask else result.W.compute()
+
+    def inverse_transform(self, X: Any) -> Any:
+        """``X @ components_``: data back from its transformed form ``W``.
+
+        Parameters
+        ----------
+        X : ndarray or dask.array.Array of shape (n_samples, n_components)
+
+        Returns
+        -------
+        ndarray or dask.array.Array of shape (n_samples, n_features)
+        """
+        self._check_is_fitted()
+        if np.ndim(X) != 2 or np.shape(X)[1] != self.n_components_:
+            raise ValueError(f"inverse_transform expects an array of shape (n_samples, {self.n_components_}), "
+                             f"got shape {np.shape(X)}.")
+        if isinstance(X, da.Array):
+            H = da.from_array(self.components_, chunks=((self.n_components_,), self._fit_column_chunks))
+            return reconstruct(X.rechunk({1: -1}), H)
+        return np.asarray(X) @ self.components_

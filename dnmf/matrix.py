@@ -1,0 +1,270 @@
+"""Input matrices: NumPy, SciPy sparse, Dask and Zarr input as one chunked Dask array, validated in one pass.
+
+Blocks of the resulting array are NumPy arrays or ``scipy.sparse.csr_matrix``. Default chunking aims at about
+:data:`TARGET_BLOCK_BYTES` per block and at least as many blocks along each axis as there are workers, because
+parallelism comes from the number of blocks (workers run single-threaded BLAS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from dnmf import products
+from dnmf._client import active_client, n_workers
+
+__all__ = ["TARGET_BLOCK_BYTES", "InputMatrix", "MatrixStats", "as_input_matrix", "default_grid", "matrix_stats"]
+
+#: The block size default chunking aims for (bytes of a dense block, or of a CSR block's arrays).
+TARGET_BLOCK_BYTES = 64 * 2**20
+
+Chunks = Literal["auto"] | tuple[Any, Any] | int
+
+InputKind = Literal["numpy", "scipy", "dask", "zarr"]
+
+
+@dataclass(frozen=True)
+class InputMatrix:
+    """A validated input: the chunked array, and what kind of object the user passed in."""
+
+    array: da.Array
+    kind: InputKind
+
+    @property
+    def returns_dask(self) -> bool:
+        """Dask and Zarr input give Dask output that stays on the cluster."""
+        return self.kind in ("dask", "zarr")
+
+
+@dataclass(frozen=True)
+class MatrixStats:
+    """What one pass over A learns: its sum, squared Frobenius norm, smallest value and number of non-zeros."""
+
+    sum: float
+    norm_squared: float
+    min: float
+    nnz: int
+    shape: tuple[int, int]
+
+    @property
+    def mean(self) -> float:
+        return self.sum / (self.shape[0] * self.shape[1])
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    if dtype in (np.float32, np.float64):
+        return np.dtype(dtype)
+    if dtype.kind in "biuf":
+        return np.dtype(np.float64)
+    raise TypeError(f"NMF needs a real-valued matrix, got dtype {dtype}. Convert it with X.astype(np.float64).")
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        raise ValueError(
+            f"Expected a 2-D matrix, got an array with {len(shape)} dimension(s) (shape {shape}). "
+            "Reshape it, e.g. X.reshape(len(X), -1)."
+        )
+    if 0 in shape:
+        raise ValueError(f"The input matrix is empty (shape {shape}); NMF needs at least one row and one column.")
+
+
+def default_grid(shape: tuple[int, int], nbytes: int, workers: int) -> tuple[int, int]:
+    """Number of row and column blocks: about :data:`TARGET_BLOCK_BYTES` each, at least ``workers`` per axis."""
+    side = math.ceil(math.sqrt(max(1, math.ceil(nbytes / TARGET_BLOCK_BYTES))))
+    return min(shape[0], max(workers, side)), min(shape[1], max(workers, side))
+
+
+def _even_chunks(length: int, n_blocks: int, multiple: int = 1) -> tuple[int, ...]:
+    size = math.ceil(math.ceil(length / n_blocks) / multiple) * multiple
+    return da.core.normalize_chunks(size, (length,))[0]
+
+
+def _nbytes(X: Any) -> int:
+    if sp.issparse(X):
+        return int(X.nnz) * (X.dtype.itemsize + 4)
+    return int(np.prod(X.shape)) * np.dtype(X.dtype).itemsize
+
+
+def _resolve_chunks(chunks: Chunks, shape: tuple[int, int], nbytes: int,
+                    multiple: tuple[int, int] = (1, 1)) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if isinstance(chunks, str) and chunks == "auto":
+        p, q = default_grid(shape, nbytes, n_workers())
+        return _even_chunks(shape[0], p, multiple[0]), _even_chunks(shape[1], q, multiple[1])
+    try:
+        rows, cols = da.core.normalize_chunks(chunks, shape)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"Invalid chunks={chunks!r} for a matrix of shape {shape}: pass 'auto', a block size such as "
+            f"(10_000, 5_000), or explicit block lengths per axis."
+        ) from error
+    return rows, cols
+
+
+def _split(X: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> dict[tuple[int, int], Any]:
+    row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
+    blocks = {}
+    for i in range(len(rows)):
+        strip = X[row_edges[i]:row_edges[i + 1]]
+        for j in range(len(cols)):
+            block = strip[:, col_edges[j]:col_edges[j + 1]]
+            blocks[i, j] = sp.csr_matrix(block) if sp.issparse(block) else block
+    return blocks
+
+
+def _from_blocks(blocks: dict[tuple[int, int], Any], rows: tuple[int, ...], cols: tuple[int, ...],
+                 dtype: np.dtype, sparse: bool, token: str) -> da.Array:
+    """A Dask array over in-memory blocks: scattered to the workers when a client is active, else held in the graph."""
+    name = f"dnmf-input-{token}"
+    client = active_client()
+    keys = list(blocks)
+    values = client.scatter([blocks[key] for key in keys]) if client is not None else [blocks[key] for key in keys]
+    layer = {(name, i, j): value for (i, j), value in zip(keys, values)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    meta = sp.csr_matrix((0, 0), dtype=dtype) if sparse else np.empty((0, 0), dtype=dtype)
+    return da.Array(graph, name, chunks=(rows, cols), dtype=dtype, meta=meta)
+
+
+def _as_csr_block(block: Any, dtype: np.dtype) -> Any:
+    if sp.issparse(block):
+        return sp.csr_matrix(block, dtype=dtype)
+    return np.asarray(block, dtype=dtype)
+
+
+def as_input_matrix(X: Any, *, chunks: Chunks = "auto") -> InputMatrix:
+    """Turn ``X`` into a chunked Dask array with NumPy or CSR blocks, without copying A more than needed.
+
+    Parameters
+    ----------
+    X : ndarray, scipy sparse matrix or array, dask.array.Array or zarr.Array of shape (m, n)
+        The matrix. Integer input becomes float64; float32 stays float32. Sparse input of any format becomes CSR
+        blocks.
+    chunks : "auto", int, tuple
+        The block grid. ``"auto"`` follows :func:`default_grid`; Dask input keeps its own chunks unless ``chunks``
+        is given.
+
+    Returns
+    -------
+    InputMatrix
+    """
+    if isinstance(X, da.Array):
+        _check_shape(X.shape)
+        dtype = _float_dtype(X.dtype)
+        A = X if isinstance(chunks, str) and chunks == "auto" else X.rechunk(_resolve_chunks(chunks, X.shape, 0))
+        meta_is_sparse = sp.issparse(getattr(A, "_meta", None))
+        if A.dtype != dtype or meta_is_sparse:
+            meta = sp.csr_matrix((0, 0), dtype=dtype) if meta_is_sparse else np.empty((0, 0), dtype=dtype)
+            A = A.map_blocks(_as_csr_block, dtype=dtype, meta=meta, token="dnmf-input-cast")
+        return InputMatrix(A, "dask")
+    if _is_zarr_array(X):
+        _check_shape(X.shape)
+        dtype = _float_dtype(np.dtype(X.dtype))
+        rows, cols = _resolve_chunks(chunks, X.shape, _nbytes(X), multiple=tuple(X.chunks))
+        A = da.from_zarr(X, chunks=(rows, cols), name=f"dnmf-read-{tokenize(X.store, X.path, rows, cols)}")
+        if A.dtype != dtype:
+            A = A.astype(dtype)
+        return InputMatrix(A, "zarr")
+    if sp.issparse(X):
+        _check_shape(X.shape)
+        dtype = _float_dtype(X.dtype)
+        csr = sp.csr_matrix(X, dtype=dtype)
+        rows, cols = _resolve_chunks(chunks, csr.shape, _nbytes(csr))
+        token = tokenize(csr.data, csr.indices, csr.indptr, csr.shape, rows, cols)
+        return InputMatrix(_from_blocks(_split(csr, rows, cols), rows, cols, dtype, True, token), "scipy")
+    if isinstance(X, np.matrix):
+        X = np.asarray(X)
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        X = np.asarray(X)
+    _check_shape(X.shape)
+    dtype = _float_dtype(np.dtype(X.dtype))
+    dense = np.asarray(X, dtype=dtype)
+    rows, cols = _resolve_chunks(chunks, dense.shape, _nbytes(dense))
+    token = tokenize(dense, rows, cols)
+    return InputMatrix(_from_blocks(_split(dense, rows, cols), rows, cols, dtype, False, token), "numpy")
+
+
+def _is_zarr_array(X: Any) -> bool:
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover - zarr is a dependency
+        return False
+    return isinstance(X, zarr.Array)
+
+
+def _block_span(chunks: tuple[tuple[int, ...], ...], i: int, j: int) -> str:
+    r0, c0 = sum(chunks[0][:i]), sum(chunks[1][:j])
+    return f"block ({i}, {j}): rows {r0}–{r0 + chunks[0][i] - 1}, columns {c0}–{c0 + chunks[1][j] - 1}"
+
+
+def matrix_stats(A: da.Array, *, what: str = "the input matrix") -> MatrixStats:
+    """Validate A in one pass (finite, non-negative) and return its statistics.
+
+    Raises
+    ------
+    ValueError
+        If A holds NaN or infinity, or a negative value; the message names the first block where it was found.
+    """
+    per_block = products.block_stats(A).compute()
+    fields = dict(zip(products.STAT_FIELDS, np.moveaxis(per_block, -1, 0)))
+    bad = np.argwhere(fields["n_nonfinite"] > 0)
+    if len(bad):
+        count = int(fields["n_nonfinite"].sum())
+        raise ValueError(
+            f"{what.capitalize()} contains {count} NaN or infinite value(s), first in {_block_span(A.chunks, *bad[0])}. "
+            "NMF needs finite values: impute or drop missing entries first."
+        )
+    negative = np.argwhere(fields["min"] < 0)
+    if len(negative):
+        raise ValueError(
+            f"Negative values in {what} (smallest {fields['min'].min():g}, first in "
+            f"{_block_span(A.chunks, *negative[0])}). NMF needs non-negative data: shift or clip it first."
+        )
+    return MatrixStats(
+        sum=float(fields["sum"].sum()),
+        norm_squared=float(fields["sum_squares"].sum()),
+        min=float(min(fields["min"].min(), 0.0 if fields["nnz"].sum() < A.size else np.inf)),
+        nnz=int(fields["nnz"].sum()),
+        shape=(int(A.shape[0]), int(A.shape[1])),
+    )
+
+
+#: Share of the cluster's memory (or this machine's available memory) that a persisted input may take.
+PERSIST_MEMORY_FRACTION = 0.5
+
+
+def _memory_budget() -> int:
+    client = active_client()
+    if client is not None:
+        workers = client.scheduler_info().get("workers", {}).values()
+        return int(sum(w.get("memory_limit", 0) or 0 for w in workers) * PERSIST_MEMORY_FRACTION)
+    import psutil
+
+    return int(psutil.virtual_memory().available * PERSIST_MEMORY_FRACTION)
+
+
+def estimated_nbytes(A: da.Array, stats: MatrixStats) -> int:
+    """Bytes A takes in memory: dense size, or CSR arrays for sparse blocks."""
+    if sp.issparse(getattr(A, "_meta", None)):
+        return stats.nnz * (A.dtype.itemsize + 8) + 8 * (A.shape[0] + 1) * A.numblocks[1]
+    return int(A.size) * A.dtype.itemsize
+
+
+def persist_input(matrix: InputMatrix, stats: MatrixStats) -> InputMatrix:
+    """Hold a Dask or Zarr input in the cluster's memory when it fits in :data:`PERSIST_MEMORY_FRACTION` of it.
+
+    Each iteration reads A twice; an input left lazy is recomputed (or re-read from its store) every time, which
+    is what out-of-core inputs need and what in-memory ones should avoid. NumPy and SciPy inputs are in memory
+    already.
+    """
+    if not matrix.returns_dask or estimated_nbytes(matrix.array, stats) > _memory_budget():
+        return matrix
+    (array,) = dask.persist(matrix.array)
+    return InputMatrix(array, matrix.kind)

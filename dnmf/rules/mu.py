@@ -1,0 +1,36 @@
+"""Lee–Seung multiplicative update for the Frobenius loss, with scikit-learn's regularisation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Guard for zero denominators, the value scikit-learn uses.
+EPSILON = float(np.finfo(np.float32).eps)
+
+
+def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+    """One multiplicative update of ``block``.
+
+    Parameters
+    ----------
+    block : ndarray of shape (k, n_b)
+        Current factor block, non-negative.
+    cross : ndarray of shape (k, n_b)
+        The data cross product for this block, e.g. ``(WᵀA)_j``.
+    gram : ndarray of shape (k, k)
+        The Gram matrix of the other factor, e.g. ``WᵀW``.
+    l1, l2 : float
+        Scaled L1 and L2 penalties on this factor.
+
+    Returns
+    -------
+    ndarray of shape (k, n_b)
+        ``block * cross / (gram @ block + l1 + l2 * block)``, zeros in the denominator replaced by ``EPSILON``.
+    """
+    denominator = gram @ block
+    if l1 > 0:
+        denominator += l1
+    if l2 > 0:
+        denominator += l2 * block
+    denominator[denominator == 0] = EPSILON
+    return block * (cross / denominator)
