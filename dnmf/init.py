@@ -90,7 +90,8 @@ def _orthonormal_rows_factor(Y: da.Array) -> da.Array:
     """Orthonormalise the columns of a row-blocked ``(m, l)`` array by Gram eigen-decomposition, twice."""
     for _ in range(2):
         transform = _orthonormalizer(products.gram_rows(Y, name="dnmf-init-gram").compute())
-        (Y,) = dask.persist(products.map_rows(_right_multiply, Y, small=(transform,), name="dnmf-init-orth"))
+        (Y,) = dask.persist(products.map_rows(_right_multiply, Y, small=(transform,), name="dnmf-init-orth",
+                                              width=transform.shape[1]))
     return Y
 
 
@@ -98,7 +99,8 @@ def _orthonormal_cols_factor(Z: da.Array) -> da.Array:
     """Orthonormalise the rows of a column-blocked ``(l, n)`` array, twice."""
     for _ in range(2):
         transform = _orthonormalizer(products.gram_cols(Z, name="dnmf-init-gram").compute())
-        (Z,) = dask.persist(products.map_cols(_left_multiply, Z, small=(transform.T,), name="dnmf-init-orth"))
+        (Z,) = dask.persist(products.map_cols(_left_multiply, Z, small=(transform.T,), name="dnmf-init-orth",
+                                              height=transform.shape[1]))
     return Z
 
 
@@ -133,23 +135,23 @@ def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = 10
     singular_values = np.sqrt(np.clip(eigenvalues[order], 0.0, None))
     left = eigenvectors[:, order]
     inverse = np.divide(1.0, singular_values, out=np.zeros_like(singular_values), where=singular_values > 0)
-    U = products.map_rows(_right_multiply, Q, small=(left,), name="dnmf-init-u")
-    Vt = products.map_cols(_left_multiply, B, small=((left * inverse).T,), name="dnmf-init-vt")
+    U = products.map_rows(_right_multiply, Q, small=(left,), name="dnmf-init-u", width=len(order))
+    Vt = products.map_cols(_left_multiply, B, small=((left * inverse).T,), name="dnmf-init-vt", height=len(order))
     if len(order) < k:  # fewer directions than components: pad with zeros
         pad = k - len(order)
         singular_values = np.concatenate([singular_values, np.zeros(pad)])
-        U = products.map_rows(_pad_columns, U, name="dnmf-init-pad", width=k)
-        Vt = products.map_cols(_pad_rows, Vt, name="dnmf-init-pad", height=k)
+        U = products.map_rows(_pad_columns, U, name="dnmf-init-pad", width=k, padded_width=k)
+        Vt = products.map_cols(_pad_rows, Vt, name="dnmf-init-pad", height=k, padded_height=k)
     U, Vt = dask.persist(U, Vt)
     return U, singular_values, Vt
 
 
-def _pad_columns(block: np.ndarray, width: int) -> np.ndarray:
-    return np.pad(block, ((0, 0), (0, width - block.shape[1])))
+def _pad_columns(block: np.ndarray, padded_width: int) -> np.ndarray:
+    return np.pad(block, ((0, 0), (0, padded_width - block.shape[1])))
 
 
-def _pad_rows(block: np.ndarray, height: int) -> np.ndarray:
-    return np.pad(block, ((0, height - block.shape[0]), (0, 0)))
+def _pad_rows(block: np.ndarray, padded_height: int) -> np.ndarray:
+    return np.pad(block, ((0, padded_height - block.shape[0]), (0, 0)))
 
 
 def _part_squares(block: np.ndarray, axis: int) -> np.ndarray:

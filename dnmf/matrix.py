@@ -99,13 +99,14 @@ def _resolve_chunks(chunks: Chunks, shape: tuple[int, int], nbytes: int,
     if isinstance(chunks, str) and chunks == "auto":
         p, q = default_grid(shape, nbytes, n_workers())
         return _even_chunks(shape[0], p, multiple[0]), _even_chunks(shape[1], q, multiple[1])
+    message = (f"Invalid chunks={chunks!r} for a matrix of shape {shape}: pass 'auto', a positive block size "
+               "such as (10_000, 5_000), or explicit block lengths per axis.")
     try:
         rows, cols = da.core.normalize_chunks(chunks, shape)
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"Invalid chunks={chunks!r} for a matrix of shape {shape}: pass 'auto', a block size such as "
-            f"(10_000, 5_000), or explicit block lengths per axis."
-        ) from error
+    except (ValueError, TypeError, ZeroDivisionError) as error:
+        raise ValueError(message) from error
+    if min(rows + cols) < 1:
+        raise ValueError(message)
     return rows, cols
 
 
@@ -133,10 +134,10 @@ def _from_blocks(blocks: dict[tuple[int, int], Any], rows: tuple[int, ...], cols
     return da.Array(graph, name, chunks=(rows, cols), dtype=dtype, meta=meta)
 
 
-def _as_csr_block(block: Any, dtype: np.dtype) -> Any:
+def _as_csr_block(block: Any, out_dtype: np.dtype) -> Any:
     if sp.issparse(block):
-        return sp.csr_matrix(block, dtype=dtype)
-    return np.asarray(block, dtype=dtype)
+        return sp.csr_matrix(block, dtype=out_dtype)
+    return np.asarray(block, dtype=out_dtype)
 
 
 def as_input_matrix(X: Any, *, chunks: Chunks = "auto") -> InputMatrix:
@@ -162,7 +163,7 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto") -> InputMatrix:
         meta_is_sparse = sp.issparse(getattr(A, "_meta", None))
         if A.dtype != dtype or meta_is_sparse:
             meta = sp.csr_matrix((0, 0), dtype=dtype) if meta_is_sparse else np.empty((0, 0), dtype=dtype)
-            A = A.map_blocks(_as_csr_block, dtype=dtype, meta=meta, token="dnmf-input-cast")
+            A = A.map_blocks(_as_csr_block, out_dtype=dtype, dtype=dtype, meta=meta, token="dnmf-input-cast")
         return InputMatrix(A, "dask")
     if _is_zarr_array(X):
         _check_shape(X.shape)

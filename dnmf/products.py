@@ -198,22 +198,25 @@ def _apply_kernel(block: Any, *args: Any, kernel: Callable[..., Any], **kwargs: 
 
 
 def map_rows(func: Callable[..., Any], W: da.Array, *row_aligned: da.Array, small: tuple[Any, ...] = (),
-             name: str, dtype: Any = None, **kwargs: Any) -> da.Array:
+             name: str, dtype: Any = None, width: int | None = None, **kwargs: Any) -> da.Array:
     """Apply ``func(W_i, *row_blocks_i, *small, **kwargs)`` to every row block; the result is row-aligned with W.
 
     ``small`` holds k-sized operands (Dask arrays of one chunk, or NumPy arrays) passed whole to every task.
+    ``width`` is the number of columns ``func`` returns, if not W's.
     """
-    return _map_blocks(func, W, "ia", row_aligned, small, name, dtype, kwargs)
+    return _map_blocks(func, W, "ia", row_aligned, small, name, dtype, width, kwargs)
 
 
 def map_cols(func: Callable[..., Any], H: da.Array, *col_aligned: da.Array, small: tuple[Any, ...] = (),
-             name: str, dtype: Any = None, **kwargs: Any) -> da.Array:
-    """Apply ``func(H_j, *col_blocks_j, *small, **kwargs)`` to every column block; the result is column-aligned."""
-    return _map_blocks(func, H, "aj", col_aligned, small, name, dtype, kwargs)
+             name: str, dtype: Any = None, height: int | None = None, **kwargs: Any) -> da.Array:
+    """Apply ``func(H_j, *col_blocks_j, *small, **kwargs)`` to every column block; the result is column-aligned.
+    ``height`` is the number of rows ``func`` returns, if not H's."""
+    return _map_blocks(func, H, "aj", col_aligned, small, name, dtype, height, kwargs)
 
 
 def _map_blocks(func: Callable[..., Any], factor: da.Array, index: str, aligned: tuple[da.Array, ...],
-                small: tuple[Any, ...], name: str, dtype: Any, kwargs: dict[str, Any]) -> da.Array:
+                small: tuple[Any, ...], name: str, dtype: Any, components: int | None,
+                kwargs: dict[str, Any]) -> da.Array:
     args: list[Any] = [factor, index]
     for x in aligned:
         args += [x, index]
@@ -222,6 +225,7 @@ def _map_blocks(func: Callable[..., Any], factor: da.Array, index: str, aligned:
     dtype = factor.dtype if dtype is None else np.dtype(dtype)
     return da.blockwise(
         _apply_kernel, index, *args, kernel=func, dtype=dtype, token=name, concatenate=True,
+        adjust_chunks=None if components is None else {"a": components},
         meta=np.empty((0, 0), dtype=dtype), **kwargs,
     )
 
