@@ -22,8 +22,8 @@ def test_cluster_has_two_worker_processes(client):
 
 
 def test_dense_planted_rank_is_recovered(client):
-    A, _, _ = make_low_rank(300, 200, 4, random_state=1)
-    model = NMF(4, solver="hals", max_iter=400, tol=1e-10, random_state=0, chunks=(100, 70))
+    A = make_sparse_low_rank(300, 200, 4, column_density=0.3, random_state=1)[0].toarray()
+    model = NMF(4, solver="hals", max_iter=300, tol=1e-10, random_state=0, chunks=(100, 70))
     W = model.fit_transform(A)
     assert model.reconstruction_err_ / np.linalg.norm(A) < 1e-3
     assert np.linalg.norm(A - W @ model.components_) / np.linalg.norm(A) < 1e-3
