@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=8, help="iterations per run (the first is dropped)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/core_s1.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "core_s1.json",
+                        help="JSON report (default: benchmarks/results/core_s1.json in the repository)")
     args = parser.parse_args(argv)
     if args.iterations < 2:
         parser.error("--iterations must be at least 2 (the first iteration is dropped as warm-up)")

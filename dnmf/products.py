@@ -236,18 +236,18 @@ def _small_index(position: int, ndim: int) -> str:
 
 
 #: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
-SAMPLED_BATCH = 1 << 15
+SAMPLED_BATCH = 1 << 16
 
 
 def sampled_product(a: sp.csr_matrix, w: np.ndarray, h: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
     """``(W_i H_j)`` at the stored positions of the CSR block ``a`` only, in ``a.data``'s order: O(nnz · k)."""
     rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    w = np.ascontiguousarray(w, dtype=dtype)
+    h_t = np.ascontiguousarray(h.T, dtype=dtype)
     out = np.empty(a.nnz, dtype=dtype)
     for start in range(0, a.nnz, SAMPLED_BATCH):
         stop = min(start + SAMPLED_BATCH, a.nnz)
-        left = w[rows[start:stop]].astype(dtype, copy=False)
-        right = h[:, a.indices[start:stop]].T.astype(dtype, copy=False)
-        out[start:stop] = np.einsum("ij,ij->i", left, right)
+        np.einsum("ij,ij->i", w[rows[start:stop]], h_t[a.indices[start:stop]], out=out[start:stop])
     return out
 
 
