@@ -83,7 +83,7 @@ def default_grid(shape: tuple[int, int], nbytes: int, workers: int) -> tuple[int
     return min(shape[0], max(workers, side)), min(shape[1], max(workers, side))
 
 
-def _even_chunks(length: int, n_blocks: int, multiple: int = 1) -> tuple[int, ...]:
+def even_chunks(length: int, n_blocks: int, multiple: int = 1) -> tuple[int, ...]:
     size = math.ceil(math.ceil(length / n_blocks) / multiple) * multiple
     return da.core.normalize_chunks(size, (length,))[0]
 
@@ -98,7 +98,7 @@ def _resolve_chunks(chunks: Chunks, shape: tuple[int, int], nbytes: int,
                     multiple: tuple[int, int] = (1, 1)) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if isinstance(chunks, str) and chunks == "auto":
         p, q = default_grid(shape, nbytes, n_workers())
-        return _even_chunks(shape[0], p, multiple[0]), _even_chunks(shape[1], q, multiple[1])
+        return even_chunks(shape[0], p, multiple[0]), even_chunks(shape[1], q, multiple[1])
     message = (f"Invalid chunks={chunks!r} for a matrix of shape {shape}: pass 'auto', a positive block size "
                "such as (10_000, 5_000), or explicit block lengths per axis.")
     try:
