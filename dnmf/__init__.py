@@ -2,7 +2,20 @@
 
 from dnmf.estimator import NMF
 from dnmf.exceptions import ConvergenceWarning, NotFittedError
+from dnmf.results import Result, load_result
+from dnmf.store import StoreError, open_matrix, read_labels, save_matrix
 
-__all__ = ["NMF", "ConvergenceWarning", "NotFittedError", "__version__"]
+__all__ = [
+    "NMF",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "Result",
+    "StoreError",
+    "__version__",
+    "load_result",
+    "open_matrix",
+    "read_labels",
+    "save_matrix",
+]
 
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import numbers
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -22,8 +23,10 @@ import numpy as np
 from dnmf import engine, init as initialization
 from dnmf._client import dashboard_link
 from dnmf.exceptions import NotFittedError
-from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, matrix_stats, persist_input
+from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, fingerprint, matrix_stats, persist_input
 from dnmf.products import reconstruct, residual_norm_squared
+from dnmf.results import save_result
+from dnmf.store import open_matrix, read_labels
 from dnmf.rules import canonical_solver, get_rule, solver_names
 
 __all__ = ["NMF"]
@@ -236,36 +239,43 @@ class NMF:
                 "estimator."
             )
 
-    def _as_input(self, X: Any) -> tuple[InputMatrix, MatrixStats]:
-        """The chunked, validated matrix (persisted if it fits) and its statistics."""
+    def _as_input(self, X: Any) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
+        """The chunked, validated matrix (persisted if it fits), its statistics, and its labels if it came from a
+        store."""
+        labels: tuple[Any, Any] = (None, None)
+        if isinstance(X, (str, os.PathLike)):
+            labels = read_labels(X)
+            X = open_matrix(X, chunks=self.chunks)
         matrix = as_input_matrix(X, chunks=self.chunks)
         stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)")
-        return persist_input(matrix, stats), stats
+        return persist_input(matrix, stats), stats, labels
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> NMF:
+    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None) -> NMF:
         """Learn the factorization of ``X``.
 
         Parameters
         ----------
-        X : {ndarray, sparse matrix, dask.array.Array, zarr.Array} of shape (n_samples, n_features)
-            Non-negative data.
+        X : {ndarray, sparse matrix, dask.array.Array, zarr.Array, str, path} of shape (n_samples, n_features)
+            Non-negative data, or the path or URL of a matrix store (see :func:`dnmf.open_matrix`).
         y : Ignored
         W : array-like of shape (n_samples, n_components), optional
             Initial W when ``init='custom'``.
         H : array-like of shape (n_components, n_features), optional
             Initial H when ``init='custom'``.
+        out : str or path, optional
+            Write the result store there as part of the fit (see :meth:`save`).
 
         Returns
         -------
         self
         """
-        self.fit_transform(X, W=W, H=H)
+        self.fit_transform(X, W=W, H=H, out=out)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> Any:
-        """Learn the factorization of ``X`` and return ``W``.
+    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None) -> Any:
+        """Learn the factorization of ``X`` and return ``W``; parameters as in :meth:`fit`.
 
         Returns
         -------
@@ -275,7 +285,7 @@ class NMF:
         self._validate_params()
         if self.verbose:
             _enable_verbose_logging()
-        matrix, stats = self._as_input(X)
+        matrix, stats, labels = self._as_input(X)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
         method = initialization.resolve_init(self.init, k, A.shape)
@@ -310,13 +320,40 @@ class NMF:
         self.n_components_ = k
         self.n_features_in_ = A.shape[1]
         self.n_iter_ = result.n_iter
-        self.reconstruction_err_ = float(np.sqrt(residual))
+        self.reconstruction_err_ = float(np.sqrt(max(float(residual), 0.0)))
         self.loss_history_ = list(result.loss_history)
         self.converged_ = result.converged
         self.timings_ = {"seconds_per_iteration": list(result.seconds_per_iteration),
                          "tasks_per_iteration": list(result.tasks_per_iteration)}
         self._fit_column_chunks = A.chunks[1]
+        self._W = W_out
+        self._labels = labels
+        self._fingerprint = fingerprint(A, stats)
+        if out is not None:
+            self.save(out)
         return W_out
+
+    def save(self, url: Any, *, overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
+        """Write W, H, labels and the record of the fit to a result store (see :mod:`dnmf.results`).
+
+        Raises
+        ------
+        FileExistsError
+            If a store exists at ``url`` and ``overwrite`` is False.
+        """
+        self._check_is_fitted()
+        record = {
+            "params": self.get_params(),
+            "n_components": self.n_components_,
+            "n_iter": self.n_iter_,
+            "converged": self.converged_,
+            "reconstruction_err": self.reconstruction_err_,
+            "loss_history": self.loss_history_,
+            "timings": self.timings_,
+            "fingerprint": self._fingerprint,
+        }
+        save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
+                    overwrite=overwrite, storage_options=storage_options)
 
     def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
                       dtype: np.dtype) -> da.Array:
@@ -346,7 +383,7 @@ class NMF:
         """
         self._check_is_fitted()
         self._validate_params()
-        matrix, stats = self._as_input(X)
+        matrix, stats, _ = self._as_input(X)
         A = matrix.array
         if A.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "

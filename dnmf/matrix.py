@@ -269,3 +269,34 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats) -> InputMatrix:
         return matrix
     (array,) = dask.persist(matrix.array)
     return InputMatrix(array, matrix.kind)
+
+
+def _block_digest(block: Any) -> np.ndarray:
+    import hashlib
+
+    digest = hashlib.sha256()
+    if sp.issparse(block):
+        csr = sp.csr_matrix(block)
+        for part in (csr.data, csr.indices, csr.indptr):
+            digest.update(np.ascontiguousarray(part).tobytes())
+    else:
+        digest.update(np.ascontiguousarray(block).tobytes())
+    return np.array([digest.hexdigest()], dtype=object)
+
+
+def fingerprint(A: da.Array, stats: MatrixStats) -> dict[str, Any]:
+    """What identifies an input: shape, dtype, nnz, chunking, sum and squared norm (one pass, already done), and
+    a SHA-256 of its first and last blocks."""
+    corners = [A.blocks[0, 0], A.blocks[-1, -1]]
+    digests = dask.compute(*[block.map_blocks(_block_digest, dtype=object, chunks=((1,),), drop_axis=1,
+                                              token="dnmf-fingerprint", meta=np.empty((0,), dtype=object))
+                             for block in corners])
+    return {
+        "shape": list(stats.shape),
+        "dtype": str(A.dtype),
+        "nnz": stats.nnz,
+        "chunks": [list(map(int, A.chunks[0])), list(map(int, A.chunks[1]))],
+        "sum": stats.sum,
+        "norm_squared": stats.norm_squared,
+        "sample_sha256": [str(d[0]) for d in digests],
+    }

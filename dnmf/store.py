@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,7 @@ from dask.highlevelgraph import HighLevelGraph
 from dnmf._client import n_workers
 from dnmf.matrix import Chunks, as_input_matrix, default_grid, even_chunks
 
-__all__ = ["StoreError", "open_matrix", "read_labels", "save_matrix"]
+__all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group"]
 
 SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
 #: Elements per Zarr chunk of the 1-D ``data``/``indices``/``indptr`` arrays of a sparse store.
@@ -47,14 +49,14 @@ class StoreError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Location:
+class Location:
     """Where a store lives: a local directory, or an fsspec URL."""
 
     url: str
     storage_options: dict[str, Any]
 
     @classmethod
-    def parse(cls, url: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> _Location:
+    def parse(cls, url: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Location:
         text = os.fspath(url)
         if text.startswith("file://"):
             text = text[len("file://"):]
@@ -76,12 +78,12 @@ class _Location:
         fs, path = self._fs
         return fs.exists(path)
 
-    def child(self, name: str) -> _Location:
-        return _Location(f"{self.url}/{name}", self.storage_options)
+    def child(self, name: str) -> Location:
+        return Location(f"{self.url}/{name}", self.storage_options)
 
-    def sibling(self, name: str) -> _Location:
+    def sibling(self, name: str) -> Location:
         parent, _, _ = self.url.rpartition("/")
-        return _Location(f"{parent}/{name}" if parent else name, self.storage_options)
+        return Location(f"{parent}/{name}" if parent else name, self.storage_options)
 
     def zarr_kwargs(self) -> dict[str, Any]:
         return {"storage_options": self.storage_options} if not self.is_local and self.storage_options else {}
@@ -94,7 +96,7 @@ class _Location:
             if fs.exists(path):
                 fs.rm(path, recursive=True)
 
-    def replace_with(self, source: _Location) -> None:
+    def replace_with(self, source: Location) -> None:
         """Move ``source`` to this location, replacing what is here (atomic rename on a local file system)."""
         if self.is_local:
             trash = None
@@ -111,7 +113,7 @@ class _Location:
         fs.mv(source._fs[1], path, recursive=True)
 
 
-def _open_node(location: _Location) -> zarr.Array | zarr.Group:
+def open_node(location: Location) -> zarr.Array | zarr.Group:
     if not location.exists():
         raise FileNotFoundError(f"No Zarr store at {location.url!r}: check the path or URL.")
     try:
@@ -120,9 +122,9 @@ def _open_node(location: _Location) -> zarr.Array | zarr.Group:
         raise StoreError(f"{location.url!r} is not a readable Zarr store ({type(error).__name__}: {error}).") from error
 
 
-def _matrix_node(location: _Location) -> tuple[zarr.Array | zarr.Group, _Location, zarr.Group | None]:
+def _matrix_node(location: Location) -> tuple[zarr.Array | zarr.Group, Location, zarr.Group | None]:
     """The node holding the matrix, its location, and the AnnData root when there is one."""
-    node = _open_node(location)
+    node = open_node(location)
     if isinstance(node, zarr.Group) and node.attrs.get("encoding-type") == "anndata":
         if "X" not in node:
             raise StoreError(f"The AnnData store {location.url!r} has no X matrix.")
@@ -164,7 +166,7 @@ def _sparse_layout(group: zarr.Group, url: str) -> _SparseLayout:
 def _read_strip(url: str, storage_options: dict[str, Any], encoding: str, start: int, stop: int,
                 shape: tuple[int, int]) -> sp.spmatrix:
     """Rows (CSR) or columns (CSC) ``start:stop`` of a sparse store, reading only their slice of data/indices."""
-    location = _Location(url, storage_options)
+    location = Location(url, storage_options)
     group = zarr.open_group(store=url, mode="r", **location.zarr_kwargs())
     indptr = np.asarray(group["indptr"][start:stop + 1], dtype=np.int64)
     low, high = int(indptr[0]), int(indptr[-1])
@@ -182,7 +184,7 @@ def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
     return sp.csr_matrix(strip[rows, cols])
 
 
-def _sparse_array(location: _Location, layout: _SparseLayout, chunks: Chunks) -> da.Array:
+def _sparse_array(location: Location, layout: _SparseLayout, chunks: Chunks) -> da.Array:
     m, n = layout.shape
     nbytes = 0
     if isinstance(chunks, str) and chunks == "auto":
@@ -240,7 +242,7 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
     StoreError
         If the store is neither dense nor a known sparse encoding, or is inconsistent.
     """
-    location = _Location.parse(url, storage_options)
+    location = Location.parse(url, storage_options)
     node, node_location, _ = _matrix_node(location)
     if isinstance(node, zarr.Array):
         if node.ndim != 2:
@@ -253,7 +255,7 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
 def read_labels(url: str | os.PathLike[str],
                 storage_options: dict[str, Any] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Row and column labels of a matrix store (``obs``/``var`` index of an AnnData layout), or None."""
-    location = _Location.parse(url, storage_options)
+    location = Location.parse(url, storage_options)
     _, _, root = _matrix_node(location)
     if root is None:
         return None, None
@@ -376,19 +378,33 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
     FileExistsError
         If a store exists at ``url`` and ``overwrite`` is False.
     """
-    location = _Location.parse(url, storage_options)
-    if location.exists() and not overwrite:
-        raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
     array = as_input_matrix(A, chunks=chunks).array
     row_labels, col_labels = _check_labels(labels, array.shape)
-    staging = location.sibling(f".{location.url.rpartition('/')[2]}.dnmf-tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        root = zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
+    with staged_group(url, storage_options, overwrite) as root:
         root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         sparse = sp.issparse(getattr(array, "_meta", None))
         dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
         for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
             _write_index(root, name, size, values)
+
+
+@contextmanager
+def staged_group(url: str | os.PathLike[str], storage_options: dict[str, Any] | None,
+                 overwrite: bool) -> Iterator[zarr.Group]:
+    """A new Zarr group written under a temporary sibling name and moved to ``url`` only once the block exits
+    without error; on error the staging copy is removed and whatever was at ``url`` is untouched.
+
+    Raises
+    ------
+    FileExistsError
+        If a store exists at ``url`` and ``overwrite`` is False.
+    """
+    location = Location.parse(url, storage_options)
+    if location.exists() and not overwrite:
+        raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
+    staging = location.sibling(f".{location.url.rpartition('/')[2]}.dnmf-tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        yield zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
         location.replace_with(staging)
     except BaseException:
         staging.remove()
