@@ -97,7 +97,11 @@ class Location:
                 fs.rm(path, recursive=True)
 
     def replace_with(self, source: Location) -> None:
-        """Move ``source`` to this location, replacing what is here (atomic rename on a local file system)."""
+        """Move ``source`` to this location, replacing what is here.
+
+        On a local file system this is an atomic rename. Object stores have no rename: the objects are copied,
+        so a crash during the copy can leave a partial store there (the staging copy stays complete).
+        """
         if self.is_local:
             trash = None
             if os.path.exists(self.url):
@@ -108,9 +112,13 @@ class Location:
                 shutil.rmtree(trash, ignore_errors=True)
             return
         fs, path = self._fs
+        fs.invalidate_cache()
         if fs.exists(path):
             fs.rm(path, recursive=True)
-        fs.mv(source._fs[1], path, recursive=True)
+        source_path = source._fs[1]
+        for name in fs.find(source_path):
+            fs.copy(name, path + name[len(source_path):])
+        fs.rm(source_path, recursive=True)
 
 
 def open_node(location: Location) -> zarr.Array | zarr.Group:
