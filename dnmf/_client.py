@@ -29,6 +29,19 @@ def n_workers() -> int:
     return os.cpu_count() or 1
 
 
+def worker_memory() -> int | None:
+    """The smallest ``memory_limit`` among the client's workers; this machine's available memory per CPU when no
+    client is active; None when unknown."""
+    client = active_client()
+    if client is not None:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+        limits = [limit for limit in limits if limit > 0]
+        return min(limits) if limits else None
+    import psutil
+
+    return int(psutil.virtual_memory().available / (os.cpu_count() or 1))
+
+
 def dashboard_link() -> str | None:
     client = active_client()
     return None if client is None else client.dashboard_link

@@ -1,17 +1,15 @@
-"""Warnings and errors of dnmf."""
+"""Warnings and errors of dnmf.
+
+scikit-learn is deliberately not imported: it would cost every worker process over 100 MB.
+"""
 
 from __future__ import annotations
-
-try:  # Let ``pytest.warns(sklearn.exceptions.ConvergenceWarning)`` and sklearn's filters catch ours.
-    from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
-except ImportError:  # pragma: no cover - scikit-learn is optional
-    _SklearnConvergenceWarning = UserWarning  # type: ignore[misc,assignment]
 
 __all__ = ["ConvergenceWarning", "NotFittedError"]
 
 
-class ConvergenceWarning(_SklearnConvergenceWarning):  # type: ignore[misc,valid-type]
-    """The solver stopped at ``max_iter`` before meeting ``tol``."""
+class ConvergenceWarning(UserWarning):
+    """The solver stopped at ``max_iter`` before meeting ``tol`` (like scikit-learn's warning of the same name)."""
 
 
 class NotFittedError(ValueError, AttributeError):

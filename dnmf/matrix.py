@@ -19,9 +19,20 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from dnmf import products
-from dnmf._client import active_client, n_workers
+from dnmf._client import active_client, n_workers, worker_memory
 
-__all__ = ["TARGET_BLOCK_BYTES", "InputMatrix", "MatrixStats", "as_input_matrix", "default_grid", "matrix_stats"]
+__all__ = [
+    "STRIP_MEMORY_FRACTION",
+    "TARGET_BLOCK_BYTES",
+    "InputMatrix",
+    "MatrixStats",
+    "as_input_matrix",
+    "default_grid",
+    "even_chunks",
+    "fingerprint",
+    "matrix_stats",
+    "persist_input",
+]
 
 #: The block size default chunking aims for (bytes of a dense block, or of a CSR block's arrays).
 TARGET_BLOCK_BYTES = 64 * 2**20
@@ -77,10 +88,24 @@ def _check_shape(shape: tuple[int, ...]) -> None:
         raise ValueError(f"The input matrix is empty (shape {shape}); NMF needs at least one row and one column.")
 
 
-def default_grid(shape: tuple[int, int], nbytes: int, workers: int) -> tuple[int, int]:
-    """Number of row and column blocks: about :data:`TARGET_BLOCK_BYTES` each, at least ``workers`` per axis."""
-    side = math.ceil(math.sqrt(max(1, math.ceil(nbytes / TARGET_BLOCK_BYTES))))
-    return min(shape[0], max(workers, side)), min(shape[1], max(workers, side))
+#: A row strip (what one task reads from a sparse store) may take at most this share of a worker's memory.
+STRIP_MEMORY_FRACTION = 1 / 8
+
+
+def default_grid(shape: tuple[int, int], nbytes: int, workers: int,
+                 memory_per_worker: int | None = None) -> tuple[int, int]:
+    """Number of row and column blocks for a matrix of ``nbytes``.
+
+    Blocks hold about :data:`TARGET_BLOCK_BYTES`; each axis has at least ``workers`` blocks, since parallelism
+    comes from the number of blocks; and when ``memory_per_worker`` is known, a row strip holds at most
+    :data:`STRIP_MEMORY_FRACTION` of it, so inputs far larger than the cluster's memory stream through it.
+    """
+    blocks = max(1, math.ceil(nbytes / TARGET_BLOCK_BYTES))
+    rows = max(workers, math.ceil(math.sqrt(blocks)))
+    if memory_per_worker:
+        rows = max(rows, math.ceil(nbytes / (memory_per_worker * STRIP_MEMORY_FRACTION)))
+    cols = max(workers, math.ceil(blocks / rows))
+    return min(shape[0], rows), min(shape[1], cols)
 
 
 def even_chunks(length: int, n_blocks: int, multiple: int = 1) -> tuple[int, ...]:
@@ -97,7 +122,7 @@ def _nbytes(X: Any) -> int:
 def _resolve_chunks(chunks: Chunks, shape: tuple[int, int], nbytes: int,
                     multiple: tuple[int, int] = (1, 1)) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if isinstance(chunks, str) and chunks == "auto":
-        p, q = default_grid(shape, nbytes, n_workers())
+        p, q = default_grid(shape, nbytes, n_workers(), worker_memory())
         return even_chunks(shape[0], p, multiple[0]), even_chunks(shape[1], q, multiple[1])
     message = (f"Invalid chunks={chunks!r} for a matrix of shape {shape}: pass 'auto', a positive block size "
                "such as (10_000, 5_000), or explicit block lengths per axis.")

@@ -34,7 +34,7 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from dnmf._client import n_workers
+from dnmf._client import n_workers, worker_memory
 from dnmf.matrix import Chunks, as_input_matrix, default_grid, even_chunks
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group"]
@@ -198,7 +198,7 @@ def _sparse_array(location: Location, layout: _SparseLayout, chunks: Chunks) -> 
     if isinstance(chunks, str) and chunks == "auto":
         group = zarr.open_group(store=location.url, mode="r", **location.zarr_kwargs())
         nbytes = int(group["data"].shape[0]) * (layout.dtype.itemsize + 4)
-        p, q = default_grid(layout.shape, nbytes, n_workers())
+        p, q = default_grid(layout.shape, nbytes, n_workers(), worker_memory())
         rows, cols = even_chunks(m, p), even_chunks(n, q)
     else:
         rows, cols = da.core.normalize_chunks(chunks, layout.shape)

@@ -1,0 +1,50 @@
+"""A sparse store larger than the workers' memory, factorized by streaming it from disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from distributed import Client, LocalCluster
+
+from dnmf import NMF, open_matrix, save_matrix
+from dnmf.datasets import make_sampled_low_rank
+from dnmf.products import sampled_product
+
+pytestmark = pytest.mark.cluster
+
+WORKER_MEMORY = 300 * 2**20
+NNZ = 80_000_000  # about 640 MB of float32 data and int32 indices: more than both workers' memory_limit together
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory):
+    import dask
+
+    A = make_sampled_low_rank(400_000, 20_000, 4, NNZ, dtype=np.float32, random_state=0)
+    url = tmp_path_factory.mktemp("ooc") / "big.zarr"
+    with dask.config.set(scheduler="threads"):
+        save_matrix(A, url, chunks=(25_000, 20_000))
+    return url, A
+
+
+def test_store_larger_than_worker_memory_streams_through(big_store):
+    url, A = big_store
+    assert A.data.nbytes + A.indices.nbytes > 2 * WORKER_MEMORY
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=WORKER_MEMORY,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        workers_before = set(client.scheduler_info()["workers"])
+        lazy = open_matrix(url)
+        strip_bytes = (A.data.nbytes + A.indices.nbytes) / lazy.numblocks[0]
+        assert strip_bytes <= WORKER_MEMORY / 8
+        model = NMF(4, init="random", max_iter=4, tol=0, random_state=0)
+        W = model.fit_transform(str(url))
+        assert set(client.scheduler_info()["workers"]) == workers_before, "a worker died or was restarted"
+        W = W.compute()
+    assert np.all(np.diff(model.loss_history_) < 0)
+    H = model.components_
+    approx = sampled_product(A, W, H)
+    residual = (np.sum((A.data - approx) ** 2) - np.sum(approx**2)
+                + np.sum((W.T.astype(float) @ W) * (H.astype(float) @ H.T)))
+    assert model.reconstruction_err_ == pytest.approx(np.sqrt(residual), rel=1e-6)
+    assert model.reconstruction_err_ < sp.linalg.norm(A)
