@@ -15,7 +15,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import dask
@@ -57,17 +57,54 @@ class Penalties:
 
 
 @dataclass
+class Progress:
+    """Where the loop stands; plain JSON types only, so a checkpoint can carry it and a resumed run continue
+    exactly where an uninterrupted one would."""
+
+    iteration: int = 0
+    converged: bool = False
+    error_at_init: float = math.nan
+    previous_error: float = math.nan
+    loss_history: list[float] = field(default_factory=list)
+    seconds_per_iteration: list[float] = field(default_factory=list)
+    tasks_per_iteration: list[int] = field(default_factory=list)
+    checkpoint_seconds: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Progress:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+#: ``checkpoint(W, H, progress)``: persist the state after an iteration.
+Checkpointer = Callable[[da.Array, da.Array, Progress], Any]
+
+
+@dataclass
 class FitResult:
     """What :func:`run` returns: persisted factors and the record of the run."""
 
     W: da.Array
     H: da.Array
-    n_iter: int
-    converged: bool
-    error_at_init: float
-    loss_history: list[float] = field(default_factory=list)
-    seconds_per_iteration: list[float] = field(default_factory=list)
-    tasks_per_iteration: list[int] = field(default_factory=list)
+    progress: Progress
+
+    @property
+    def n_iter(self) -> int:
+        return self.progress.iteration
+
+    @property
+    def converged(self) -> bool:
+        return self.progress.converged
+
+    @property
+    def loss_history(self) -> list[float]:
+        return self.progress.loss_history
+
+    @property
+    def error_at_init(self) -> float:
+        return self.progress.error_at_init
 
 
 def _update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
@@ -140,6 +177,10 @@ def run(
     tol: float = 1e-4,
     update_h: bool = True,
     callback: Callback | None = None,
+    progress: Progress | None = None,
+    checkpoint: Checkpointer | None = None,
+    checkpoint_every: int | None = 1,
+    checkpoint_seconds: float | None = None,
 ) -> FitResult:
     """Alternate W- and H-updates until the loss stops falling.
 
@@ -158,7 +199,7 @@ def run(
     penalties : Penalties
         Scaled regularisation strengths.
     max_iter : int
-        Most iterations to run.
+        Iteration at which to stop, counted from the start of the fit (a resumed run included).
     tol : float
         Stop when, checked every :data:`CONVERGENCE_CHECK_EVERY` iterations, the decrease of ``‖A − WH‖`` since the
         last check is below ``tol`` times the error at initialisation (scikit-learn's rule). ``tol=0`` runs
@@ -167,44 +208,59 @@ def run(
         If False, only W is updated (``transform``); ``AHᵀ`` is then formed once and A is read once.
     callback : callable, optional
         Called as ``callback(iteration, loss)`` after every iteration, with ``loss = ‖A − WH‖_F``.
+    progress : Progress, optional
+        Where a resumed run stands; ``W`` and ``H`` are then the factors after ``progress.iteration``.
+    checkpoint : callable, optional
+        Called as ``checkpoint(W, H, progress)`` every ``checkpoint_every`` iterations, or once
+        ``checkpoint_seconds`` passed since the last one, and after the last iteration.
 
     Returns
     -------
     FitResult
     """
+    progress = progress if progress is not None else Progress()
     state = _State(W, H, products.gram_cols(H))
     if not update_h:
         state.aht = products.aht(A, H)
     state.gram_h, state.aht = dask.persist(state.gram_h, state.aht)
-    result = FitResult(W=W, H=H, n_iter=0, converged=False, error_at_init=math.nan)
-    previous_error = math.nan
-    for iteration in range(1, max_iter + 1):
+    last_checkpoint = time.perf_counter()
+    while progress.iteration < max_iter and not progress.converged:
+        iteration = progress.iteration + 1
         started = time.perf_counter()
-        graph = _iteration(A, state, rule, penalties, norm_squared_a, update_h, with_initial_loss=iteration == 1)
+        first = math.isnan(progress.error_at_init)
+        graph = _iteration(A, state, rule, penalties, norm_squared_a, update_h, with_initial_loss=first)
         persisted = [A, state.W, state.H, state.gram_h] + ([state.aht] if state.aht is not None else [])
         values, n_tasks = _persist_counting_tasks(graph, persisted)
-        result.tasks_per_iteration.append(n_tasks)
         state.W = values["W"]
         state.H, state.gram_h = values.get("H", state.H), values.get("gram_h", state.gram_h)
-        losses = dask.compute(values["loss"], *([values["initial_loss"]] if iteration == 1 else []))
+        losses = dask.compute(values["loss"], *([values["initial_loss"]] if first else []))
         error = math.sqrt(float(losses[0]))
-        if iteration == 1:
-            result.error_at_init = previous_error = math.sqrt(float(losses[1]))
-        result.seconds_per_iteration.append(time.perf_counter() - started)
-        result.loss_history.append(error)
-        result.n_iter = iteration
-        logger.info("iteration %d: loss %.6g (%.3f s)", iteration, error, result.seconds_per_iteration[-1])
+        if first:
+            progress.error_at_init = progress.previous_error = math.sqrt(float(losses[1]))
+        progress.iteration = iteration
+        progress.loss_history.append(error)
+        progress.tasks_per_iteration.append(n_tasks)
+        progress.seconds_per_iteration.append(time.perf_counter() - started)
+        logger.info("iteration %d: loss %.6g (%.3f s)", iteration, error, progress.seconds_per_iteration[-1])
         if callback is not None:
             callback(iteration, error)
         if tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0:
-            if result.error_at_init == 0 or (previous_error - error) / result.error_at_init < tol:
-                result.converged = True
-                break
-            previous_error = error
-    result.W, result.H = state.W, state.H
-    if tol > 0 and not result.converged:
+            decrease = progress.previous_error - error
+            if progress.error_at_init == 0 or decrease / progress.error_at_init < tol:
+                progress.converged = True
+            progress.previous_error = error
+        if checkpoint is not None and (
+            progress.converged or iteration == max_iter
+            or (checkpoint_every and iteration % checkpoint_every == 0)
+            or (checkpoint_seconds is not None and time.perf_counter() - last_checkpoint >= checkpoint_seconds)
+        ):
+            written = time.perf_counter()
+            checkpoint(state.W, state.H, progress)
+            progress.checkpoint_seconds.append(time.perf_counter() - written)
+            last_checkpoint = time.perf_counter()
+    if tol > 0 and not progress.converged:
         warnings.warn(
             f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
             ConvergenceWarning, stacklevel=3,
         )
-    return result
+    return FitResult(W=state.W, H=state.H, progress=progress)

@@ -14,6 +14,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import dask
@@ -25,7 +26,9 @@ from dnmf._client import dashboard_link
 from dnmf.exceptions import NotFittedError
 from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, fingerprint, matrix_stats, persist_input
 from dnmf.products import reconstruct, residual_norm_squared
-from dnmf.results import save_result
+from dnmf.checkpoint import Checkpoint, CheckpointError, CheckpointStore
+from dnmf.engine import Progress
+from dnmf.results import jsonable, save_result
 from dnmf.store import open_matrix, read_labels
 from dnmf.rules import canonical_solver, get_rule, solver_names
 
@@ -69,7 +72,14 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
     "callback": (lambda v: v is None or callable(v), "None or a callable(iteration, loss)"),
     "chunks": (_is_chunks, "'auto', a block size such as 10_000, or a (rows, columns) pair"),
+    "checkpoint": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "None or a path or URL"),
+    "checkpoint_every": (lambda v: v is None or _is_int(v, 1), "None or a positive integer"),
+    "checkpoint_seconds": (lambda v: v is None or _is_real(v, 0.0), "None or a non-negative number of seconds"),
 }
+
+#: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
+RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "tol", "random_state", "alpha_W", "alpha_H",
+                     "l1_ratio")
 
 
 def _entropy(random_state: Any) -> int:
@@ -90,6 +100,23 @@ def _enable_verbose_logging() -> None:
         logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """What differs between two JSON records, as ``"key: saved X, now Y"`` lines."""
+    lines = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: checkpoint has {old!r}, this run has {new!r}")
+    return lines
+
+
+def _write_checkpoint(store: CheckpointStore, run: dict[str, Any], W: da.Array, H: da.Array,
+                      progress: Progress) -> None:
+    store.write(progress.iteration, W, H, {"progress": progress.to_json(), "run": run})
 
 
 class NMF:
@@ -129,6 +156,13 @@ class NMF:
     chunks : 'auto', int or (rows, columns), default='auto'
         Block grid for NumPy, SciPy and Zarr input (see :func:`dnmf.matrix.default_grid`). Dask input keeps its own
         chunks unless this is set.
+    checkpoint : str or path, default=None
+        Folder or URL where W, H and the state of the run are checkpointed between iterations
+        (see :mod:`dnmf.checkpoint`); ``fit(..., resume=True)`` continues from it.
+    checkpoint_every : int or None, default=1
+        Checkpoint every this many iterations.
+    checkpoint_seconds : float or None, default=None
+        Also checkpoint once this many seconds passed since the last checkpoint.
 
     Attributes
     ----------
@@ -164,6 +198,9 @@ class NMF:
         verbose: int = 0,
         callback: Callable[[int, float], Any] | None = None,
         chunks: Any = "auto",
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = 1,
+        checkpoint_seconds: float | None = None,
     ) -> None:
         self.n_components = n_components
         self.init = init
@@ -178,6 +215,9 @@ class NMF:
         self.verbose = verbose
         self.callback = callback
         self.chunks = chunks
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
 
     # -- scikit-learn's estimator protocol -------------------------------------------------------------------
 
@@ -252,7 +292,7 @@ class NMF:
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None) -> NMF:
+    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None, resume: bool = False) -> NMF:
         """Learn the factorization of ``X``.
 
         Parameters
@@ -266,15 +306,19 @@ class NMF:
             Initial H when ``init='custom'``.
         out : str or path, optional
             Write the result store there as part of the fit (see :meth:`save`).
+        resume : bool, default=False
+            Continue from the newest complete checkpoint in ``checkpoint``, after checking that it belongs to this
+            input and these parameters. With no checkpoint there, start afresh (and log it).
 
         Returns
         -------
         self
         """
-        self.fit_transform(X, W=W, H=H, out=out)
+        self.fit_transform(X, W=W, H=H, out=out, resume=resume)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None) -> Any:
+    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None,
+                      resume: bool = False) -> Any:
         """Learn the factorization of ``X`` and return ``W``; parameters as in :meth:`fit`.
 
         Returns
@@ -298,10 +342,17 @@ class NMF:
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=2)
         self._entropy = _entropy(self.random_state)
-        if method == "custom":
-            W0, H0 = self._custom_factors(A, k, W, H)
+        self._fingerprint = fingerprint(A, stats)
+        run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
+               "init": method, "fingerprint": self._fingerprint}
+        store, resumed = self._checkpoint_store(resume, jsonable(run))
+        if resumed is not None:
+            W0, H0, progress = resumed.W, resumed.H, Progress.from_json(resumed.state["progress"])
+        elif method == "custom":
+            W0, H0, progress = *self._custom_factors(A, k, W, H), None
         else:
             W0, H0 = initialization.initialize(A, k, method, entropy=self._entropy, mean=stats.mean)
+            progress = None
         link = dashboard_link()
         if link:
             logger.info("Dask dashboard: %s", link)
@@ -309,8 +360,11 @@ class NMF:
         result = engine.run(
             A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
             penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
-            max_iter=self.max_iter, tol=self.tol, callback=self.callback,
+            max_iter=self.max_iter, tol=self.tol, callback=self.callback, progress=progress,
+            checkpoint=None if store is None else partial(_write_checkpoint, store, jsonable(run)),
+            checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
         )
+        self.resumed_from_ = None if resumed is None else resumed.iteration
         residual = residual_norm_squared(A, result.W, result.H)
         if matrix.returns_dask:
             W_out = result.W
@@ -323,12 +377,12 @@ class NMF:
         self.reconstruction_err_ = float(np.sqrt(max(float(residual), 0.0)))
         self.loss_history_ = list(result.loss_history)
         self.converged_ = result.converged
-        self.timings_ = {"seconds_per_iteration": list(result.seconds_per_iteration),
-                         "tasks_per_iteration": list(result.tasks_per_iteration)}
+        self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
+                         "tasks_per_iteration": list(result.progress.tasks_per_iteration),
+                         "checkpoint_seconds": list(result.progress.checkpoint_seconds)}
         self._fit_column_chunks = A.chunks[1]
         self._W = W_out
         self._labels = labels
-        self._fingerprint = fingerprint(A, stats)
         if out is not None:
             self.save(out)
         return W_out
@@ -354,6 +408,32 @@ class NMF:
         }
         save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
                     overwrite=overwrite, storage_options=storage_options)
+
+    def _checkpoint_store(self, resume: bool, run: dict[str, Any]) -> tuple[CheckpointStore | None,
+                                                                            Checkpoint | None]:
+        """The checkpoint store of this fit, and the checkpoint to resume from, if any."""
+        if self.checkpoint is None:
+            if resume:
+                raise ValueError("resume=True needs a checkpoint folder: NMF(..., checkpoint='path/to/folder').")
+            return None, None
+        store = CheckpointStore(self.checkpoint)
+        if not resume:
+            if store.exists():
+                raise FileExistsError(
+                    f"A checkpoint already exists at {store.url!r}. Pass fit(..., resume=True) to continue it, or "
+                    "delete it (or choose another folder) to start afresh."
+                )
+            return store, None
+        loaded = store.load()
+        if loaded is None:
+            logger.info("No checkpoint at %s: starting afresh.", store.url)
+            return store, None
+        differences = _differences(loaded.state.get("run", {}), run)
+        if differences:
+            raise CheckpointError(f"The checkpoint at {store.url!r} belongs to another run: "
+                                  + "; ".join(differences) + ". Use another checkpoint folder for this run.")
+        logger.info("Resuming from iteration %d of %s.", loaded.iteration, store.url)
+        return store, loaded
 
     def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
                       dtype: np.dtype) -> da.Array:

@@ -110,7 +110,7 @@ def test_fixed_h_updates_w_only(data):
 def test_task_count_per_iteration_is_constant(data):
     A, W0, H0 = data
     result = run(A, W0, H0, "hals", 21, tol=0)
-    counts = result.tasks_per_iteration
+    counts = result.progress.tasks_per_iteration
     assert counts[1] == counts[19] == counts[20] > 0
     assert len(set(counts[1:])) == 1
 

@@ -43,7 +43,7 @@ def test_fitted_attributes(A):
     W = model.transform(A)
     assert model.reconstruction_err_ == pytest.approx(np.linalg.norm(A - model.fit_transform(A) @ model.components_))
     assert W.shape == (40, 3)
-    assert set(model.timings_) == {"seconds_per_iteration", "tasks_per_iteration"}
+    assert set(model.timings_) == {"seconds_per_iteration", "tasks_per_iteration", "checkpoint_seconds"}
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil"])

@@ -1,0 +1,209 @@
+"""Checkpoints between iterations: versioned, committed by a manifest written last, validated on resume.
+
+Layout::
+
+    checkpoint/
+      manifest.json           {"format": 1, "versions": ["v00000012", "v00000011"]}, newest first
+      v00000012/              a Zarr v3 group: arrays W and H, attributes {"state": {...}}
+      v00000011/
+
+Protocol (see DESIGN.md §5): every checkpoint goes into a new version folder; W and H are written there by the
+workers, block by block; the state (JSON, never pickle) carries checksums of both arrays; only then is the
+manifest replaced (write to a temporary file and rename, or one object put on an object store). Versions beyond
+the last :data:`KEEP` are deleted after the manifest moved. On load, versions are tried newest first; one whose
+arrays are missing, truncated or do not match their checksums is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from dnmf.store import Location
+
+__all__ = ["KEEP", "Checkpoint", "CheckpointError", "CheckpointStore", "CheckpointWarning"]
+
+logger = logging.getLogger("dnmf")
+
+KEEP = 2
+FORMAT = 1
+MANIFEST = "manifest.json"
+_VERSION = re.compile(r"^v(\d{8})$")
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint, or one that belongs to another run."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint version was skipped."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the factors (lazy, read from Zarr) and the JSON state."""
+
+    iteration: int
+    W: da.Array
+    H: da.Array
+    state: dict[str, Any]
+
+
+def _block_sum(block: np.ndarray) -> np.ndarray:
+    return np.array([[np.sum(block, dtype=np.float64)]])
+
+
+def checksum(x: da.Array) -> da.Array:
+    """Per-block float64 sums, in block order: equal for equal bytes on the same grid."""
+    return x.map_blocks(_block_sum, chunks=((1,) * x.numblocks[0], (1,) * x.numblocks[1]), dtype=np.float64,
+                        token="dnmf-checkpoint-sum", meta=np.empty((0, 0), dtype=np.float64))
+
+
+class CheckpointStore:
+    """A checkpoint folder at a local path or fsspec URL."""
+
+    def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
+        self.location = Location.parse(url, storage_options)
+
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def write(self, iteration: int, W: da.Array, H: da.Array, state: dict[str, Any]) -> str:
+        """Write version ``iteration`` and commit it; returns the version name."""
+        version = f"v{iteration:08d}"
+        target = self.location.child(version)
+        target.remove()
+        group = zarr.open_group(store=target.url, mode="w", zarr_format=3, **target.zarr_kwargs())
+        stores = []
+        for name, factor in (("W", W), ("H", H)):
+            regular = regular_of(factor)
+            array = group.create_array(name, shape=factor.shape, dtype=factor.dtype,
+                                       chunks=tuple(c[0] for c in regular.chunks))
+            stores.append(da.store(regular, array, lock=False, compute=False))
+        _, w_sums, h_sums = dask.compute(stores, checksum(W), checksum(H))
+        full_state = {**state, "iteration": iteration,
+                      "checksums": {"W": w_sums.ravel().tolist(), "H": h_sums.ravel().tolist()},
+                      "chunks": {"W": [list(map(int, c)) for c in W.chunks],
+                                 "H": [list(map(int, c)) for c in H.chunks]}}
+        group.attrs.update({"dnmf": {"kind": "checkpoint", "format": FORMAT}, "state": full_state})
+        self._commit(version)
+        return version
+
+    def _commit(self, version: str) -> None:
+        versions = [version] + [v for v in self._manifest_versions() if v != version]
+        self._write_manifest({"format": FORMAT, "versions": versions[:KEEP]})
+        for old in versions[KEEP:] + [v for v in self._version_folders() if v not in versions[:KEEP]]:
+            self.location.child(old).remove()
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        text = json.dumps(manifest)
+        path = self.location.child(MANIFEST)
+        if self.location.is_local:
+            os.makedirs(self.url, exist_ok=True)
+            temporary = f"{path.url}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(temporary, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path.url)
+        else:
+            fs, remote = path._fs
+            fs.pipe_file(remote, text.encode())
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        path = self.location.child(MANIFEST)
+        try:
+            if self.location.is_local:
+                with open(path.url) as handle:
+                    manifest = json.load(handle)
+            else:
+                fs, remote = path._fs
+                manifest = json.loads(fs.cat_file(remote))
+            versions = manifest["versions"]
+            if not isinstance(versions, list) or not all(isinstance(v, str) and _VERSION.match(v) for v in versions):
+                raise ValueError("versions is not a list of version names")
+            return manifest
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as error:
+            warnings.warn(f"The checkpoint manifest at {path.url!r} is unreadable ({error}); looking for complete "
+                          "versions in the folder instead.", CheckpointWarning, stacklevel=3)
+            return None
+
+    def _manifest_versions(self) -> list[str]:
+        manifest = self._read_manifest()
+        return list(manifest["versions"]) if manifest else []
+
+    def _version_folders(self) -> list[str]:
+        if not self.location.exists():
+            return []
+        if self.location.is_local:
+            names = os.listdir(self.url)
+        else:
+            fs, remote = self.location._fs
+            names = [entry.rstrip("/").rpartition("/")[2] for entry in fs.ls(remote, detail=False)]
+        return sorted((name for name in names if _VERSION.match(name)), reverse=True)
+
+    def exists(self) -> bool:
+        """Whether any checkpoint (complete or not) is here."""
+        return bool(self._manifest_versions() or self._version_folders())
+
+    def _load_version(self, version: str) -> Checkpoint:
+        target = self.location.child(version)
+        group = zarr.open_group(store=target.url, mode="r", **target.zarr_kwargs())
+        state = dict(group.attrs["state"])
+        W = da.from_zarr(group["W"], chunks=tuple(tuple(c) for c in state["chunks"]["W"]))
+        H = da.from_zarr(group["H"], chunks=tuple(tuple(c) for c in state["chunks"]["H"]))
+        W, H = dask.persist(W, H)
+        w_sums, h_sums = dask.compute(checksum(W), checksum(H))
+        if w_sums.ravel().tolist() != state["checksums"]["W"] or h_sums.ravel().tolist() != state["checksums"]["H"]:
+            raise ValueError("the arrays do not match their checksums (missing or truncated chunks)")
+        return Checkpoint(int(state["iteration"]), W, H, state)
+
+    def load(self) -> Checkpoint | None:
+        """The newest complete checkpoint, or None when there is none at all.
+
+        Raises
+        ------
+        CheckpointError
+            If versions exist but none is complete and valid.
+        """
+        listed = self._manifest_versions()
+        candidates = listed + [v for v in self._version_folders() if v not in listed]
+        if not candidates:
+            return None
+        problems = []
+        for version in candidates:
+            try:
+                checkpoint = self._load_version(version)
+            except Exception as error:  # any damage: missing arrays, bad metadata, decode errors, checksums
+                problems.append(f"{version}: {type(error).__name__}: {error}")
+                warnings.warn(f"Skipping damaged checkpoint {self.location.child(version).url!r}: {error}",
+                              CheckpointWarning, stacklevel=2)
+                continue
+            logger.info("Loaded checkpoint %s (iteration %d)", self.location.child(version).url,
+                        checkpoint.iteration)
+            return checkpoint
+        raise CheckpointError(f"No complete checkpoint in {self.url!r}; every version is damaged: "
+                              + "; ".join(problems) + ". Delete the folder to start afresh.")
+
+
+def regular_of(x: da.Array) -> da.Array:
+    """``x`` on a regular grid (every chunk but the last of equal size), as Zarr needs for parallel writes."""
+    return x.rechunk(tuple(c[0] for c in x.chunks))
