@@ -2,6 +2,7 @@
 
 from dnmf.estimator import NMF
 from dnmf.exceptions import ConvergenceWarning, NotFittedError
+from dnmf.ingest import ingest
 from dnmf.results import Result, load_result
 from dnmf.store import StoreError, open_matrix, read_labels, save_matrix
 
@@ -12,6 +13,7 @@ __all__ = [
     "Result",
     "StoreError",
     "__version__",
+    "ingest",
     "load_result",
     "open_matrix",
     "read_labels",
