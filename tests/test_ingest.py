@@ -12,7 +12,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from dnmf import ingest as ingest_module
+import importlib
+
+ingest_module = importlib.import_module("dnmf.ingest")  # the package exports the function under the same name
 from dnmf.ingest import FORMATS, ingest
 from dnmf.store import open_matrix, read_labels
 
