@@ -103,6 +103,17 @@ class CheckpointStore:
         self._commit(version)
         return version
 
+    def read_factors(self, version: str) -> tuple[da.Array, da.Array]:
+        """W and H of a committed version, persisted. Continuing from these instead of the in-memory factors cuts
+        the lineage a distributed scheduler keeps: a lost block is then re-read from here, not recomputed from
+        the first iteration on."""
+        group = zarr.open_group(store=self.location.child(version).url, mode="r",
+                                **self.location.zarr_kwargs())
+        chunks = group.attrs["state"]["chunks"]
+        W = da.from_zarr(group["W"], chunks=tuple(tuple(c) for c in chunks["W"]))
+        H = da.from_zarr(group["H"], chunks=tuple(tuple(c) for c in chunks["H"]))
+        return dask.persist(W, H)
+
     def _commit(self, version: str) -> None:
         versions = [version] + [v for v in self._manifest_versions() if v != version]
         self._write_manifest({"format": FORMAT, "versions": versions[:KEEP]})

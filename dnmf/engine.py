@@ -78,8 +78,9 @@ class Progress:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-#: ``checkpoint(W, H, progress)``: persist the state after an iteration.
-Checkpointer = Callable[[da.Array, da.Array, Progress], Any]
+#: ``checkpoint(W, H, progress)``: persist the state after an iteration. It may return equal factors to continue
+#: with, e.g. read back from the checkpoint, so that the scheduler's lineage starts there.
+Checkpointer = Callable[[da.Array, da.Array, Progress], "tuple[da.Array, da.Array] | None"]
 
 
 @dataclass
@@ -109,8 +110,10 @@ class FitResult:
 
 def _update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
                  l2: float) -> np.ndarray:
-    """The W-step on one row block: the rule on the transposed problem."""
-    return np.ascontiguousarray(rule(block.T, cross.T, gram, l1=l1, l2=l2).T)
+    """The W-step on one row block: the rule on the transposed problem (aligned contiguous copies, see
+    :func:`dnmf.products.aligned`)."""
+    transposed = products.aligned(np.ascontiguousarray(block.T)), products.aligned(np.ascontiguousarray(cross.T))
+    return products.aligned(np.ascontiguousarray(rule(*transposed, gram, l1=l1, l2=l2).T))
 
 
 def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
@@ -255,7 +258,10 @@ def run(
             or (checkpoint_seconds is not None and time.perf_counter() - last_checkpoint >= checkpoint_seconds)
         ):
             written = time.perf_counter()
-            checkpoint(state.W, state.H, progress)
+            replacement = checkpoint(state.W, state.H, progress)
+            if replacement is not None:
+                state.W, state.H = replacement
+                (state.gram_h,) = dask.persist(products.gram_cols(state.H))
             progress.checkpoint_seconds.append(time.perf_counter() - written)
             last_checkpoint = time.perf_counter()
     if tol > 0 and not progress.converged:

@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 
 from dnmf import engine, init as initialization
-from dnmf._client import dashboard_link
+from dnmf._client import active_client, dashboard_link
 from dnmf.exceptions import NotFittedError
 from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, fingerprint, matrix_stats, persist_input
 from dnmf.products import reconstruct, residual_norm_squared
@@ -115,8 +115,11 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "
 
 
 def _write_checkpoint(store: CheckpointStore, run: dict[str, Any], W: da.Array, H: da.Array,
-                      progress: Progress) -> None:
-    store.write(progress.iteration, W, H, {"progress": progress.to_json(), "run": run})
+                      progress: Progress) -> tuple[da.Array, da.Array] | None:
+    """Write a checkpoint; on a distributed cluster, continue from its factors so that a worker lost later
+    costs a re-read of them rather than a recomputation of the whole run."""
+    version = store.write(progress.iteration, W, H, {"progress": progress.to_json(), "run": run})
+    return store.read_factors(version) if active_client() is not None else None
 
 
 class NMF:

@@ -284,15 +284,20 @@ def estimated_nbytes(A: da.Array, stats: MatrixStats) -> int:
 
 
 def persist_input(matrix: InputMatrix, stats: MatrixStats) -> InputMatrix:
-    """Hold a Dask or Zarr input in the cluster's memory when it fits in :data:`PERSIST_MEMORY_FRACTION` of it.
+    """Hold the input in the cluster's memory when it fits in :data:`PERSIST_MEMORY_FRACTION` of it.
 
     Each iteration reads A twice; an input left lazy is recomputed (or re-read from its store) every time, which
-    is what out-of-core inputs need and what in-memory ones should avoid. NumPy and SciPy inputs are in memory
-    already.
+    is what out-of-core inputs need and what in-memory ones should avoid. Dense blocks are held as aligned
+    copies (see :func:`dnmf.products.aligned`), so the products need not copy them every iteration; sparse NumPy
+    and SciPy inputs are in memory already.
     """
-    if not matrix.returns_dask or estimated_nbytes(matrix.array, stats) > _memory_budget():
+    array = matrix.array
+    dense = not sp.issparse(getattr(array, "_meta", None))
+    if (not dense and not matrix.returns_dask) or estimated_nbytes(array, stats) > _memory_budget():
         return matrix
-    (array,) = dask.persist(matrix.array)
+    if dense:
+        array = array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
+    (array,) = dask.persist(array)
     return InputMatrix(array, matrix.kind)
 
 

@@ -22,7 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "ALIGNMENT",
     "SPLIT_EVERY",
+    "aligned",
     "STAT_FIELDS",
     "aht",
     "block_stats",
@@ -41,28 +43,51 @@ __all__ = [
 #: Fan-in of the tree sums that combine partial products.
 SPLIT_EVERY = 8
 
+#: Byte boundary every dense operand of a BLAS call or reduction starts on (see :func:`aligned`).
+ALIGNMENT = 64
+
 #: The per-block statistics of :func:`block_stats`, in order.
 STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz")
 
 
+def aligned(x: Any) -> Any:
+    """``x`` itself if it is a NumPy array starting on an :data:`ALIGNMENT`-byte boundary, else an aligned
+    contiguous copy; other blocks (sparse, CuPy) pass through.
+
+    BLAS kernels and NumPy's SIMD reductions round differently depending on where their operands start, and a
+    block deserialized on another worker (after a worker was lost, say) can start anywhere. Giving every dense
+    operand the same alignment makes a recomputed block bitwise equal to the original, which is what lets a
+    resumed or recovered run end exactly where an uninterrupted one would.
+    """
+    if not isinstance(x, np.ndarray) or x.ctypes.data % ALIGNMENT == 0:
+        return x
+    buffer = np.empty(x.nbytes + ALIGNMENT, dtype=np.uint8)
+    offset = (-buffer.ctypes.data) % ALIGNMENT
+    out = buffer[offset:offset + x.nbytes].view(x.dtype).reshape(x.shape)
+    np.copyto(out, x)
+    return out
+
+
 def _wta_block(w: Any, a: Any) -> Any:
-    return (a.T @ w).T[None]
+    return (aligned(a).T @ aligned(w)).T[None]
 
 
 def _aht_block(a: Any, h: Any) -> Any:
-    return (a @ h.T)[:, None, :]
+    return (aligned(a) @ aligned(h).T)[:, None, :]
 
 
 def _gram_rows_block(w: Any) -> Any:
+    w = aligned(w)
     return (w.T @ w)[None]
 
 
 def _gram_cols_block(h: Any) -> Any:
+    h = aligned(h)
     return (h @ h.T)[:, :, None]
 
 
 def _inner_block(f: Any, g: Any) -> Any:
-    return np.sum(f * g, dtype=np.float64).reshape(1, 1)
+    return np.sum(aligned(aligned(f) * aligned(g)), dtype=np.float64).reshape(1, 1)
 
 
 def _flatten(blocks: Any) -> list[Any]:
@@ -174,7 +199,7 @@ def inner(F: da.Array, G: da.Array, name: str = "dnmf-inner") -> da.Array:
 
 
 def _frobenius_loss_squared(cross_inner: Any, gram_w: Any, gram_h: Any, norm_squared_a: float) -> Any:
-    gram_term = np.sum(gram_w.astype(np.float64) * gram_h.astype(np.float64))
+    gram_term = np.sum(aligned(gram_w.astype(np.float64) * gram_h.astype(np.float64)))
     return np.asarray(max(norm_squared_a - 2.0 * float(cross_inner) + float(gram_term), 0.0))
 
 
@@ -194,7 +219,7 @@ def frobenius_loss_squared(
 
 
 def _apply_kernel(block: Any, *args: Any, kernel: Callable[..., Any], **kwargs: Any) -> Any:
-    return kernel(block, *args, **kwargs)
+    return kernel(aligned(block), *(aligned(x) for x in args), **kwargs)
 
 
 def map_rows(func: Callable[..., Any], W: da.Array, *row_aligned: da.Array, small: tuple[Any, ...] = (),
@@ -257,10 +282,10 @@ def _residual_block(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:
     if sp.issparse(a):
         a = sp.csr_matrix(a)
         approx = sampled_product(a, w64, h64)
-        on_support = np.sum((a.data - approx) ** 2) - np.sum(approx**2)
-        total = on_support + np.sum((w64.T @ w64) * (h64 @ h64.T))
+        on_support = np.sum(aligned((a.data - approx) ** 2)) - np.sum(aligned(approx**2))
+        total = on_support + np.sum(aligned((w64.T @ w64) * (h64 @ h64.T)))
     else:
-        total = np.sum((np.asarray(a, dtype=np.float64) - w64 @ h64) ** 2)
+        total = np.sum(aligned((np.asarray(a, dtype=np.float64) - w64 @ h64) ** 2))
     return np.asarray(total).reshape(1, 1)
 
 
