@@ -39,6 +39,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from dnmf import ingest, open_matrix
+
+    columns = tuple(args.row_col_value.split(",")) if args.row_col_value else None
+    if columns is not None and len(columns) != 3:
+        raise SystemExit("dnmf ingest: --row-col-value needs three comma-separated column names, e.g. doc,word,count")
+    chunks = tuple(int(x) for x in args.chunks.split(",")) if args.chunks else "auto"
+    ingest(args.source, args.out, format=args.format, chunks=chunks, row_col_value=columns,
+           overwrite=args.overwrite)
+    matrix = open_matrix(args.out)
+    print(f"Wrote {args.out}: {matrix.shape[0]:,} × {matrix.shape[1]:,}, {matrix.numblocks[0]}×{matrix.numblocks[1]} "
+          "blocks")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnmf", description="Distributed non-negative matrix factorization on Dask.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -58,12 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(handler=_demo)
+    ingest = commands.add_parser(
+        "ingest", help="convert a matrix file into a dnmf/AnnData Zarr store",
+        description="Convert .mtx/.mtx.gz, .npz, .npy, .h5ad or a Parquet/CSV triplet table into a Zarr store "
+                    "that dnmf fit reads. Triplet tables stream through dask.dataframe.",
+    )
+    ingest.add_argument("source", help="input file or folder (Parquet dataset)")
+    ingest.add_argument("out", help="path or URL of the store to create")
+    ingest.add_argument("--format", choices=("mtx", "npz", "npy", "h5ad", "parquet", "csv"),
+                        help="input format (default: from the file name)")
+    ingest.add_argument("--chunks", help="block size as ROWS,COLS (default: chosen from the data)")
+    ingest.add_argument("--row-col-value", metavar="COLS",
+                        help="the row id, column id and value columns of a triplet table, e.g. doc,word,count")
+    ingest.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    ingest.set_defaults(handler=_ingest)
     return parser
+
+
+#: Exit status for usage errors and bad input, as argparse uses.
+EXIT_BAD_INPUT = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        print(f"dnmf {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

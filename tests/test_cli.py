@@ -37,3 +37,24 @@ def test_help():
 def test_unknown_command_is_a_usage_error():
     done = run_dnmf("frobnicate", timeout=60)
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_ingest_then_fit_from_the_store(tmp_path):
+    import numpy as np
+    import scipy.io
+    import scipy.sparse as sp
+
+    from dnmf import NMF, read_labels
+
+    A = sp.random(60, 30, density=0.2, format="coo", random_state=0)
+    scipy.io.mmwrite(tmp_path / "a.mtx", A)
+    done = run_dnmf("ingest", str(tmp_path / "a.mtx"), str(tmp_path / "a.zarr"), "--chunks", "20,15", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "60 × 30" in done.stdout
+    model = NMF(3, max_iter=5, tol=0).fit(str(tmp_path / "a.zarr"))
+    assert model.components_.shape == (3, 30)
+    assert len(read_labels(tmp_path / "a.zarr")[0]) == 60
+    again = run_dnmf("ingest", str(tmp_path / "a.mtx"), str(tmp_path / "a.zarr"), timeout=120)
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    missing = run_dnmf("ingest", str(tmp_path / "nope.mtx"), str(tmp_path / "b.zarr"), timeout=120)
+    assert missing.returncode == 2 and "nope.mtx" in missing.stderr
