@@ -91,7 +91,7 @@ class CheckpointStore:
         stores = []
         for name, factor in (("W", W), ("H", H)):
             regular = regular_of(factor)
-            array = group.create_array(name, shape=factor.shape, dtype=factor.dtype,
+            array = group.create_array(name, shape=factor.shape, dtype=factor.dtype, compressors=None,
                                        chunks=tuple(c[0] for c in regular.chunks))
             stores.append(da.store(regular, array, lock=False, compute=False))
         _, w_sums, h_sums = dask.compute(stores, checksum(W), checksum(H))
@@ -104,15 +104,15 @@ class CheckpointStore:
         return version
 
     def read_factors(self, version: str) -> tuple[da.Array, da.Array]:
-        """W and H of a committed version, persisted. Continuing from these instead of the in-memory factors cuts
-        the lineage a distributed scheduler keeps: a lost block is then re-read from here, not recomputed from
-        the first iteration on."""
+        """W and H of a committed version, read lazily (the next iteration's graph reads them). Continuing from
+        these instead of the in-memory factors cuts the lineage a distributed scheduler keeps: a lost block is
+        then re-read from here, not recomputed from the first iteration on."""
         group = zarr.open_group(store=self.location.child(version).url, mode="r",
                                 **self.location.zarr_kwargs())
         chunks = group.attrs["state"]["chunks"]
         W = da.from_zarr(group["W"], chunks=tuple(tuple(c) for c in chunks["W"]))
         H = da.from_zarr(group["H"], chunks=tuple(tuple(c) for c in chunks["H"]))
-        return dask.persist(W, H)
+        return W, H
 
     def _commit(self, version: str) -> None:
         versions = [version] + [v for v in self._manifest_versions() if v != version]

@@ -261,7 +261,7 @@ def run(
             replacement = checkpoint(state.W, state.H, progress)
             if replacement is not None:
                 state.W, state.H = replacement
-                (state.gram_h,) = dask.persist(products.gram_cols(state.H))
+                state.gram_h = products.gram_cols(state.H)
             progress.checkpoint_seconds.append(time.perf_counter() - written)
             last_checkpoint = time.perf_counter()
     if tol > 0 and not progress.converged:
