@@ -1,13 +1,14 @@
 """dnmf: distributed Non-negative Matrix Factorization on Dask."""
 
 from dnmf.estimator import NMF
-from dnmf.exceptions import ConvergenceWarning, NotFittedError
+from dnmf.exceptions import ClusterLostError, ConvergenceWarning, NotFittedError
 from dnmf.ingest import ingest
 from dnmf.results import Result, load_result
 from dnmf.store import StoreError, open_matrix, read_labels, save_matrix
 
 __all__ = [
     "NMF",
+    "ClusterLostError",
     "ConvergenceWarning",
     "NotFittedError",
     "Result",

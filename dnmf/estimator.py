@@ -14,16 +14,18 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from functools import partial
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
+from distributed.comm.core import CommClosedError
 
 from dnmf import engine, init as initialization
 from dnmf._client import active_client, dashboard_link
-from dnmf.exceptions import NotFittedError
+from dnmf.exceptions import ClusterLostError, NotFittedError
 from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, fingerprint, matrix_stats, persist_input
 from dnmf.products import reconstruct, residual_norm_squared
 from dnmf.checkpoint import Checkpoint, CheckpointError, CheckpointStore
@@ -360,13 +362,22 @@ class NMF:
         if link:
             logger.info("Dask dashboard: %s", link)
         alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
-        result = engine.run(
-            A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
-            penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
-            max_iter=self.max_iter, tol=self.tol, callback=self.callback, progress=progress,
-            checkpoint=None if store is None else partial(_write_checkpoint, store, jsonable(run)),
-            checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
-        )
+        try:
+            result = engine.run(
+                A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
+                penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
+                max_iter=self.max_iter, tol=self.tol, callback=self.callback, progress=progress,
+                checkpoint=None if store is None else partial(_write_checkpoint, store, jsonable(run)),
+                checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
+            )
+        except (CancelledError, ConnectionError, CommClosedError) as error:
+            if active_client() is None and not isinstance(error, CommClosedError):
+                raise
+            advice = (f"The last complete checkpoint is in {store.url!r}: run the same fit with resume=True to "
+                      "continue from it." if store is not None else
+                      "No checkpoint was configured: pass checkpoint='folder' to make the run resumable.")
+            raise ClusterLostError(f"Lost the Dask scheduler during the fit ({type(error).__name__}: "
+                                   f"{str(error).splitlines()[0]}). {advice}") from error
         self.resumed_from_ = None if resumed is None else resumed.iteration
         residual = residual_norm_squared(A, result.W, result.H)
         if matrix.returns_dask:

@@ -5,7 +5,7 @@ scikit-learn is deliberately not imported: it would cost every worker process ov
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "NotFittedError"]
+__all__ = ["ClusterLostError", "ConvergenceWarning", "NotFittedError"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -14,3 +14,7 @@ class ConvergenceWarning(UserWarning):
 
 class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
+
+
+class ClusterLostError(RuntimeError):
+    """The connection to the Dask scheduler was lost during a fit; a checkpointed run can be resumed."""
