@@ -277,6 +277,10 @@ class NMF:
             return n_features
         return int(self.n_components)
 
+    def _penalties(self, shape: tuple[int, int]) -> engine.Penalties:
+        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
+        return engine.Penalties.from_alphas(shape, self.alpha_W, alpha_h, self.l1_ratio)
+
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "components_"):
             raise NotFittedError(
@@ -361,12 +365,11 @@ class NMF:
         link = dashboard_link()
         if link:
             logger.info("Dask dashboard: %s", link)
-        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
         try:
             result = engine.run(
                 A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
-                penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
-                max_iter=self.max_iter, tol=self.tol, callback=self.callback, progress=progress,
+                penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, callback=self.callback,
+                progress=progress,
                 checkpoint=None if store is None else partial(_write_checkpoint, store, jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
             )
@@ -487,11 +490,9 @@ class NMF:
         solver = canonical_solver(self.solver)
         start = float(np.sqrt(stats.mean / k)) if solver == "mu" else 0.0
         W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
-        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
         result = engine.run(
             A, W0, H, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
-            penalties=engine.Penalties.from_alphas(A.shape, self.alpha_W, alpha_h, self.l1_ratio),
-            max_iter=self.max_iter, tol=self.tol, update_h=False,
+            penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
         return result.W if matrix.returns_dask else result.W.compute()
 
