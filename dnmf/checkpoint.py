@@ -22,6 +22,7 @@ import os
 import re
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,11 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from dnmf._client import active_client
+from dnmf.engine import Progress
 from dnmf.store import Location
 
-__all__ = ["KEEP", "Checkpoint", "CheckpointError", "CheckpointStore", "CheckpointWarning"]
+__all__ = ["KEEP", "Checkpoint", "CheckpointError", "CheckpointStore", "CheckpointWarning", "open_run"]
 
 logger = logging.getLogger("dnmf")
 
@@ -113,6 +116,20 @@ class CheckpointStore:
         W = da.from_zarr(group["W"], chunks=tuple(tuple(c) for c in chunks["W"]))
         H = da.from_zarr(group["H"], chunks=tuple(tuple(c) for c in chunks["H"]))
         return W, H
+
+    def checkpointer(self, run: dict[str, Any]) -> Callable[[da.Array, da.Array, Progress],
+                                                            tuple[da.Array, da.Array] | None]:
+        """The engine's checkpoint hook for a run described by ``run`` (JSON).
+
+        On a distributed cluster the loop then continues from the factors read back from the checkpoint, so
+        that a worker lost later costs a re-read of them rather than a recomputation of the whole run.
+        """
+
+        def checkpoint(W: da.Array, H: da.Array, progress: Progress) -> tuple[da.Array, da.Array] | None:
+            version = self.write(progress.iteration, W, H, {"progress": progress.to_json(), "run": run})
+            return self.read_factors(version) if active_client() is not None else None
+
+        return checkpoint
 
     def _commit(self, version: str) -> None:
         versions = [version] + [v for v in self._manifest_versions() if v != version]
@@ -213,6 +230,54 @@ class CheckpointStore:
             return checkpoint
         raise CheckpointError(f"No complete checkpoint in {self.url!r}; every version is damaged: "
                               + "; ".join(problems) + ". Delete the folder to start afresh.")
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """What differs between two JSON records, one ``"key: checkpoint has X, this run has Y"`` line each."""
+    lines = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: checkpoint has {old!r}, this run has {new!r}")
+    return lines
+
+
+def open_run(url: str | os.PathLike[str] | None, *, resume: bool,
+             run: dict[str, Any]) -> tuple[CheckpointStore | None, Checkpoint | None]:
+    """The checkpoint store of a fit described by ``run`` (JSON: parameters, input fingerprint), and the
+    checkpoint to resume from, if any.
+
+    Raises
+    ------
+    ValueError
+        If ``resume`` is asked for without a checkpoint folder.
+    FileExistsError
+        If a checkpoint exists and ``resume`` is False: a user's checkpoint is never overwritten.
+    CheckpointError
+        If the checkpoint belongs to another run (the message lists what differs), or none is complete.
+    """
+    if url is None:
+        if resume:
+            raise ValueError("resume=True needs a checkpoint folder: NMF(..., checkpoint='path/to/folder').")
+        return None, None
+    store = CheckpointStore(url)
+    if not resume:
+        if store.exists():
+            raise FileExistsError(f"A checkpoint already exists at {store.url!r}. Pass fit(..., resume=True) to "
+                                  "continue it, or delete it (or choose another folder) to start afresh.")
+        return store, None
+    loaded = store.load()
+    if loaded is None:
+        logger.info("No checkpoint at %s: starting afresh.", store.url)
+        return store, None
+    differences = _differences(loaded.state.get("run", {}), run)
+    if differences:
+        raise CheckpointError(f"The checkpoint at {store.url!r} belongs to another run: " + "; ".join(differences)
+                              + ". Use another checkpoint folder for this run.")
+    logger.info("Resuming from iteration %d of %s.", loaded.iteration, store.url)
+    return store, loaded
 
 
 def regular_of(x: da.Array) -> da.Array:

@@ -15,7 +15,6 @@ import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from functools import partial
 from typing import Any
 
 import dask
@@ -28,7 +27,7 @@ from dnmf._client import active_client, dashboard_link
 from dnmf.exceptions import ClusterLostError, NotFittedError
 from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, fingerprint, matrix_stats, persist_input
 from dnmf.products import reconstruct, residual_norm_squared
-from dnmf.checkpoint import Checkpoint, CheckpointError, CheckpointStore
+from dnmf.checkpoint import open_run
 from dnmf.engine import Progress
 from dnmf.results import jsonable, save_result
 from dnmf.store import open_matrix, read_labels
@@ -102,26 +101,6 @@ def _enable_verbose_logging() -> None:
         logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
-
-
-def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """What differs between two JSON records, as ``"key: saved X, now Y"`` lines."""
-    lines = []
-    for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            lines += _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            lines.append(f"{prefix}{key}: checkpoint has {old!r}, this run has {new!r}")
-    return lines
-
-
-def _write_checkpoint(store: CheckpointStore, run: dict[str, Any], W: da.Array, H: da.Array,
-                      progress: Progress) -> tuple[da.Array, da.Array] | None:
-    """Write a checkpoint; on a distributed cluster, continue from its factors so that a worker lost later
-    costs a re-read of them rather than a recomputation of the whole run."""
-    version = store.write(progress.iteration, W, H, {"progress": progress.to_json(), "run": run})
-    return store.read_factors(version) if active_client() is not None else None
 
 
 class NMF:
@@ -354,7 +333,7 @@ class NMF:
         self._fingerprint = fingerprint(A, stats)
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
                "init": method, "fingerprint": self._fingerprint}
-        store, resumed = self._checkpoint_store(resume, jsonable(run))
+        store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
         if resumed is not None:
             W0, H0, progress = resumed.W, resumed.H, Progress.from_json(resumed.state["progress"])
         elif method == "custom":
@@ -370,7 +349,7 @@ class NMF:
                 A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, callback=self.callback,
                 progress=progress,
-                checkpoint=None if store is None else partial(_write_checkpoint, store, jsonable(run)),
+                checkpoint=None if store is None else store.checkpointer(jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
             )
         except (CancelledError, ConnectionError, CommClosedError) as error:
@@ -425,32 +404,6 @@ class NMF:
         }
         save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
                     overwrite=overwrite, storage_options=storage_options)
-
-    def _checkpoint_store(self, resume: bool, run: dict[str, Any]) -> tuple[CheckpointStore | None,
-                                                                            Checkpoint | None]:
-        """The checkpoint store of this fit, and the checkpoint to resume from, if any."""
-        if self.checkpoint is None:
-            if resume:
-                raise ValueError("resume=True needs a checkpoint folder: NMF(..., checkpoint='path/to/folder').")
-            return None, None
-        store = CheckpointStore(self.checkpoint)
-        if not resume:
-            if store.exists():
-                raise FileExistsError(
-                    f"A checkpoint already exists at {store.url!r}. Pass fit(..., resume=True) to continue it, or "
-                    "delete it (or choose another folder) to start afresh."
-                )
-            return store, None
-        loaded = store.load()
-        if loaded is None:
-            logger.info("No checkpoint at %s: starting afresh.", store.url)
-            return store, None
-        differences = _differences(loaded.state.get("run", {}), run)
-        if differences:
-            raise CheckpointError(f"The checkpoint at {store.url!r} belongs to another run: "
-                                  + "; ".join(differences) + ". Use another checkpoint folder for this run.")
-        logger.info("Resuming from iteration %d of %s.", loaded.iteration, store.url)
-        return store, loaded
 
     def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
                       dtype: np.dtype) -> da.Array:
