@@ -29,7 +29,7 @@ def test_negative_values(X, kind):
 def test_nan_and_inf(X, value, word, sparse):
     X = X.copy()
     X[3, 4] = value
-    with pytest.raises(ValueError, match=f"contains 1 NaN or infinite value.*rows 0–.*impute"):
+    with pytest.raises(ValueError, match="contains 1 NaN or infinite value.*rows 0–.*impute"):
         NMF(2).fit(sp.csr_matrix(X) if sparse else X)
 
 

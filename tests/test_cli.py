@@ -40,7 +40,6 @@ def test_unknown_command_is_a_usage_error():
 
 
 def test_ingest_then_fit_from_the_store(tmp_path):
-    import numpy as np
     import scipy.io
     import scipy.sparse as sp
 
