@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import dask
+import psutil
 
 
 def active_client():  # -> distributed.Client | None
@@ -29,17 +30,27 @@ def n_workers() -> int:
     return os.cpu_count() or 1
 
 
+def _memory_limits(client) -> list[int]:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return [limit for limit in (w.get("memory_limit") or 0 for w in workers) if limit > 0]
+
+
 def worker_memory() -> int | None:
     """The smallest ``memory_limit`` among the client's workers; this machine's available memory per CPU when no
     client is active; None when unknown."""
     client = active_client()
     if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
-        limits = [limit for limit in limits if limit > 0]
+        limits = _memory_limits(client)
         return min(limits) if limits else None
-    import psutil
-
     return int(psutil.virtual_memory().available / (os.cpu_count() or 1))
+
+
+def cluster_memory() -> int:
+    """The workers' ``memory_limit`` added up; this machine's available memory when no client is active."""
+    client = active_client()
+    if client is not None:
+        return sum(_memory_limits(client))
+    return int(psutil.virtual_memory().available)
 
 
 def dashboard_link() -> str | None:

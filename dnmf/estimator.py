@@ -329,7 +329,6 @@ class NMF:
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=2)
-        self._entropy = _entropy(self.random_state)
         self._fingerprint = fingerprint(A, stats)
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
                "init": method, "fingerprint": self._fingerprint}
@@ -339,7 +338,7 @@ class NMF:
         elif method == "custom":
             W0, H0, progress = *self._custom_factors(A, k, W, H), None
         else:
-            W0, H0 = initialization.initialize(A, k, method, entropy=self._entropy, mean=stats.mean)
+            W0, H0 = initialization.initialize(A, k, method, entropy=_entropy(self.random_state), mean=stats.mean)
             progress = None
         link = dashboard_link()
         if link:

@@ -19,7 +19,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from dnmf import products
-from dnmf._client import active_client, n_workers, worker_memory
+from dnmf._client import active_client, cluster_memory, n_workers, worker_memory
 
 __all__ = [
     "STRIP_MEMORY_FRACTION",
@@ -57,11 +57,10 @@ class InputMatrix:
 
 @dataclass(frozen=True)
 class MatrixStats:
-    """What one pass over A learns: its sum, squared Frobenius norm, smallest value and number of non-zeros."""
+    """What one pass over A learns: its sum, squared Frobenius norm and number of non-zeros."""
 
     sum: float
     norm_squared: float
-    min: float
     nnz: int
     shape: tuple[int, int]
 
@@ -256,7 +255,6 @@ def matrix_stats(A: da.Array, *, what: str = "the input matrix") -> MatrixStats:
     return MatrixStats(
         sum=float(fields["sum"].sum()),
         norm_squared=float(fields["sum_squares"].sum()),
-        min=float(min(fields["min"].min(), 0.0 if fields["nnz"].sum() < A.size else np.inf)),
         nnz=int(fields["nnz"].sum()),
         shape=(int(A.shape[0]), int(A.shape[1])),
     )
@@ -264,16 +262,6 @@ def matrix_stats(A: da.Array, *, what: str = "the input matrix") -> MatrixStats:
 
 #: Share of the cluster's memory (or this machine's available memory) that a persisted input may take.
 PERSIST_MEMORY_FRACTION = 0.5
-
-
-def _memory_budget() -> int:
-    client = active_client()
-    if client is not None:
-        workers = client.scheduler_info().get("workers", {}).values()
-        return int(sum(w.get("memory_limit", 0) or 0 for w in workers) * PERSIST_MEMORY_FRACTION)
-    import psutil
-
-    return int(psutil.virtual_memory().available * PERSIST_MEMORY_FRACTION)
 
 
 def estimated_nbytes(A: da.Array, stats: MatrixStats) -> int:
@@ -293,7 +281,7 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats) -> InputMatrix:
     """
     array = matrix.array
     dense = not sp.issparse(getattr(array, "_meta", None))
-    if (not dense and not matrix.returns_dask) or estimated_nbytes(array, stats) > _memory_budget():
+    if (not dense and not matrix.returns_dask) or estimated_nbytes(array, stats) > cluster_memory() * PERSIST_MEMORY_FRACTION:
         return matrix
     if dense:
         array = array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")

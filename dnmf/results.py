@@ -32,6 +32,8 @@ from dnmf.store import Location, StoreError, open_node, staged_group
 __all__ = ["Result", "load_result", "save_result"]
 
 FORMAT = {"kind": "result", "version": 1}
+#: Rows per Zarr chunk of W when it comes from NumPy (Dask input keeps its row blocks).
+RESULT_ROW_CHUNK = 1 << 16
 
 
 def package_versions() -> dict[str, str]:
@@ -70,7 +72,7 @@ def save_result(url: str | os.PathLike[str], W: Any, H: np.ndarray, record: dict
     A failed write leaves no store under ``url``; an existing store is replaced only with ``overwrite=True``.
     """
     with staged_group(url, storage_options, overwrite) as root:
-        W = W if isinstance(W, da.Array) else da.from_array(np.asarray(W), chunks=(max(1, len(W) // 4 or 1), -1))
+        W = W if isinstance(W, da.Array) else da.from_array(np.asarray(W), chunks=(RESULT_ROW_CHUNK, -1))
         W = W.rechunk((W.chunks[0][0], -1))
         target = root.create_array("W", shape=W.shape, dtype=W.dtype, chunks=(W.chunks[0][0], W.shape[1]))
         dask.compute(da.store(W, target, lock=False, compute=False))
