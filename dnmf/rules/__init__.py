@@ -12,6 +12,9 @@ scaled regularisation strengths of that factor, exactly as scikit-learn computes
 Rules must not modify their arguments (the blocks belong to persisted Dask collections), must keep the factor
 non-negative, and must never increase the regularised objective
 ``½‖A − WH‖² + l1·Σ|F| + ½·l2·‖F‖²`` in the factor they update.
+
+Registered rules: ``"mu"`` (Lee–Seung multiplicative update), ``"hals"`` (fast HALS, alias ``"cd"``) and ``"bpp"``
+(the exact non-negative least-squares solve by block principal pivoting, i.e. ANLS-BPP).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dnmf.rules import hals, mu
+from dnmf.rules import bpp, hals, mu
 
 __all__ = ["UpdateRule", "RULES", "ALIASES", "get_rule", "solver_names"]
 
@@ -31,7 +34,7 @@ class UpdateRule(Protocol):
     ) -> np.ndarray: ...
 
 
-RULES: dict[str, UpdateRule] = {"mu": mu.update, "hals": hals.update}
+RULES: dict[str, UpdateRule] = {"mu": mu.update, "hals": hals.update, "bpp": bpp.update}
 ALIASES: dict[str, str] = {"cd": "hals"}
 
 

@@ -112,5 +112,6 @@ def test_registry_and_aliases():
     assert get_rule("cd") is RULES["hals"]
     assert canonical_solver("cd") == "hals"
     assert set(solver_names()) == set(RULES) | set(ALIASES)
-    with pytest.raises(ValueError, match="Valid solvers are: 'cd', 'hals', 'mu'"):
+    assert get_rule("bpp") is RULES["bpp"]
+    with pytest.raises(ValueError, match="Valid solvers are: 'bpp', 'cd', 'hals', 'mu'"):
         get_rule("lbfgs")
