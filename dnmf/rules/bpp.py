@@ -11,12 +11,25 @@ matrix factorization: an active-set-like method and comparisons", SIAM J. Sci. C
   indices change sides at once (full exchange);
 * the backup rule of Portugal, Júdice and Vicente (1994) guarantees finite termination: each column counts its
   infeasible indices, and once that count has not dropped for three rounds, only the infeasible index with the
-  largest position changes sides until the count drops again;
-* columns whose passive sets coincide share one Cholesky factorisation (Kim and Park's column grouping), so a
-  block costs one factorisation per distinct passive set, not per column.
+  largest position changes sides until the count drops again.
+
+The subproblems are solved in one of three ways, all exact:
+
+* columns whose passive sets coincide, in groups of at least ``MIN_GROUP_SIZE``, share one Cholesky factorisation
+  (Kim and Park's column grouping), so a block costs one factorisation per distinct passive set;
+* every other column gets a Cholesky factorisation of its own, but the factorisations of equally large systems run
+  together, vectorised across columns (:func:`_batched_cholesky_solve`), which is several times faster than one
+  LAPACK call per column at these sizes;
+* when ``gram`` is well conditioned and a column's passive set holds more than half the components, the column
+  solves the smaller system on its active set ``Z`` instead: with ``u = gram⁻¹ cross`` and ``M = gram⁻¹``, the
+  constraint ``x_Z = 0`` gives ``M[Z, Z] λ = −u[Z]``, ``x = u + M[:, Z] λ`` and ``y_Z = λ``. A system then never has
+  more than ``k/2`` unknowns.
 
 The passive sets start from the current block (``block > 0``), so in an alternating loop, where the support changes
-little between iterations, most columns are optimal after the first solve.
+little between iterations, most columns are optimal after one or two solves.
+
+Internally every ``(k, r)`` array is held transposed, one row per column of the problem, so that selecting the
+columns still pending is a contiguous copy.
 """
 
 from __future__ import annotations
@@ -31,15 +44,21 @@ __all__ = ["update"]
 #: Full exchanges a column may make without reducing its infeasibility count before the backup rule takes over.
 FULL_EXCHANGE_CHANCES = 3
 #: Groups with at least this many columns get their own Cholesky factorisation; smaller ones are solved together,
-#: one small system per column, in batches.
+#: one small system per column, vectorised across columns.
 MIN_GROUP_SIZE = 4
-#: Columns per batch of small systems (bounds a batch's memory at ``BATCH_COLUMNS · k² · 8`` bytes).
-BATCH_COLUMNS = 1024
+#: Columns per vectorised batch of small systems: a batch holds ``BATCH_COLUMNS · s²`` floats for systems of size
+#: ``s``, which stays in cache.
+BATCH_COLUMNS = 2048
+#: Rows per tile when the row-layout solution is transposed back.
+TRANSPOSE_TILE = 1024
 #: Relative tolerance for calling an entry of ``x`` or ``y`` negative: rounding must not make a degenerate zero
 #: change sides forever.
 NEGATIVE_TOLERANCE = 64 * float(np.finfo(np.float64).eps)
 #: A Cholesky factor whose squared pivots span more than this ratio is treated as singular.
 SINGULAR_PIVOT_RATIO = float(np.finfo(np.float64).eps)
+#: Largest condition number of ``gram`` for which columns may solve on their active set through ``gram⁻¹``; that
+#: route loses about this factor times the machine epsilon, the direct one only the condition of ``gram[F, F]``.
+COMPLEMENT_MAX_CONDITION = 1e4
 
 
 @dataclass
@@ -51,6 +70,32 @@ class SolveStats:
     backup_exchanges: int = 0
     least_squares_fallbacks: int = 0
     unfinished_columns: int = 0
+
+
+@dataclass
+class _Problem:
+    """One NNLS problem in row layout: row ``j`` of ``cross`` is column ``j`` of the caller's cross product.
+
+    ``inverse`` and ``unconstrained`` (``gram⁻¹`` and ``cross @ gram⁻¹``) are set only when ``gram`` is well enough
+    conditioned for the active-set route.
+    """
+
+    gram: np.ndarray
+    cross: np.ndarray
+    inverse: np.ndarray | None = None
+    unconstrained: np.ndarray | None = None
+    full_factorization_counted: bool = False
+
+
+@dataclass
+class _Iterate:
+    """The pending columns of one round, in the order the solve sorted them: the problem rows, their passive sets,
+    the solutions ``x`` (zero off the passive sets) and gradients ``y`` (zero on them)."""
+
+    rows: np.ndarray
+    passive: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
 
 
 def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
@@ -104,51 +149,34 @@ def solve_nnls(gram: np.ndarray, cross: np.ndarray, *, l1: float = 0.0, l2: floa
     stats : SolveStats
     """
     gram = np.array(gram, dtype=np.float64, order="C")
-    cross = np.array(cross, dtype=np.float64, order="C")
     if l2:
         gram[np.diag_indices_from(gram)] += l2
-    if l1:
-        cross -= l1
+    cross = np.asarray(cross, dtype=np.float64)
     k, r = cross.shape
-    live = np.diagonal(gram) > 0
     start = np.zeros((k, r)) if start is None else np.asarray(start, dtype=np.float64)
-    passive = start > 0
-    passive &= live[:, None]
+    live = np.flatnonzero(np.diagonal(gram) > 0)
+    solution = np.zeros((k, r))
     stats = SolveStats()
-    x, y = _solve_for_passive(gram, cross, passive, stats)
+    if live.size and r:
+        live_gram = gram[np.ix_(live, live)]
+        live_cross = np.ascontiguousarray(cross[live].T)
+        if l1:
+            live_cross -= l1
+        live_start = np.ascontiguousarray(start[live].T)
+        _transpose_into(solution, live, _solve_rows(_prepare(live_gram, live_cross), live_start, stats))
+    return solution, stats
 
-    best_count = np.full(r, k + 1)
-    chances = np.full(r, FULL_EXCHANGE_CHANCES)
-    pending = np.arange(r)
-    for _ in range(_max_rounds(k)):
-        infeasible = _infeasible(gram, cross[:, pending], x[:, pending], y[:, pending], passive[:, pending], live)
-        count = infeasible.sum(axis=0)
-        unsolved = count > 0
-        pending, infeasible, count = pending[unsolved], infeasible[:, unsolved], count[unsolved]
-        if pending.size == 0:
-            break
-        stats.rounds += 1
-        improved = count < best_count[pending]
-        best_count[pending[improved]] = count[improved]
-        chances[pending[improved]] = FULL_EXCHANGE_CHANCES
-        backup = ~improved & (chances[pending] == 0)
-        chances[pending[~improved & ~backup]] -= 1
-        if backup.any():
-            backup_columns = np.flatnonzero(backup)
-            stats.backup_exchanges += backup_columns.size
-            largest = k - 1 - np.argmax(infeasible[::-1, backup_columns], axis=0)
-            infeasible[:, backup_columns] = False
-            infeasible[largest, backup_columns] = True
-        passive[:, pending] ^= infeasible
-        x[:, pending], y[:, pending] = _solve_for_passive(gram, cross[:, pending], passive[:, pending], stats)
-    else:
-        infeasible = _infeasible(gram, cross[:, pending], x[:, pending], y[:, pending], passive[:, pending], live)
-        pending = pending[infeasible.any(axis=0)]
-        stats.unfinished_columns = pending.size
-    np.maximum(x, 0.0, out=x)
-    if pending.size:
-        _keep_better_of(x, start, pending, gram, cross)
-    return x, stats
+
+def _transpose_into(target: np.ndarray, rows: np.ndarray, source: np.ndarray) -> None:
+    """``target[rows] = source.T``, a tile of ``source`` at a time: NumPy transposes a tall array into a wide one
+    several times slower in one piece."""
+    everything = rows.size == target.shape[0]
+    for first in range(0, source.shape[0], TRANSPOSE_TILE):
+        tile = source[first:first + TRANSPOSE_TILE].T
+        if everything:
+            target[:, first:first + TRANSPOSE_TILE] = tile
+        else:
+            target[rows, first:first + TRANSPOSE_TILE] = tile
 
 
 def group_columns(passive: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -163,26 +191,93 @@ def group_columns(passive: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     list of (rows, columns)
         One pair of index arrays per distinct passive set: the set's row indices and the columns having it.
     """
-    order, starts = _sorted_groups(passive)
+    order, starts = _sorted_groups(np.ascontiguousarray(passive.T))
     return [(np.flatnonzero(passive[:, columns[0]]), columns) for columns in np.split(order, starts[1:])]
 
 
-def _sorted_groups(passive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Columns sorted so that equal passive sets are adjacent, and where each run of equal sets starts.
+def _prepare(gram: np.ndarray, cross: np.ndarray) -> _Problem:
+    """The problem, with ``gram⁻¹`` and the unconstrained solutions when ``gram`` is well conditioned."""
+    problem = _Problem(gram=gram, cross=cross)
+    eigenvalues = np.linalg.eigvalsh(gram)
+    if eigenvalues[0] > eigenvalues[-1] / COMPLEMENT_MAX_CONDITION:
+        factor = scipy.linalg.cho_factor(gram, lower=True, check_finite=False)
+        inverse = scipy.linalg.cho_solve(factor, np.eye(gram.shape[0]), check_finite=False)
+        problem.inverse = 0.5 * (inverse + inverse.T)
+        problem.unconstrained = cross @ problem.inverse
+    return problem
 
-    A passive set is packed into 64-bit words, so sorting ``r`` columns costs a lexicographic sort on
-    ``⌈k/64⌉`` integer keys.
-    """
-    r = passive.shape[1]
-    packed = np.packbits(passive, axis=0, bitorder="little")
-    padded = np.zeros((-(-packed.shape[0] // 8) * 8, r), dtype=np.uint8)
-    padded[:packed.shape[0]] = packed
-    words = np.ascontiguousarray(padded.T).view(np.uint64)
+
+def _solve_rows(problem: _Problem, start: np.ndarray, stats: SolveStats) -> np.ndarray:
+    """Block principal pivoting on a problem whose Gram diagonal is positive; returns the solution in row layout."""
+    gram, cross = problem.gram, problem.cross
+    r, k = cross.shape
+    solution = np.zeros((r, k))
+    cross_scale = np.abs(cross).max(axis=1, initial=0.0)
+    gram_scale = float(np.abs(gram).max(initial=0.0))
+    best_count = np.full(r, k + 1)
+    chances = np.full(r, FULL_EXCHANGE_CHANCES)
+    current = _solve_for_passive(problem, np.arange(r), start > 0, stats)
+    for _ in range(_max_rounds(k)):
+        infeasible = _infeasible(current.x, current.y, cross_scale[current.rows], gram_scale)
+        count = infeasible.sum(axis=1)
+        unsolved = count > 0
+        if not unsolved.all():
+            solution[current.rows[~unsolved]] = current.x[~unsolved]
+            current = _Iterate(current.rows[unsolved], current.passive[unsolved], current.x[unsolved],
+                               current.y[unsolved])
+            infeasible, count = infeasible[unsolved], count[unsolved]
+        pending = current.rows
+        if pending.size == 0:
+            break
+        stats.rounds += 1
+        improved = count < best_count[pending]
+        best_count[pending[improved]] = count[improved]
+        chances[pending[improved]] = FULL_EXCHANGE_CHANCES
+        backup = ~improved & (chances[pending] == 0)
+        chances[pending[~improved & ~backup]] -= 1
+        if backup.any():
+            backup_rows = np.flatnonzero(backup)
+            stats.backup_exchanges += backup_rows.size
+            largest = k - 1 - np.argmax(infeasible[backup_rows, ::-1], axis=1)
+            infeasible[backup_rows] = False
+            infeasible[backup_rows, largest] = True
+        current = _solve_for_passive(problem, pending, current.passive ^ infeasible, stats)
+    else:
+        solution[current.rows] = current.x
+        infeasible = _infeasible(current.x, current.y, cross_scale[current.rows], gram_scale)
+        pending = current.rows[infeasible.any(axis=1)]
+        stats.unfinished_columns = pending.size
+    np.maximum(solution, 0.0, out=solution)
+    if stats.unfinished_columns:
+        _keep_better_of(solution, start, pending, gram, cross)
+    return solution
+
+
+def _pattern_words(passive: np.ndarray) -> np.ndarray:
+    """Each row of ``passive`` packed into ``⌈k/64⌉`` 64-bit words, so that equal rows have equal words."""
+    packed = np.packbits(passive, axis=1, bitorder="little")
+    padded = np.zeros((passive.shape[0], -(-packed.shape[1] // 8) * 8), dtype=np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    return padded.view(np.uint64)
+
+
+def _run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Where a run of equal rows of the sorted ``keys`` (each 1-d or 2-d) starts."""
+    length = keys[0].shape[0]
+    starts = np.zeros(length, dtype=bool)
+    starts[:1] = True
+    for key in keys:
+        changed = key[1:] != key[:-1]
+        starts[1:] |= changed.any(axis=1) if changed.ndim > 1 else changed
+    return np.flatnonzero(starts)
+
+
+def _sorted_groups(passive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``passive`` (one passive set per row) sorted so that equal sets are adjacent, and where each run of
+    equal sets starts."""
+    words = _pattern_words(passive)
     order = np.lexsort(words.T[::-1]) if words.shape[1] > 1 else np.argsort(words[:, 0], kind="stable")
-    sorted_words = words[order]
-    new_group = np.ones(r, dtype=bool)
-    new_group[1:] = np.any(sorted_words[1:] != sorted_words[:-1], axis=1)
-    return order, np.flatnonzero(new_group)
+    return order, _run_starts(words[order])
 
 
 def _max_rounds(k: int) -> int:
@@ -190,37 +285,155 @@ def _max_rounds(k: int) -> int:
     return 100 + 10 * k
 
 
-def _infeasible(gram: np.ndarray, cross: np.ndarray, x: np.ndarray, y: np.ndarray, passive: np.ndarray,
-                live: np.ndarray) -> np.ndarray:
-    """Entries that violate the KKT conditions: negative ``x`` on the passive set, negative ``y`` off it."""
-    x_scale = np.abs(x).max(axis=0, initial=0.0)
-    y_scale = np.abs(cross).max(axis=0, initial=0.0) + np.abs(gram).max(initial=0.0) * np.abs(x).sum(axis=0)
-    negative_x = x < -NEGATIVE_TOLERANCE * x_scale
-    negative_y = y < -NEGATIVE_TOLERANCE * y_scale
-    return np.where(passive, negative_x, negative_y & live[:, None])
+def _infeasible(x: np.ndarray, y: np.ndarray, cross_scale: np.ndarray, gram_scale: float) -> np.ndarray:
+    """Entries that violate the KKT conditions: negative ``x`` on the passive set, negative ``y`` off it.
+
+    ``x`` is exactly zero off the passive set and ``y`` exactly zero on it, so neither needs the set itself.
+    """
+    magnitude = np.abs(x)
+    x_threshold = -NEGATIVE_TOLERANCE * magnitude.max(axis=1, initial=0.0)
+    y_threshold = -NEGATIVE_TOLERANCE * (cross_scale + gram_scale * magnitude.sum(axis=1))
+    infeasible = x < x_threshold[:, None]
+    infeasible |= y < y_threshold[:, None]
+    return infeasible
 
 
-def _solve_for_passive(gram: np.ndarray, cross: np.ndarray, passive: np.ndarray,
-                       stats: SolveStats) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` with ``gram[F, F] x_F = cross[F]`` and zeros off ``F``, and ``y = gram x − cross`` with zeros on ``F``."""
-    x = np.zeros_like(cross)
-    if cross.shape[1]:
-        order, starts = _sorted_groups(passive)
-        sizes = np.diff(np.append(starts, order.size))
-        for start, size in zip(starts[sizes >= MIN_GROUP_SIZE], sizes[sizes >= MIN_GROUP_SIZE]):
-            columns = order[start:start + size]
-            rows = np.flatnonzero(passive[:, columns[0]])
-            if rows.size:
-                x[np.ix_(rows, columns)] = _solve_symmetric(gram[np.ix_(rows, rows)], cross[np.ix_(rows, columns)],
-                                                            stats)
-        in_small_group = np.repeat(sizes < MIN_GROUP_SIZE, sizes)
-        small = np.sort(order[in_small_group])
-        for first in range(0, small.size, BATCH_COLUMNS):
-            chunk = small[first:first + BATCH_COLUMNS]
-            x[:, chunk] = _solve_each_column(gram, cross[:, chunk], passive[:, chunk], stats)
-    y = gram @ x - cross
-    y[passive] = 0.0
-    return x, y
+def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray, stats: SolveStats) -> _Iterate:
+    """``x`` with ``gram[F, F] x_F = cross[F]`` and zeros off ``F``, and ``y = gram x − cross`` with zeros on ``F``,
+    for the problem rows ``rows`` whose passive sets are the rows of ``passive``.
+
+    The rows are sorted by route (passive set first, then active set), system size and passive set, so that each
+    route is one contiguous slice, each group of equal passive sets one contiguous run, and equally large systems
+    are adjacent; the result comes back in that order.
+    """
+    gram, k = problem.gram, problem.gram.shape[0]
+    passive_size = np.count_nonzero(passive, axis=1)
+    through_active = np.zeros(rows.size, dtype=bool)
+    if problem.inverse is not None:
+        through_active = 2 * passive_size > k
+    system_size = np.where(through_active, k - passive_size, passive_size)
+    words = _pattern_words(passive)
+    order = np.lexsort((*words.T[::-1], system_size, through_active))
+    rows, passive, words = rows[order], passive[order], words[order]
+    system_size, through_active = system_size[order], through_active[order]
+    cross = problem.cross[rows]
+    first_active = int(np.searchsorted(through_active, True))
+    rhs = cross
+    if first_active < rows.size:
+        rhs = cross.copy()
+        rhs[first_active:] = -problem.unconstrained[rows[first_active:]]
+
+    unknowns = np.zeros_like(cross)
+    group_starts = _run_starts(words)
+    group_sizes = np.diff(np.append(group_starts, rows.size))
+    for first, size in zip(group_starts[group_sizes >= MIN_GROUP_SIZE], group_sizes[group_sizes >= MIN_GROUP_SIZE]):
+        members = slice(first, first + size)
+        matrix = problem.inverse if through_active[first] else gram
+        indices = np.flatnonzero(passive[first] != through_active[first])
+        if indices.size:
+            unknowns[members, indices] = _solve_symmetric(matrix[np.ix_(indices, indices)], rhs[members, indices].T,
+                                                          stats).T
+        elif through_active[first]:
+            _count_full_factorization(problem, stats)
+
+    single = np.flatnonzero(np.repeat(group_sizes < MIN_GROUP_SIZE, group_sizes))
+    failed = []
+    for run in np.split(single, _run_starts(system_size[single], through_active[single])[1:]):
+        if run.size == 0:
+            continue
+        size, active_route = int(system_size[run[0]]), bool(through_active[run[0]])
+        if size == 0:
+            if active_route:
+                _count_full_factorization(problem, stats)
+            continue
+        matrix = problem.inverse if active_route else gram
+        for first in range(0, run.size, BATCH_COLUMNS):
+            members = run[first:first + BATCH_COLUMNS]
+            mask = passive[members] != active_route
+            indices = np.ascontiguousarray((np.flatnonzero(mask) % k).reshape(members.size, size).T)
+            solution, solved = _batched_cholesky_solve(matrix, indices, np.take_along_axis(rhs[members].T, indices,
+                                                                                           axis=0))
+            stats.factorizations += members.size
+            np.put(unknowns, members * k + indices, solution)
+            if not solved.all():
+                failed.append(members[~solved])
+
+    x, y = unknowns, np.empty_like(unknowns)
+    by_passive, by_active = slice(0, first_active), slice(first_active, rows.size)
+    np.matmul(x[by_passive], gram, out=y[by_passive])
+    y[by_passive] -= cross[by_passive]
+    if first_active < rows.size:
+        y[by_active] = unknowns[by_active]
+        x[by_active] = problem.unconstrained[rows[by_active]] + y[by_active] @ problem.inverse
+    x *= passive
+    y *= ~passive
+    for position in np.concatenate(failed) if failed else ():
+        indices = np.flatnonzero(passive[position])
+        x[position] = 0.0
+        x[position, indices] = _solve_symmetric(gram[np.ix_(indices, indices)], cross[position, indices], stats)
+        y[position] = (x[position] @ gram - cross[position]) * ~passive[position]
+    return _Iterate(rows, passive, x, y)
+
+
+def _count_full_factorization(problem: _Problem, stats: SolveStats) -> None:
+    """Charge the factorisation of the whole Gram matrix, which the active-set route shares, once it is first used
+    by itself (for columns whose passive set is everything)."""
+    if not problem.full_factorization_counted:
+        problem.full_factorization_counted = True
+        stats.factorizations += 1
+
+
+def _batched_cholesky_solve(matrix: np.ndarray, indices: np.ndarray,
+                            rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``matrix[I_j, I_j] s_j = rhs_j`` for many index sets ``I_j`` of one size, by Cholesky factorisations
+    vectorised across ``j``.
+
+    The factorisation is left-looking (one column of the factor per step, from the columns before it), with the
+    systems along the last axis of every array, so that each step is a handful of NumPy operations over all systems.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (k, k)
+        Symmetric; only the entries ``matrix[I_j[a], I_j[b]]`` with ``a ≤ b`` are read.
+    indices : ndarray of int of shape (s, n)
+        Column ``j`` holds ``I_j``.
+    rhs : ndarray of shape (s, n)
+
+    Returns
+    -------
+    solution : ndarray of shape (s, n)
+    solved : ndarray of bool of shape (n,)
+        False where the system is singular to working precision (the same test as :func:`_solve_symmetric`'s);
+        that column of ``solution`` is meaningless.
+    """
+    size, n = indices.shape
+    flat_matrix = matrix.ravel()
+    offsets = indices * matrix.shape[0]
+    factor_t = np.empty((size, size, n))
+    solution = np.empty((size, n))
+    smallest_pivot = np.full(n, np.inf)
+    largest_pivot = np.zeros(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for step in range(size):
+            column = np.take(flat_matrix, offsets[step] + indices[step:])
+            forward = rhs[step].copy()
+            if step:
+                factor_row = factor_t[:step, step]
+                column -= np.einsum("lin,ln->in", factor_t[:step, step:], factor_row)
+                forward -= np.einsum("ln,ln->n", factor_row, solution[:step])
+            pivot = column[0]
+            np.minimum(smallest_pivot, pivot, out=smallest_pivot)
+            np.maximum(largest_pivot, pivot, out=largest_pivot)
+            column /= np.sqrt(pivot)
+            factor_t[step, step:] = column
+            solution[step] = forward / column[0]
+        for step in range(size - 1, -1, -1):
+            if step + 1 < size:
+                solution[step] -= np.einsum("in,in->n", factor_t[step, step + 1:], solution[step + 1:])
+            solution[step] /= factor_t[step, step]
+        solved = smallest_pivot > SINGULAR_PIVOT_RATIO * largest_pivot
+        solved &= np.isfinite(solution).all(axis=0)
+    return solution, solved
 
 
 def _solve_symmetric(matrix: np.ndarray, rhs: np.ndarray, stats: SolveStats) -> np.ndarray:
@@ -241,37 +454,13 @@ def _solve_symmetric(matrix: np.ndarray, rhs: np.ndarray, stats: SolveStats) -> 
     return scipy.linalg.lstsq(matrix, rhs, check_finite=False, lapack_driver="gelsd")[0]
 
 
-def _solve_each_column(gram: np.ndarray, cross: np.ndarray, passive: np.ndarray, stats: SolveStats) -> np.ndarray:
-    """One system per column, solved in stacks of columns with equally large passive sets, so a column costs
-    ``|F|³`` rather than ``k³``; a stack with a singular system is redone column by column."""
-    solution = np.zeros(cross.shape)
-    sizes = passive.sum(axis=0)
-    for size in np.unique(sizes[sizes > 0]):
-        columns = np.flatnonzero(sizes == size)
-        rows = np.nonzero(passive[:, columns].T)[1].reshape(columns.size, size)
-        matrices = np.take(gram, rows[:, :, None] * gram.shape[0] + rows[:, None, :])
-        rhs = np.take(cross, rows * cross.shape[1] + columns[:, None])
-        try:
-            stacked = np.linalg.solve(matrices, rhs[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            stacked = None
-        if stacked is not None and np.all(np.isfinite(stacked)):
-            stats.factorizations += columns.size
-            np.put(solution, rows * cross.shape[1] + columns[:, None], stacked)
-            continue
-        for column, column_rows in zip(columns, rows):
-            solution[column_rows, column] = _solve_symmetric(gram[np.ix_(column_rows, column_rows)],
-                                                             cross[column_rows, column], stats)
-    return solution
-
-
 def _objective(x: np.ndarray, gram: np.ndarray, cross: np.ndarray) -> np.ndarray:
-    """``½·xᵀGx − cᵀx`` for every column."""
-    return np.einsum("ir,ir->r", x, 0.5 * (gram @ x) - cross)
+    """``½·xᵀGx − cᵀx`` for every row."""
+    return np.einsum("ri,ri->r", x, 0.5 * (x @ gram) - cross)
 
 
-def _keep_better_of(x: np.ndarray, start: np.ndarray, columns: np.ndarray, gram: np.ndarray,
+def _keep_better_of(x: np.ndarray, start: np.ndarray, rows: np.ndarray, gram: np.ndarray,
                     cross: np.ndarray) -> None:
-    """Where ``start`` beats ``x`` on ``columns``, copy it into ``x``."""
-    worse = _objective(x[:, columns], gram, cross[:, columns]) > _objective(start[:, columns], gram, cross[:, columns])
-    x[:, columns[worse]] = start[:, columns[worse]]
+    """Where ``start`` beats ``x`` on ``rows``, copy it into ``x``."""
+    worse = _objective(x[rows], gram, cross[rows]) > _objective(start[rows], gram, cross[rows])
+    x[rows[worse]] = start[rows[worse]]
