@@ -1,11 +1,12 @@
 """The alternating loop, solver-agnostic.
 
-One iteration updates W, then H (as scikit-learn does), from products formed by :mod:`dnmf.products`, and ends
-with the loss by the trace identity, at no extra pass over A. The whole iteration is one graph: it is persisted
-at once, and only the loss, a scalar, comes back to the client. W, H and ``HHᵀ`` stay persisted between
-iterations, so every iteration submits the same number of tasks.
+One iteration updates W, then H (as scikit-learn does), and ends with the loss. An objective
+(:mod:`dnmf.objectives`) builds that graph from products formed by :mod:`dnmf.products`: by default the Frobenius
+loss, whose loss comes from the trace identity at no extra pass over A. The whole iteration is one graph: it is
+persisted at once, and only the loss, a scalar, comes back to the client. W, H and what the objective carries
+(``HHᵀ`` for Frobenius) stay persisted between iterations, so every iteration submits the same number of tasks.
 
-The loop knows no update rule's maths: a rule is any :class:`dnmf.rules.UpdateRule`.
+The loop knows no update rule's or objective's maths: a rule is any :class:`dnmf.rules.UpdateRule`.
 """
 
 from __future__ import annotations
@@ -20,20 +21,47 @@ from typing import Any
 
 import dask
 import dask.array as da
-import numpy as np
 
-from dnmf import products
+from dnmf import objectives
+from dnmf._client import active_client
 from dnmf.exceptions import ConvergenceWarning
+from dnmf.phases import PhaseClock
 from dnmf.rules import UpdateRule
 
-__all__ = ["CONVERGENCE_CHECK_EVERY", "FitResult", "Penalties", "run"]
+__all__ = ["CONVERGENCE_CHECK_EVERY", "FitResult", "IterationRecord", "Penalties", "run"]
 
 logger = logging.getLogger("dnmf")
 
 #: The stopping test runs every this many iterations, as in scikit-learn's ``solver="mu"``.
 CONVERGENCE_CHECK_EVERY = 10
 
-Callback = Callable[[int, float], Any]
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """What a ``callback`` receives after every iteration.
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations done, counted from the start of the fit (a resumed run included).
+    loss : float
+        ``‖A − WH‖_F`` after this iteration.
+    seconds : float
+        Wall time of this iteration, checkpoint excluded.
+    W, H : dask.array.Array
+        The factors after this iteration, persisted on the cluster: ``record.H.compute()`` fetches H, and nothing
+        moves unless asked for.
+    """
+
+    iteration: int
+    loss: float
+    seconds: float
+    W: da.Array = field(repr=False)
+    H: da.Array = field(repr=False)
+
+
+Callback = Callable[[IterationRecord], Any]
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,9 @@ class Progress:
     seconds_per_iteration: list[float] = field(default_factory=list)
     tasks_per_iteration: list[int] = field(default_factory=list)
     checkpoint_seconds: list[float] = field(default_factory=list)
+    #: Per iteration: task seconds per phase (:mod:`dnmf.phases`) and ``"graph"``, the client's wall time to build
+    #: and optimise the iteration's graph.
+    phase_seconds: list[dict[str, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,64 +139,25 @@ class FitResult:
         return self.progress.error_at_init
 
 
-def _update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
-                 l2: float) -> np.ndarray:
-    """The W-step on one row block: the rule on the transposed problem (aligned contiguous copies, see
-    :func:`dnmf.products.aligned`)."""
-    transposed = products.aligned(np.ascontiguousarray(block.T)), products.aligned(np.ascontiguousarray(cross.T))
-    return products.aligned(np.ascontiguousarray(rule(*transposed, gram, l1=l1, l2=l2).T))
-
-
-def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
-                 l2: float) -> np.ndarray:
-    return rule(block, cross, gram, l1=l1, l2=l2)
-
-
 @dataclass
 class _State:
-    """The persisted collections one iteration starts from."""
+    """The persisted collections one iteration starts from: the factors and what the objective carries."""
 
     W: da.Array
     H: da.Array
-    gram_h: da.Array
-    aht: da.Array | None = None  # cached AHᵀ while H is fixed
+    carried: dict[str, da.Array]
 
 
-def _iteration(A: da.Array, state: _State, rule: UpdateRule, penalties: Penalties, norm_squared_a: float,
-               update_h: bool, with_initial_loss: bool) -> dict[str, da.Array]:
-    """The graph of one iteration: new W (and H), ``HHᵀ`` for the next one, and ``‖A − WH‖²``."""
-    aht = state.aht if state.aht is not None else products.aht(A, state.H)
-    W = products.map_rows(_update_rows, state.W, aht, small=(state.gram_h,), name="dnmf-update-w", rule=rule,
-                          l1=penalties.l1_w, l2=penalties.l2_w)
-    gram_w = products.gram_rows(W)
-    out: dict[str, da.Array] = {"W": W}
-    if update_h:
-        wta = products.wta(A, W)
-        H = products.map_cols(_update_cols, state.H, wta, small=(gram_w,), name="dnmf-update-h", rule=rule,
-                              l1=penalties.l1_h, l2=penalties.l2_h)
-        out["H"] = H
-        out["gram_h"] = gram_h = products.gram_cols(H)
-        cross_inner = products.inner(wta, H, name="dnmf-loss-inner")
-    else:
-        gram_h = state.gram_h
-        cross_inner = products.inner(aht, W, name="dnmf-loss-inner")
-    out["loss"] = products.frobenius_loss_squared(norm_squared_a, cross_inner, gram_w, gram_h)
-    if with_initial_loss:
-        out["initial_loss"] = products.frobenius_loss_squared(
-            norm_squared_a, products.inner(aht, state.W, name="dnmf-loss-inner"),
-            products.gram_rows(state.W), state.gram_h)
-    return out
-
-
-def _persist_counting_tasks(collections: dict[str, da.Array], persisted: list[da.Array]) -> tuple[dict[str, da.Array], int]:
-    """Optimise the iteration's graph once, persist it, and count the tasks it adds to those already persisted."""
+def _optimize_counting_tasks(collections: dict[str, da.Array],
+                             persisted: list[da.Array]) -> tuple[dict[str, da.Array], int]:
+    """Optimise the iteration's graph once, and count the tasks it adds to those already persisted."""
     optimized = dask.optimize(*collections.values())
     graph: dict = {}
     for x in optimized:
         graph.update(x.__dask_graph__())
     known = {key for x in persisted for key in dask.core.flatten(x.__dask_keys__())}
     n_tasks = sum(1 for key in graph if key not in known)
-    return dict(zip(collections, dask.persist(*optimized, optimize_graph=False))), n_tasks
+    return dict(zip(collections, optimized)), n_tasks
 
 
 def run(
@@ -174,7 +166,8 @@ def run(
     H: da.Array,
     *,
     rule: UpdateRule,
-    norm_squared_a: float,
+    norm_squared_a: float | None = None,
+    objective: objectives.Objective | None = None,
     penalties: Penalties = Penalties(),
     max_iter: int = 200,
     tol: float = 1e-4,
@@ -197,8 +190,11 @@ def run(
         Initial H, column-aligned with A. Held fixed when ``update_h`` is False.
     rule : UpdateRule
         The local update applied to every block of W and H.
-    norm_squared_a : float
-        ``‖A‖²``, from one pass over A done by the caller.
+    norm_squared_a : float, optional
+        ``‖A‖²``, from one pass over A done by the caller; needed by the default objective.
+    objective : Objective, optional
+        What the iterations minimise and how (see :mod:`dnmf.objectives`); by default
+        ``Frobenius(norm_squared_a)``, whose steps apply ``rule``.
     penalties : Penalties
         Scaled regularisation strengths.
     max_iter : int
@@ -210,7 +206,8 @@ def run(
     update_h : bool
         If False, only W is updated (``transform``); ``AHᵀ`` is then formed once and A is read once.
     callback : callable, optional
-        Called as ``callback(iteration, loss)`` after every iteration, with ``loss = ‖A − WH‖_F``.
+        Called as ``callback(record)`` after every iteration, with an :class:`IterationRecord`. A callback that
+        raises ``StopIteration`` ends the fit after this iteration (checkpointed, and with no convergence warning).
     progress : Progress, optional
         Where a resumed run stands; ``W`` and ``H`` are then the factors after ``progress.iteration``.
     checkpoint : callable, optional
@@ -222,21 +219,30 @@ def run(
     FitResult
     """
     progress = progress if progress is not None else Progress()
-    state = _State(W, H, products.gram_cols(H))
-    if not update_h:
-        state.aht = products.aht(A, H)
-    state.gram_h, state.aht = dask.persist(state.gram_h, state.aht)
+    if objective is None:
+        if norm_squared_a is None:
+            raise TypeError("run() needs norm_squared_a for the default Frobenius objective, or an objective.")
+        objective = objectives.Frobenius(norm_squared_a)
+    (carried,) = dask.persist(objective.carried(A, W, H, update_h=update_h))
+    state = _State(W, H, carried)
     last_checkpoint = time.perf_counter()
-    while progress.iteration < max_iter and not progress.converged:
+    clock = PhaseClock(active_client())
+    stopped_by_callback = False
+    while progress.iteration < max_iter and not progress.converged and not stopped_by_callback:
         iteration = progress.iteration + 1
         started = time.perf_counter()
         first = math.isnan(progress.error_at_init)
-        graph = _iteration(A, state, rule, penalties, norm_squared_a, update_h, with_initial_loss=first)
-        persisted = [A, state.W, state.H, state.gram_h] + ([state.aht] if state.aht is not None else [])
-        values, n_tasks = _persist_counting_tasks(graph, persisted)
-        state.W = values["W"]
-        state.H, state.gram_h = values.get("H", state.H), values.get("gram_h", state.gram_h)
-        losses = dask.compute(values["loss"], *([values["initial_loss"]] if first else []))
+        with clock:
+            graph = objective.iteration(A, state.W, state.H, state.carried, rule=rule, penalties=penalties,
+                                        update_h=update_h, with_initial_loss=first)
+            persisted = [A, state.W, state.H, *state.carried.values()]
+            graph, n_tasks = _optimize_counting_tasks(graph, persisted)
+            graph_seconds = time.perf_counter() - started
+            values = dict(zip(graph, dask.persist(*graph.values(), optimize_graph=False)))
+            state.W = values["W"]
+            state.H = values.get("H", state.H)
+            state.carried = {name: values.get(name, value) for name, value in state.carried.items()}
+            losses = dask.compute(values["loss"], *([values["initial_loss"]] if first else []))
         error = math.sqrt(float(losses[0]))
         if first:
             progress.error_at_init = progress.previous_error = math.sqrt(float(losses[1]))
@@ -244,16 +250,20 @@ def run(
         progress.loss_history.append(error)
         progress.tasks_per_iteration.append(n_tasks)
         progress.seconds_per_iteration.append(time.perf_counter() - started)
+        progress.phase_seconds.append({"graph": round(graph_seconds, 6), **clock.seconds})
         logger.info("iteration %d: loss %.6g (%.3f s)", iteration, error, progress.seconds_per_iteration[-1])
         if callback is not None:
-            callback(iteration, error)
+            try:
+                callback(IterationRecord(iteration, error, progress.seconds_per_iteration[-1], state.W, state.H))
+            except StopIteration:
+                stopped_by_callback = True
         if tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0:
             decrease = progress.previous_error - error
             if progress.error_at_init == 0 or decrease / progress.error_at_init < tol:
                 progress.converged = True
             progress.previous_error = error
         if checkpoint is not None and (
-            progress.converged or iteration == max_iter
+            progress.converged or stopped_by_callback or iteration == max_iter
             or (checkpoint_every and iteration % checkpoint_every == 0)
             or (checkpoint_seconds is not None and time.perf_counter() - last_checkpoint >= checkpoint_seconds)
         ):
@@ -261,10 +271,10 @@ def run(
             replacement = checkpoint(state.W, state.H, progress)
             if replacement is not None:
                 state.W, state.H = replacement
-                state.gram_h = products.gram_cols(state.H)
+                state.carried = objective.carried(A, state.W, state.H, update_h=update_h)
             progress.checkpoint_seconds.append(time.perf_counter() - written)
             last_checkpoint = time.perf_counter()
-    if tol > 0 and not progress.converged:
+    if tol > 0 and not progress.converged and not stopped_by_callback:
         warnings.warn(
             f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
             ConvergenceWarning, stacklevel=3,

@@ -8,6 +8,7 @@ parallelism comes from the number of blocks (workers run single-threaded BLAS).
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,7 +32,10 @@ __all__ = [
     "even_chunks",
     "fingerprint",
     "matrix_stats",
+    "mask_input",
+    "n_observed",
     "persist_input",
+    "zero_filled",
 ]
 
 #: The block size default chunking aims for (bytes of a dense block, or of a CSR block's arrays).
@@ -48,6 +52,9 @@ class InputMatrix:
 
     array: da.Array
     kind: InputKind
+    #: The blocks carry an observation mask: NaN marks an unobserved entry of a dense block, and the stored
+    #: pattern of a CSR block is the set of observed entries (see :mod:`dnmf.divergence`).
+    masked: bool = False
 
     @property
     def returns_dask(self) -> bool:
@@ -57,12 +64,16 @@ class InputMatrix:
 
 @dataclass(frozen=True)
 class MatrixStats:
-    """What one pass over A learns: its sum, squared Frobenius norm and number of non-zeros."""
+    """What one pass over A learns: its sum, squared Frobenius norm and number of non-zeros; the smallest stored
+    value, the number of stored values and of NaN (missing entries of a masked dense A)."""
 
     sum: float
     norm_squared: float
     nnz: int
     shape: tuple[int, int]
+    min_stored: float = 0.0
+    n_stored: int = 0
+    n_nan: int = 0
 
     @property
     def mean(self) -> float:
@@ -145,14 +156,34 @@ def _split(X: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> dict[tuple[i
     return blocks
 
 
+def _owners(n_row_blocks: int, n_col_blocks: int, by_rows: bool, workers: list[str]) -> dict[tuple[int, int], str]:
+    """The worker each block is scattered to: whole row strips per worker when ``by_rows`` (a matrix at least as
+    tall as wide), else whole column strips. Every partial product of the larger factor's side is then summed
+    where it was formed, and only the smaller side's partials cross the network."""
+    strips = n_row_blocks if by_rows else n_col_blocks
+    return {(i, j): workers[(i if by_rows else j) * len(workers) // strips]
+            for i in range(n_row_blocks) for j in range(n_col_blocks)}
+
+
 def _from_blocks(blocks: dict[tuple[int, int], Any], rows: tuple[int, ...], cols: tuple[int, ...],
                  dtype: np.dtype, sparse: bool, token: str) -> da.Array:
-    """A Dask array over in-memory blocks: scattered to the workers when a client is active, else held in the graph."""
-    name = f"dnmf-input-{token}"
+    """A Dask array over in-memory blocks: scattered to the workers when a client is active, else held in the graph.
+
+    Scattered blocks get keys of their own per call (``dnmf-input-block-<token>-<uuid>-i-j``): a second fit on the
+    same data must not reuse keys that the first one's futures are releasing, or its blocks vanish under it.
+    """
     client = active_client()
-    keys = list(blocks)
-    values = client.scatter([blocks[key] for key in keys]) if client is not None else [blocks[key] for key in keys]
-    layer = {(name, i, j): value for (i, j), value in zip(keys, values)}
+    if client is not None:
+        token = f"{token}-{uuid.uuid4().hex}"
+        owners = _owners(len(rows), len(cols), sum(rows) >= sum(cols), sorted(client.scheduler_info()["workers"]))
+        scattered = {}
+        for worker in set(owners.values()):
+            scattered.update(client.scatter({f"dnmf-input-block-{token}-{i}-{j}": block
+                                             for (i, j), block in blocks.items() if owners[i, j] == worker},
+                                            workers=[worker]))
+        blocks = {(i, j): scattered[f"dnmf-input-block-{token}-{i}-{j}"] for i, j in blocks}
+    name = f"dnmf-input-{token}"
+    layer = {(name, i, j): value for (i, j), value in blocks.items()}
     graph = HighLevelGraph.from_collections(name, layer, dependencies=())
     meta = sp.csr_matrix((0, 0), dtype=dtype) if sparse else np.empty((0, 0), dtype=dtype)
     return da.Array(graph, name, chunks=(rows, cols), dtype=dtype, meta=meta)
@@ -193,9 +224,11 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto") -> InputMatrix:
         _check_shape(X.shape)
         dtype = _float_dtype(np.dtype(X.dtype))
         rows, cols = _resolve_chunks(chunks, X.shape, _nbytes(X), multiple=tuple(X.chunks))
-        A = da.from_zarr(X, chunks=(rows, cols), name=f"dnmf-read-{tokenize(X.store, X.path, rows, cols)}")
+        A = da.from_zarr(X, chunks=(rows, cols), name=f"dnmf-read-{tokenize(X.store, X.path, rows, cols)}",
+                         inline_array=True)
         if A.dtype != dtype:
-            A = A.astype(dtype)
+            A = A.map_blocks(_as_csr_block, out_dtype=dtype, dtype=dtype, token="dnmf-input-cast",
+                             meta=np.empty((0, 0), dtype=dtype))
         return InputMatrix(A, "zarr")
     if sp.issparse(X):
         _check_shape(X.shape)
@@ -216,6 +249,94 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto") -> InputMatrix:
     return InputMatrix(_from_blocks(_split(dense, rows, cols), rows, cols, dtype, False, token), "numpy")
 
 
+def _observed_values(a: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    if sp.issparse(a):
+        return np.asarray(sp.csr_matrix(a)[rows, cols]).ravel()
+    return np.asarray(a)[rows, cols]
+
+
+def _masked_block(a: Any, mask: Any, *, nan_is_missing: bool) -> Any:
+    """One block of A with its mask applied: NaN at unobserved entries of a dense block, or, for a sparse mask, a
+    CSR block storing A's values exactly at the observed entries (zeros included)."""
+    if mask is None:
+        return a
+    if sp.issparse(mask):
+        pattern = sp.csr_matrix(mask, copy=True)
+        pattern.eliminate_zeros()
+        rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
+        values = _observed_values(a, rows, pattern.indices)
+        missing = np.isnan(values)
+        if missing.any():
+            if not nan_is_missing:
+                raise ValueError(_NAN_AT_OBSERVED)
+            keep = ~missing
+            return sp.coo_matrix((values[keep], (rows[keep], pattern.indices[keep])), shape=a.shape).tocsr()
+        return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=a.shape)
+    observed = np.asarray(mask) != 0
+    dense = a.toarray() if sp.issparse(a) else np.array(a, copy=True)
+    if not nan_is_missing and np.isnan(dense[observed]).any():
+        raise ValueError(_NAN_AT_OBSERVED)
+    dense[~observed] = np.nan
+    return dense
+
+
+_NAN_AT_OBSERVED = ("X holds NaN at entries the mask declares observed: pass missing='nan' to treat them as missing "
+                    "too, or fix X.")
+
+
+def mask_input(matrix: InputMatrix, mask: Any = None, *, nan_is_missing: bool = False) -> InputMatrix:
+    """Attach an observation mask to an input matrix (see :attr:`InputMatrix.masked`).
+
+    Parameters
+    ----------
+    matrix : InputMatrix
+        The data, from :func:`as_input_matrix`.
+    mask : array-like, sparse matrix or dask.array.Array of shape (m, n), optional
+        Non-zero (True) where an entry is observed. A sparse mask gives CSR blocks with the mask's pattern, so
+        every product costs O(nnz(mask) · k); a dense mask gives dense blocks with NaN at unobserved entries.
+    nan_is_missing : bool
+        Treat NaN in X as unobserved too (``missing='nan'``). Without a mask, only dense blocks can carry NaN.
+
+    Returns
+    -------
+    InputMatrix
+        ``masked=True`` unless there is neither a mask nor, with ``nan_is_missing``, a dense matrix.
+    """
+    A = matrix.array
+    if mask is None:
+        dense = not sp.issparse(getattr(A, "_meta", None))
+        return InputMatrix(A, matrix.kind, masked=nan_is_missing and dense)
+    if np.shape(mask) != A.shape:
+        raise ValueError(f"The mask has shape {tuple(np.shape(mask))}, but X has shape {A.shape}: pass a mask of "
+                         "the same shape, non-zero (True) where an entry is observed.")
+    M = as_input_matrix(mask, chunks=A.chunks).array
+    if M.chunks != A.chunks:
+        M = M.rechunk(A.chunks)
+    sparse_mask = sp.issparse(getattr(M, "_meta", None))
+    meta = sp.csr_matrix((0, 0), dtype=A.dtype) if sparse_mask else np.empty((0, 0), dtype=A.dtype)
+    masked = da.blockwise(_masked_block, "ij", A, "ij", M, "ij", nan_is_missing=nan_is_missing, dtype=A.dtype,
+                          token="dnmf-input-mask", meta=meta)
+    return InputMatrix(masked, matrix.kind, masked=True)
+
+
+def _zero_missing(block: Any) -> Any:
+    return block if sp.issparse(block) else np.nan_to_num(block, nan=0.0)
+
+
+def zero_filled(matrix: InputMatrix) -> da.Array:
+    """A masked matrix with its unobserved entries read as zeros (for initialisation); other matrices as they are."""
+    if not matrix.masked:
+        return matrix.array
+    return matrix.array.map_blocks(_zero_missing, dtype=matrix.array.dtype, token="dnmf-input-zero-filled")
+
+
+def n_observed(matrix: InputMatrix, stats: MatrixStats) -> int:
+    """Entries observed: all of them, unless masked (stored entries of CSR blocks, non-NaN of dense ones)."""
+    if not matrix.masked:
+        return stats.shape[0] * stats.shape[1]
+    return stats.n_stored - stats.n_nan
+
+
 def _is_zarr_array(X: Any) -> bool:
     try:
         import zarr
@@ -229,8 +350,10 @@ def _block_span(chunks: tuple[tuple[int, ...], ...], i: int, j: int) -> str:
     return f"block ({i}, {j}): rows {r0}–{r0 + chunks[0][i] - 1}, columns {c0}–{c0 + chunks[1][j] - 1}"
 
 
-def matrix_stats(A: da.Array, *, what: str = "the input matrix") -> MatrixStats:
+def matrix_stats(A: da.Array, *, what: str = "the input matrix", allow_nan: bool = False) -> MatrixStats:
     """Validate A in one pass (finite, non-negative) and return its statistics.
+
+    ``allow_nan`` lets NaN through (they mark missing entries of a masked A); infinities are still rejected.
 
     Raises
     ------
@@ -239,12 +362,16 @@ def matrix_stats(A: da.Array, *, what: str = "the input matrix") -> MatrixStats:
     """
     per_block = products.block_stats(A).compute()
     fields = dict(zip(products.STAT_FIELDS, np.moveaxis(per_block, -1, 0)))
-    bad = np.argwhere(fields["n_nonfinite"] > 0)
+    rejected = fields["n_nonfinite"] - (fields["n_nan"] if allow_nan else 0)
+    bad = np.argwhere(rejected > 0)
     if len(bad):
-        count = int(fields["n_nonfinite"].sum())
+        count = int(rejected.sum())
+        fix = ("NMF needs finite values at observed entries." if allow_nan else
+               "NMF needs finite values: pass missing='nan' (dense input) or fit(X, mask=...) to treat entries as "
+               "missing, or impute or drop them first.")
         raise ValueError(
-            f"{what.capitalize()} contains {count} NaN or infinite value(s), first in {_block_span(A.chunks, *bad[0])}. "
-            "NMF needs finite values: impute or drop missing entries first."
+            f"{what.capitalize()} contains {count} {'infinite' if allow_nan else 'NaN or infinite'} value(s), "
+            f"first in {_block_span(A.chunks, *bad[0])}. {fix}"
         )
     negative = np.argwhere(fields["min"] < 0)
     if len(negative):
@@ -257,6 +384,9 @@ def matrix_stats(A: da.Array, *, what: str = "the input matrix") -> MatrixStats:
         norm_squared=float(fields["sum_squares"].sum()),
         nnz=int(fields["nnz"].sum()),
         shape=(int(A.shape[0]), int(A.shape[1])),
+        min_stored=float(fields["min"].min()),
+        n_stored=int(fields["n_stored"].sum()),
+        n_nan=int(fields["n_nan"].sum()),
     )
 
 
@@ -281,12 +411,12 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats) -> InputMatrix:
     """
     array = matrix.array
     dense = not sp.issparse(getattr(array, "_meta", None))
-    if (not dense and not matrix.returns_dask) or estimated_nbytes(array, stats) > cluster_memory() * PERSIST_MEMORY_FRACTION:
+    if (not dense and not matrix.returns_dask and not matrix.masked) or estimated_nbytes(array, stats) > cluster_memory() * PERSIST_MEMORY_FRACTION:
         return matrix
     if dense:
         array = array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
     (array,) = dask.persist(array)
-    return InputMatrix(array, matrix.kind)
+    return InputMatrix(array, matrix.kind, matrix.masked)
 
 
 def _block_digest(block: Any) -> np.ndarray:
@@ -305,10 +435,11 @@ def _block_digest(block: Any) -> np.ndarray:
 def fingerprint(A: da.Array, stats: MatrixStats) -> dict[str, Any]:
     """What identifies an input: shape, dtype, nnz, chunking, sum and squared norm (one pass, already done), and
     a SHA-256 of its first and last blocks."""
-    corners = [A.blocks[0, 0], A.blocks[-1, -1]]
-    digests = dask.compute(*[block.map_blocks(_block_digest, dtype=object, chunks=((1,),), drop_axis=1,
-                                              token="dnmf-fingerprint", meta=np.empty((0,), dtype=object))
-                             for block in corners])
+    name = f"dnmf-fingerprint-{tokenize(A.name)}"
+    corners = {(name, 0): (_block_digest, (A.name, 0, 0)),
+               (name, 1): (_block_digest, (A.name, A.numblocks[0] - 1, A.numblocks[1] - 1))}
+    graph = HighLevelGraph.from_collections(name, corners, dependencies=[A])
+    digests = da.Array(graph, name, chunks=((1, 1),), dtype=object, meta=np.empty((0,), dtype=object)).compute()
     return {
         "shape": list(stats.shape),
         "dtype": str(A.dtype),
@@ -316,5 +447,5 @@ def fingerprint(A: da.Array, stats: MatrixStats) -> dict[str, Any]:
         "chunks": [list(map(int, A.chunks[0])), list(map(int, A.chunks[1]))],
         "sum": stats.sum,
         "norm_squared": stats.norm_squared,
-        "sample_sha256": [str(d[0]) for d in digests],
+        "sample_sha256": [str(d) for d in digests],
     }

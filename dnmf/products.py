@@ -21,12 +21,18 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 
+from dnmf import divergence
+from dnmf.divergence import sampled_product
+
 __all__ = [
     "ALIGNMENT",
     "SPLIT_EVERY",
     "aligned",
     "STAT_FIELDS",
     "aht",
+    "beta_aht",
+    "beta_divergence",
+    "beta_wta",
     "block_stats",
     "frobenius_loss_squared",
     "gram_cols",
@@ -37,6 +43,8 @@ __all__ = [
     "reconstruct",
     "residual_norm_squared",
     "sampled_product",
+    "sum_cols",
+    "sum_rows",
     "wta",
 ]
 
@@ -47,7 +55,7 @@ SPLIT_EVERY = 8
 ALIGNMENT = 64
 
 #: The per-block statistics of :func:`block_stats`, in order.
-STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz")
+STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
 
 
 def aligned(x: Any) -> Any:
@@ -226,6 +234,9 @@ def map_rows(func: Callable[..., Any], W: da.Array, *row_aligned: da.Array, smal
              name: str, dtype: Any = None, width: int | None = None, **kwargs: Any) -> da.Array:
     """Apply ``func(W_i, *row_blocks_i, *small, **kwargs)`` to every row block; the result is row-aligned with W.
 
+    A row-aligned operand whose width is not W's (e.g. the ``(m, 2k)`` parts of :func:`beta_aht`) is passed whole
+    along its columns; its column chunks must then be one.
+
     ``small`` holds k-sized operands (Dask arrays of one chunk, or NumPy arrays) passed whole to every task.
     ``width`` is the number of columns ``func`` returns, if not W's.
     """
@@ -243,8 +254,9 @@ def _map_blocks(func: Callable[..., Any], factor: da.Array, index: str, aligned:
                 small: tuple[Any, ...], name: str, dtype: Any, components: int | None,
                 kwargs: dict[str, Any]) -> da.Array:
     args: list[Any] = [factor, index]
-    for x in aligned:
-        args += [x, index]
+    for position, x in enumerate(aligned):
+        args += [x, index if x.shape[index.index("a")] == factor.shape[index.index("a")]
+                 else index.replace("a", chr(ord("b") + position))]
     for position, x in enumerate(small):
         args += [x, _small_index(position, x.ndim) if isinstance(x, da.Array) else None]
     dtype = factor.dtype if dtype is None else np.dtype(dtype)
@@ -258,22 +270,6 @@ def _map_blocks(func: Callable[..., Any], factor: da.Array, index: str, aligned:
 def _small_index(position: int, ndim: int) -> str:
     """Distinct contracted indices for the ``position``-th small operand (its single chunk is passed whole)."""
     return "".join(chr(ord("A") + 3 * position + d) for d in range(ndim))
-
-
-#: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
-SAMPLED_BATCH = 1 << 16
-
-
-def sampled_product(a: sp.csr_matrix, w: np.ndarray, h: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
-    """``(W_i H_j)`` at the stored positions of the CSR block ``a`` only, in ``a.data``'s order: O(nnz · k)."""
-    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
-    w = np.ascontiguousarray(w, dtype=dtype)
-    h_t = np.ascontiguousarray(h.T, dtype=dtype)
-    out = np.empty(a.nnz, dtype=dtype)
-    for start in range(0, a.nnz, SAMPLED_BATCH):
-        stop = min(start + SAMPLED_BATCH, a.nnz)
-        np.einsum("ij,ij->i", w[rows[start:stop]], h_t[a.indices[start:stop]], out=out[start:stop])
-    return out
 
 
 def _residual_block(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -302,6 +298,108 @@ def residual_norm_squared(A: da.Array, W: da.Array, H: da.Array) -> da.Array:
     return _tree_sum(_tree_sum(partials, axis=0, name="dnmf-residual-rows"), axis=0, name="dnmf-residual")
 
 
+def _sum_rows_block(w: Any) -> Any:
+    return w.sum(axis=0)[None]
+
+
+def _sum_cols_block(h: Any) -> Any:
+    return h.sum(axis=1)[:, None]
+
+
+def sum_rows(W: da.Array, name: str = "dnmf-sum-w") -> da.Array:
+    """``Σ_i W_i`` summed over rows: the column sums of a row-blocked factor, shape (k,), one chunk."""
+    partials = da.blockwise(_sum_rows_block, "ia", W, "ia", adjust_chunks={"i": 1}, dtype=W.dtype,
+                            token=f"{name}-block", meta=np.empty((0, 0), dtype=W.dtype))
+    return _tree_sum(partials, axis=0, name=name)
+
+
+def sum_cols(H: da.Array, name: str = "dnmf-sum-h") -> da.Array:
+    """The row sums of a column-blocked factor, shape (k,), one chunk."""
+    partials = da.blockwise(_sum_cols_block, "aj", H, "aj", adjust_chunks={"j": 1}, dtype=H.dtype,
+                            token=f"{name}-block", meta=np.empty((0, 0), dtype=H.dtype))
+    return _tree_sum(partials, axis=1, name=name)
+
+
+def _gradient_width(k: int, beta: float, masked: bool) -> int:
+    return k if divergence.rank_one_denominator(beta, masked) else 2 * k
+
+
+def _beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> Any:
+    numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
+                                                       side="rows")
+    parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=1)
+    return np.asarray(parts)[:, None, :]
+
+
+def _beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool) -> Any:
+    numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
+                                                       side="cols")
+    parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=0)
+    return np.asarray(parts)[None]
+
+
+def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
+    """The W-step's gradient parts of ``D_β(A | WH)``, row-aligned with A: ``[numerator | denominator]``.
+
+    Block i is ``Σ_j [(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ | (M ⊙ (WH)^(β−1)) H_jᵀ]`` restricted to row block i, of shape
+    ``(m_i, 2k)``; for unmasked KL only the numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H).
+    ``WH`` is formed at the stored positions of sparse blocks only (see :mod:`dnmf.divergence`).
+    """
+    _check_rows_aligned(A, W)
+    _check_cols_aligned(A, H)
+    dtype = _result_dtype(W, H)
+    partials = da.blockwise(
+        _beta_aht_block, "ija", A, "ij", W, "ia", H, "aj",
+        adjust_chunks={"j": 1, "a": _gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
+        token="dnmf-aht-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
+        beta=float(beta), masked=masked,
+    )
+    return _tree_sum(partials, axis=1, name="dnmf-aht-beta")
+
+
+def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
+    """The H-step's gradient parts of ``D_β(A | WH)``, column-aligned with A: ``[numerator; denominator]``.
+
+    Block j is ``Σ_i [W_iᵀ(M ⊙ A ⊙ (WH)^(β−2)); W_iᵀ(M ⊙ (WH)^(β−1))]`` of shape ``(2k, n_j)``; for unmasked KL
+    only the numerator, ``(k, n_j)`` (the denominator is :func:`sum_rows` of W).
+    """
+    _check_rows_aligned(A, W)
+    _check_cols_aligned(A, H)
+    dtype = _result_dtype(W, H)
+    partials = da.blockwise(
+        _beta_wta_block, "iaj", W, "ia", A, "ij", H, "aj",
+        adjust_chunks={"i": 1, "a": _gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
+        token="dnmf-wta-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
+        beta=float(beta), masked=masked,
+    )
+    return _tree_sum(partials, axis=0, name="dnmf-wta-beta")
+
+
+def _divergence_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> np.ndarray:
+    return np.asarray(divergence.divergence(a, w, h, beta=beta, masked=masked)).reshape(1, 1)
+
+
+def _finish_divergence(total: Any) -> Any:
+    return np.asarray(max(float(total), 0.0))
+
+
+def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False,
+                    name: str = "dnmf-loss-beta") -> da.Array:
+    """``2·D_β(A | WH)`` as a float64 scalar, clipped at zero: its square root is scikit-learn's
+    ``_beta_divergence(A, W, H, beta, square_root=True)``. With ``masked``, over the observed entries only (for
+    β = 2, ``‖M ⊙ (A − WH)‖²``). One pass over A; sparse blocks cost O(nnz · k)."""
+    _check_rows_aligned(A, W)
+    _check_cols_aligned(A, H)
+    partials = da.blockwise(
+        _divergence_block, "ij", A, "ij", W, "ia", H, "aj",
+        concatenate=True, dtype=np.float64, token=f"{name}-block", meta=np.empty((0, 0), dtype=np.float64),
+        beta=float(beta), masked=masked,
+    )
+    total = _tree_sum(_tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=f"{name}-sum")
+    return da.blockwise(_finish_divergence, "", total, "", dtype=np.float64, token=name,
+                        meta=np.empty((), dtype=np.float64))
+
+
 def _block_stats(block: Any) -> np.ndarray:
     values = block.data if sp.issparse(block) else np.asarray(block)
     finite = np.isfinite(values)
@@ -313,15 +411,18 @@ def _block_stats(block: Any) -> np.ndarray:
         float(clean.min()) if clean.size else np.inf,
         n_nonfinite,
         np.count_nonzero(values),
+        0 if n_nonfinite == 0 else np.count_nonzero(np.isnan(values)),
+        values.size,
     ])
     return stats.reshape(1, 1, len(STAT_FIELDS))
 
 
 def block_stats(A: da.Array) -> da.Array:
-    """Per-block statistics of A, one pass: a ``(p, q, 5)`` float64 array of :data:`STAT_FIELDS`.
+    """Per-block statistics of A, one pass: a ``(p, q, 7)`` float64 array of :data:`STAT_FIELDS`.
 
     ``min`` is over the stored values (the implicit zeros of a sparse block are not included) and ignores
-    non-finite values, which are counted separately.
+    non-finite values, which are counted separately (``n_nonfinite``, of which ``n_nan`` are NaN). ``n_stored`` is
+    the number of stored values: the block's size if dense.
     """
     return da.blockwise(
         _block_stats, "ijs", A, "ij",

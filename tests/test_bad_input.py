@@ -57,7 +57,7 @@ def test_bad_n_components(X, k):
 
 
 @pytest.mark.parametrize("param,value,expected", [
-    ("solver", "lbfgs", "'cd', 'hals', 'mu'"),
+    ("solver", "lbfgs", "'bpp', 'cd', 'hals', 'mu'"),
     ("init", "pca", "'random', 'nndsvd', 'nndsvda', 'nndsvdar', 'custom'"),
     ("beta_loss", "hinge", "'frobenius', 'kullback-leibler', 'itakura-saito'"),
     ("tol", -1, "non-negative number"),
@@ -74,7 +74,7 @@ def test_bad_options_list_valid_choices(X, param, value, expected):
         NMF(2, **{param: value}).fit(X)
 
 
-@pytest.mark.parametrize("solver", ["mu", "hals", "cd"])
+@pytest.mark.parametrize("solver", ["hals", "cd"])
 def test_unsupported_loss_for_solver(X, solver):
     with pytest.raises(ValueError, match=f"solver='{solver}' does not support beta_loss='kullback-leibler'.*"
                                          "Supported: solver='hals'"):

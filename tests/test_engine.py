@@ -61,7 +61,7 @@ def test_loss_history_is_monotone_and_error_at_init_is_exact(data):
 def test_callback_sees_every_iteration(data):
     A, W0, H0 = data
     seen = []
-    result = run(A, W0, H0, "mu", 7, tol=0, callback=lambda iteration, loss: seen.append((iteration, loss)))
+    result = run(A, W0, H0, "mu", 7, tol=0, callback=lambda record: seen.append((record.iteration, record.loss)))
     assert [i for i, _ in seen] == list(range(1, 8))
     assert [loss for _, loss in seen] == result.loss_history
 
@@ -119,3 +119,25 @@ def test_penalties_follow_sklearn_scaling():
     p = engine.Penalties.from_alphas((100, 30), alpha_w=0.5, alpha_h=0.2, l1_ratio=0.25)
     assert (p.l1_w, p.l2_w) == pytest.approx((30 * 0.5 * 0.25, 30 * 0.5 * 0.75))
     assert (p.l1_h, p.l2_h) == pytest.approx((100 * 0.2 * 0.25, 100 * 0.2 * 0.75))
+
+
+def test_callback_stops_the_fit_with_stop_iteration(data):
+    A, W0, H0 = data
+
+    def stop_at_three(record):
+        if record.iteration == 3:
+            raise StopIteration
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = run(A, W0, H0, "mu", 50, tol=1e-12, callback=stop_at_three)
+    assert result.n_iter == 3 and not result.converged
+
+
+def test_phase_seconds_name_every_phase_of_an_iteration(data):
+    A, W0, H0 = data
+    result = run(A, W0, H0, "hals", 3, tol=0)
+    assert len(result.progress.phase_seconds) == 3
+    for phases in result.progress.phase_seconds:
+        assert {"graph", "aht", "update", "gram", "wta", "loss"} <= set(phases)
+        assert all(seconds >= 0 for seconds in phases.values())
