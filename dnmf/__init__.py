@@ -1,5 +1,6 @@
 """dnmf: distributed Non-negative Matrix Factorization on Dask."""
 
+from dnmf.engine import IterationRecord
 from dnmf.estimator import NMF
 from dnmf.exceptions import ClusterLostError, ConvergenceWarning, NotFittedError
 from dnmf.ingest import ingest
@@ -10,6 +11,7 @@ __all__ = [
     "NMF",
     "ClusterLostError",
     "ConvergenceWarning",
+    "IterationRecord",
     "NotFittedError",
     "Result",
     "StoreError",

@@ -30,10 +30,11 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.base import tokenize
 
 from dnmf._client import active_client
 from dnmf.engine import Progress
-from dnmf.store import Location
+from dnmf.store import Location, write_blocks
 
 __all__ = ["KEEP", "Checkpoint", "CheckpointError", "CheckpointStore", "CheckpointWarning", "open_run"]
 
@@ -73,6 +74,14 @@ def checksum(x: da.Array) -> da.Array:
                         token="dnmf-checkpoint-sum", meta=np.empty((0, 0), dtype=np.float64))
 
 
+def _read_factors(group: zarr.Group, state: dict[str, Any], url: str) -> tuple[da.Array, da.Array]:
+    """W and H of a version, read lazily on their recorded grids, in layers named ``dnmf-checkpoint-read-*``. The
+    key token covers the state's checksums, so a rewritten version never reuses keys of the one it replaced."""
+    token = tokenize(url, state)
+    return tuple(da.from_zarr(group[name], chunks=tuple(tuple(c) for c in state["chunks"][name]), inline_array=True,
+                              name=f"dnmf-checkpoint-read-{name.lower()}-{token}") for name in ("W", "H"))
+
+
 class CheckpointStore:
     """A checkpoint folder at a local path or fsspec URL."""
 
@@ -96,7 +105,7 @@ class CheckpointStore:
             regular = regular_of(factor)
             array = group.create_array(name, shape=factor.shape, dtype=factor.dtype, compressors=None,
                                        chunks=tuple(c[0] for c in regular.chunks))
-            stores.append(da.store(regular, array, lock=False, compute=False))
+            stores.append(write_blocks(regular, array, f"dnmf-checkpoint-write-{name.lower()}"))
         _, w_sums, h_sums = dask.compute(stores, checksum(W), checksum(H))
         full_state = {**state, "iteration": iteration,
                       "checksums": {"W": w_sums.ravel().tolist(), "H": h_sums.ravel().tolist()},
@@ -112,10 +121,7 @@ class CheckpointStore:
         then re-read from here, not recomputed from the first iteration on."""
         group = zarr.open_group(store=self.location.child(version).url, mode="r",
                                 **self.location.zarr_kwargs())
-        chunks = group.attrs["state"]["chunks"]
-        W = da.from_zarr(group["W"], chunks=tuple(tuple(c) for c in chunks["W"]))
-        H = da.from_zarr(group["H"], chunks=tuple(tuple(c) for c in chunks["H"]))
-        return W, H
+        return _read_factors(group, dict(group.attrs["state"]), self.location.child(version).url)
 
     def checkpointer(self, run: dict[str, Any]) -> Callable[[da.Array, da.Array, Progress],
                                                             tuple[da.Array, da.Array] | None]:
@@ -196,9 +202,7 @@ class CheckpointStore:
         target = self.location.child(version)
         group = zarr.open_group(store=target.url, mode="r", **target.zarr_kwargs())
         state = dict(group.attrs["state"])
-        W = da.from_zarr(group["W"], chunks=tuple(tuple(c) for c in state["chunks"]["W"]))
-        H = da.from_zarr(group["H"], chunks=tuple(tuple(c) for c in state["chunks"]["H"]))
-        W, H = dask.persist(W, H)
+        W, H = dask.persist(*_read_factors(group, state, target.url))
         w_sums, h_sums = dask.compute(checksum(W), checksum(H))
         if w_sums.ravel().tolist() != state["checksums"]["W"] or h_sums.ravel().tolist() != state["checksums"]["H"]:
             raise ValueError("the arrays do not match their checksums (missing or truncated chunks)")

@@ -7,6 +7,7 @@ output; Dask and Zarr input give Dask output that stays on the cluster.
 
 from __future__ import annotations
 
+import html
 import inspect
 import logging
 import numbers
@@ -20,15 +21,19 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
-from dnmf import engine, init as initialization
+from dnmf import display, engine, init as initialization
 from dnmf._client import active_client, dashboard_link
 from dnmf.exceptions import ClusterLostError, NotFittedError
-from dnmf.matrix import InputMatrix, MatrixStats, as_input_matrix, fingerprint, matrix_stats, persist_input
-from dnmf.products import reconstruct, residual_norm_squared
+from dnmf.matrix import (InputMatrix, MatrixStats, as_input_matrix, fingerprint, mask_input, matrix_stats,
+                         n_observed, persist_input, zero_filled)
+from dnmf.objectives import BetaDivergence, Frobenius, Objective
+from dnmf.products import beta_divergence, reconstruct, residual_norm_squared
 from dnmf.checkpoint import open_run
-from dnmf.engine import Progress
+from dnmf.engine import IterationRecord, Progress
+from dnmf.progress import ProgressBar, chain_callbacks
 from dnmf.results import jsonable, save_result
 from dnmf.store import open_matrix, read_labels
 from dnmf.rules import canonical_solver, get_rule, solver_names
@@ -39,7 +44,11 @@ logger = logging.getLogger("dnmf")
 
 BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
 #: (solver, beta_loss) pairs this version implements.
-SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": ("frobenius",)}
+SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
+#: beta_loss names as scikit-learn's β.
+BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+#: Solvers that handle missing values (an observation mask).
+MASKED_SOLVERS = ("mu",)
 
 
 def _is_int(value: Any, low: int) -> bool:
@@ -62,6 +71,7 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "solver": (lambda v: isinstance(v, str) and v in solver_names(), "one of " + ", ".join(map(repr, solver_names()))),
     "beta_loss": (lambda v: v in BETA_LOSSES or (_is_real(v, -np.inf) and not isinstance(v, str)),
                   "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
+    "missing": (lambda v: v is None or v == "nan", "None or 'nan'"),
     "tol": (lambda v: _is_real(v, 0.0), "a non-negative number"),
     "max_iter": (lambda v: _is_int(v, 1), "a positive integer"),
     "random_state": (lambda v: v is None or _is_int(v, 0)
@@ -71,7 +81,7 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "alpha_H": (lambda v: v == "same" or _is_real(v, 0.0), "a non-negative number or 'same'"),
     "l1_ratio": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
     "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
-    "callback": (lambda v: v is None or callable(v), "None or a callable(iteration, loss)"),
+    "callback": (lambda v: v is None or callable(v), "None or a callable(record)"),
     "chunks": (_is_chunks, "'auto', a block size such as 10_000, or a (rows, columns) pair"),
     "checkpoint": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "None or a path or URL"),
     "checkpoint_every": (lambda v: v is None or _is_int(v, 1), "None or a positive integer"),
@@ -79,7 +89,7 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 #: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
-RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "tol", "random_state", "alpha_W", "alpha_H",
+RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "missing", "tol", "random_state", "alpha_W", "alpha_H",
                      "l1_ratio")
 
 
@@ -118,11 +128,17 @@ class NMF:
     init : {'random', 'nndsvd', 'nndsvda', 'nndsvdar', 'custom'} or None, default=None
         Initialisation. ``None`` means ``'nndsvda'`` if ``k <= min(m, n)``, else ``'random'``. The SVD behind
         the NNDSVD variants is computed on the cluster by a randomized range finder.
-    solver : {'hals', 'cd', 'mu'}, default='hals'
-        Local update rule: ``'hals'`` (fast HALS, i.e. coordinate descent; ``'cd'`` is an alias) or ``'mu'``
-        (Lee–Seung multiplicative update).
-    beta_loss : {'frobenius'}, default='frobenius'
-        The loss. Only the Frobenius norm is implemented so far.
+    solver : {'hals', 'cd', 'mu', 'bpp'}, default='hals'
+        Local update rule: ``'hals'`` (fast HALS, i.e. coordinate descent; ``'cd'`` is an alias), ``'mu'``
+        (Lee–Seung multiplicative update) or ``'bpp'`` (alternating non-negative least squares, each step solved
+        exactly by block principal pivoting: fewer, dearer iterations).
+    beta_loss : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}, default='frobenius'
+        The β-divergence minimised, with scikit-learn's meaning (2, 1 and 0 for the names). Other than
+        ``'frobenius'`` it needs ``solver='mu'``; β ≤ 0 needs strictly positive data, so no sparse input. On sparse
+        input, KL costs O(nnz·k) per pass; other β ∉ {1, 2} cost O(m·n·k), as in scikit-learn.
+    missing : {None, 'nan'}, default=None
+        ``'nan'``: NaN in dense input mark missing entries. The fit then minimises the loss over the observed
+        entries only (see ``mask`` in :meth:`fit`); ``solver='mu'`` only.
     tol : float, default=1e-4
         Every 10 iterations, stop when ``‖X − WH‖`` fell by less than ``tol`` times its value at initialisation
         since the last check.
@@ -134,9 +150,14 @@ class NMF:
     alpha_W, alpha_H, l1_ratio : float, default=0.0, 'same', 0.0
         Regularisation, with scikit-learn's meaning and scaling.
     verbose : int, default=0
-        Log every iteration to the ``dnmf`` logger (stderr if logging is not configured).
+        ``0`` is silent. ``1`` draws a progress bar per fit (:mod:`dnmf.progress`: iteration, loss, relative
+        improvement and time left; a widget in Jupyter with ``dnmf[notebook]`` installed) and writes the dashboard
+        link above it when a ``Client`` is active. ``2`` also logs every iteration to the ``dnmf`` logger (stderr if
+        logging is not configured).
     callback : callable, default=None
-        Called as ``callback(iteration, loss)`` after every iteration, ``loss`` being ``‖X − WH‖_F``.
+        Called as ``callback(record)`` after every iteration with a :class:`dnmf.IterationRecord`: ``iteration``,
+        ``loss`` (``‖X − WH‖_F``), ``seconds``, and the persisted factors ``W`` and ``H`` as lazy Dask arrays.
+        Raising ``StopIteration`` in it ends the fit after that iteration.
     chunks : 'auto', int or (rows, columns), default='auto'
         Block grid for NumPy, SciPy and Zarr input (see :func:`dnmf.matrix.default_grid`). Dask input keeps its own
         chunks unless this is set.
@@ -154,16 +175,21 @@ class NMF:
         ``H``.
     n_components_ : int
     reconstruction_err_ : float
-        ``‖X − WH‖_F`` at the end of fit, from an exact float64 pass over X's stored entries.
+        ``‖X − WH‖_F`` at the end of fit, from an exact float64 pass over X's stored entries; for other β,
+        scikit-learn's ``sqrt(2·D_β(X | WH))``; with missing values, over the observed entries.
     n_iter_ : int
     n_features_in_ : int
     loss_history_ : list of float
         ``‖X − WH‖_F`` after every iteration, by the trace identity (no extra pass over X). In float32 it is
-        accurate to about ``sqrt(eps) · ‖X‖``.
+        accurate to about ``sqrt(eps) · ‖X‖``. For other β or with missing values, the same measure as
+        ``reconstruction_err_``, from one more pass over X per iteration.
     converged_ : bool
         Whether ``tol`` was met before ``max_iter``.
     timings_ : dict
-        ``seconds_per_iteration`` and ``tasks_per_iteration`` (tasks submitted to the scheduler).
+        Per iteration: ``seconds_per_iteration`` (wall), ``tasks_per_iteration`` (tasks submitted to the scheduler),
+        ``phase_seconds`` (task seconds per phase, ``aht``, ``update``, ``gram``, ``wta``, ``loss``, ``other``, summed
+        over workers, and ``graph``, the client's time to build and optimise the graph); and ``checkpoint_seconds``
+        per checkpoint written.
     """
 
     def __init__(
@@ -173,6 +199,7 @@ class NMF:
         init: str | None = None,
         solver: str = "hals",
         beta_loss: str | float = "frobenius",
+        missing: str | None = None,
         tol: float = 1e-4,
         max_iter: int = 200,
         random_state: Any = None,
@@ -180,7 +207,7 @@ class NMF:
         alpha_H: float | str = "same",
         l1_ratio: float = 0.0,
         verbose: int = 0,
-        callback: Callable[[int, float], Any] | None = None,
+        callback: Callable[[IterationRecord], Any] | None = None,
         chunks: Any = "auto",
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int | None = 1,
@@ -190,6 +217,7 @@ class NMF:
         self.init = init
         self.solver = solver
         self.beta_loss = beta_loss
+        self.missing = missing
         self.tol = tol
         self.max_iter = max_iter
         self.random_state = random_state
@@ -228,7 +256,17 @@ class NMF:
                    if not (value is defaults[name] or (isinstance(value, str) and value == defaults[name])
                            or (_is_real(value, -np.inf) and _is_real(defaults[name], -np.inf)
                                and value == defaults[name]))]
-        return f"NMF({', '.join(changed)})"
+        constructor = f"NMF({', '.join(changed)})"
+        if not hasattr(self, "components_"):
+            return constructor
+        return f"{constructor}\n  fitted: {display.text_summary(display.summary_of_model(self))}"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the fit's summary with its loss curve and the dashboard link, or the parameters before
+        fitting."""
+        if not hasattr(self, "components_"):
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        return display.html_card(display.summary_of_model(self))
 
     # -- validation --------------------------------------------------------------------------------------------
 
@@ -239,6 +277,8 @@ class NMF:
                 raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
         solver = canonical_solver(self.solver)
         loss = "frobenius" if self.beta_loss in (2, 2.0) else self.beta_loss
+        if not isinstance(loss, str):
+            loss = "any float"
         if loss not in SUPPORTED_LOSSES[solver]:
             combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
             raise ValueError(
@@ -267,20 +307,47 @@ class NMF:
                 "estimator."
             )
 
-    def _as_input(self, X: Any) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
-        """The chunked, validated matrix (persisted if it fits), its statistics, and its labels if it came from a
-        store."""
+    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
+        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, and its
+        labels if it came from a store. A mask that hides nothing is dropped, so the fit is the unmasked one."""
         labels: tuple[Any, Any] = (None, None)
         if isinstance(X, (str, os.PathLike)):
             labels = read_labels(X)
             X = open_matrix(X, chunks=self.chunks)
-        matrix = as_input_matrix(X, chunks=self.chunks)
-        stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)")
-        return persist_input(matrix, stats), stats, labels
+        matrix = mask_input(as_input_matrix(X, chunks=self.chunks), mask, nan_is_missing=self.missing == "nan")
+        stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
+        matrix = persist_input(matrix, stats)
+        if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
+            matrix = InputMatrix(matrix.array, matrix.kind)
+        return matrix, stats, labels
+
+    def _beta(self) -> float:
+        return BETA_VALUES[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
+
+    def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
+        """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu)."""
+        beta = self._beta()
+        if matrix.masked and canonical_solver(self.solver) not in MASKED_SOLVERS:
+            raise ValueError(
+                f"solver={self.solver!r} does not handle missing values: use solver='mu', whose update weighs "
+                "each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing entries first."
+            )
+        if beta <= 0:
+            implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
+                              and stats.n_stored < stats.shape[0] * stats.shape[1])
+            if implicit_zeros or stats.min_stored <= 0:
+                where = (" Sparse X has implicit zeros: pass it dense with small positive values, or declare the "
+                         "unstored entries missing with mask=." if implicit_zeros else "")
+                raise ValueError("When beta_loss <= 0 and X contains zeros, the solver may diverge. Please add "
+                                 f"small values to X, or use a positive beta_loss.{where}")
+        if beta == 2 and not matrix.masked:
+            return Frobenius(stats.norm_squared)
+        return BetaDivergence(beta, masked=matrix.masked)
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None, resume: bool = False) -> NMF:
+    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None, resume: bool = False,
+            mask: Any = None) -> NMF:
         """Learn the factorization of ``X``.
 
         Parameters
@@ -297,16 +364,21 @@ class NMF:
         resume : bool, default=False
             Continue from the newest complete checkpoint in ``checkpoint``, after checking that it belongs to this
             input and these parameters. With no checkpoint there, start afresh (and log it).
+        mask : {ndarray, sparse matrix, dask.array.Array} of shape (n_samples, n_features), optional
+            Non-zero (True) where an entry of ``X`` is observed; the loss is then over observed entries only,
+            ``‖M ⊙ (X − WH)‖`` for Frobenius. A sparse mask (ratings data) costs O(nnz(mask)·k) per iteration and
+            keeps observed zeros of sparse ``X``. Needs ``solver='mu'``. A mask that hides nothing gives the
+            unmasked fit.
 
         Returns
         -------
         self
         """
-        self.fit_transform(X, W=W, H=H, out=out, resume=resume)
+        self.fit_transform(X, W=W, H=H, out=out, resume=resume, mask=mask)
         return self
 
     def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None,
-                      resume: bool = False) -> Any:
+                      resume: bool = False, mask: Any = None) -> Any:
         """Learn the factorization of ``X`` and return ``W``; parameters as in :meth:`fit`.
 
         Returns
@@ -315,9 +387,10 @@ class NMF:
             NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
         """
         self._validate_params()
-        if self.verbose:
+        if self.verbose >= 2:
             _enable_verbose_logging()
-        matrix, stats, labels = self._as_input(X)
+        matrix, stats, labels = self._as_input(X, mask)
+        objective = self._objective(matrix, stats)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
         method = initialization.resolve_init(self.init, k, A.shape)
@@ -338,15 +411,22 @@ class NMF:
         elif method == "custom":
             W0, H0, progress = *self._custom_factors(A, k, W, H), None
         else:
-            W0, H0 = initialization.initialize(A, k, method, entropy=_entropy(self.random_state), mean=stats.mean)
+            W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=_entropy(self.random_state),
+                                               mean=stats.mean)
+            if matrix.masked:
+                scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
+                W0, H0 = dask.persist(W0 * scale, H0 * scale)
             progress = None
         link = dashboard_link()
         if link:
             logger.info("Dask dashboard: %s", link)
+        bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
+                           description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
         try:
             result = engine.run(
-                A, W0, H0, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
-                penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, callback=self.callback,
+                A, W0, H0, rule=get_rule(solver), objective=objective,
+                penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
+                callback=chain_callbacks(bar, self.callback),
                 progress=progress,
                 checkpoint=None if store is None else store.checkpointer(jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
@@ -359,8 +439,12 @@ class NMF:
                       "No checkpoint was configured: pass checkpoint='folder' to make the run resumable.")
             raise ClusterLostError(f"Lost the Dask scheduler during the fit ({type(error).__name__}: "
                                    f"{str(error).splitlines()[0]}). {advice}") from error
+        finally:
+            if bar is not None:
+                bar.close()
         self.resumed_from_ = None if resumed is None else resumed.iteration
-        residual = residual_norm_squared(A, result.W, result.H)
+        residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
+                    beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
         if matrix.returns_dask:
             W_out = result.W
             self.components_, residual = dask.compute(result.H, residual)
@@ -374,7 +458,8 @@ class NMF:
         self.converged_ = result.converged
         self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
                          "tasks_per_iteration": list(result.progress.tasks_per_iteration),
-                         "checkpoint_seconds": list(result.progress.checkpoint_seconds)}
+                         "checkpoint_seconds": list(result.progress.checkpoint_seconds),
+                         "phase_seconds": list(result.progress.phase_seconds)}
         self._fit_column_chunks = A.chunks[1]
         self._W = W_out
         self._labels = labels
@@ -423,8 +508,15 @@ class NMF:
         H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype)
         return dask.persist(W0, H0)
 
-    def transform(self, X: Any) -> Any:
-        """Solve for ``W`` with ``H = components_`` fixed, using the same update rule.
+    def transform(self, X: Any, mask: Any = None) -> Any:
+        """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix, dask.array.Array, zarr.Array, str, path} of shape (n_samples, n_features)
+        mask : array-like or sparse matrix of shape (n_samples, n_features), optional
+            Observed entries, as in :meth:`fit`; with ``missing='nan'``, NaN in dense X are missing too. Each row of
+            W then fits that row's observed entries only; a row with none observed gets zeros.
 
         Returns
         -------
@@ -432,7 +524,8 @@ class NMF:
         """
         self._check_is_fitted()
         self._validate_params()
-        matrix, stats, _ = self._as_input(X)
+        matrix, stats, _ = self._as_input(X, mask)
+        objective = self._objective(matrix, stats)
         A = matrix.array
         if A.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
@@ -440,16 +533,18 @@ class NMF:
         k = self.n_components_
         H = as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1])).array
         solver = canonical_solver(self.solver)
-        start = float(np.sqrt(stats.mean / k)) if solver == "mu" else 0.0
+        mean = stats.sum / max(n_observed(matrix, stats), 1)
+        start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
         W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
         result = engine.run(
-            A, W0, H, rule=get_rule(solver), norm_squared_a=stats.norm_squared,
+            A, W0, H, rule=get_rule(solver), objective=objective,
             penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
         return result.W if matrix.returns_dask else result.W.compute()
 
     def inverse_transform(self, X: Any) -> Any:
-        """``X @ components_``: data back from its transformed form ``W``.
+        """``X @ components_``: data back from its transformed form ``W``, every entry of it: with missing values,
+        this fills in the unobserved entries.
 
         Parameters
         ----------

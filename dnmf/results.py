@@ -26,8 +26,9 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.base import tokenize
 
-from dnmf.store import Location, StoreError, open_node, staged_group
+from dnmf.store import Location, StoreError, open_node, staged_group, write_blocks
 
 __all__ = ["Result", "load_result", "save_result"]
 
@@ -72,10 +73,13 @@ def save_result(url: str | os.PathLike[str], W: Any, H: np.ndarray, record: dict
     A failed write leaves no store under ``url``; an existing store is replaced only with ``overwrite=True``.
     """
     with staged_group(url, storage_options, overwrite) as root:
-        W = W if isinstance(W, da.Array) else da.from_array(np.asarray(W), chunks=(RESULT_ROW_CHUNK, -1))
+        if not isinstance(W, da.Array):
+            W = np.asarray(W)
+            W = da.from_array(W, chunks=(RESULT_ROW_CHUNK, -1), name=f"dnmf-result-w-{tokenize(W)}",
+                              inline_array=True)
         W = W.rechunk((W.chunks[0][0], -1))
         target = root.create_array("W", shape=W.shape, dtype=W.dtype, chunks=(W.chunks[0][0], W.shape[1]))
-        dask.compute(da.store(W, target, lock=False, compute=False))
+        dask.compute(write_blocks(W, target, "dnmf-save-result-w"))
         root.create_array("H", data=np.asarray(H))
         for name, values in (("row_labels", row_labels), ("col_labels", col_labels)):
             if values is not None:
@@ -108,6 +112,16 @@ class Result:
     def n_components(self) -> int:
         return int(self.H.shape[0])
 
+    def __repr__(self) -> str:
+        from dnmf.display import summary_of_result, text_summary
+
+        return f"Result({text_summary(summary_of_result(self))})"
+
+    def _repr_html_(self) -> str:
+        from dnmf.display import html_card, summary_of_result
+
+        return html_card(summary_of_result(self))
+
     def top_features(self, n: int = 10) -> list[list[tuple[str, float]]]:
         """The ``n`` heaviest columns of every component, as ``(label, weight)`` pairs, heaviest first.
 
@@ -131,5 +145,6 @@ def load_result(url: str | os.PathLike[str], storage_options: dict[str, Any] | N
               for name in ("row_labels", "col_labels")]
     info = json.loads(json.dumps(dict(root.attrs)))
     info.pop("dnmf", None)
-    return Result(W=da.from_zarr(root["W"]), H=np.asarray(root["H"][:]), row_labels=labels[0],
+    W = da.from_zarr(root["W"], name=f"dnmf-read-result-w-{tokenize(location.url, info)}", inline_array=True)
+    return Result(W=W, H=np.asarray(root["H"][:]), row_labels=labels[0],
                   col_labels=labels[1], info=info)

@@ -37,7 +37,8 @@ from dask.highlevelgraph import HighLevelGraph
 from dnmf._client import n_workers, worker_memory
 from dnmf.matrix import Chunks, as_input_matrix, default_grid, even_chunks
 
-__all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group"]
+__all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
+           "write_blocks"]
 
 SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
 #: Elements per Zarr chunk of the 1-D ``data``/``indices``/``indptr`` arrays of a sparse store.
@@ -309,11 +310,27 @@ def _write_index(root: zarr.Group, name: str, size: int, values: np.ndarray | No
     index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
 
 
+def _write_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:
+    target[tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])] = np.asarray(block)
+    return np.zeros((1,) * block.ndim, dtype=np.int8)
+
+
+def write_blocks(x: da.Array, target: zarr.Array, name: str) -> da.Array:
+    """A lazy graph that writes every block of ``x`` into ``target`` where it lies; computing it returns one zero
+    per block.
+
+    This is ``da.store(x, target, lock=False, compute=False)`` with the layer named ``name`` (``dnmf-...``), so the
+    dashboard shows what is written. No two blocks of ``x`` may share a chunk of ``target``.
+    """
+    return x.map_blocks(_write_block, target=target, chunks=tuple((1,) * n for n in x.numblocks), dtype=np.int8,
+                        token=name, meta=np.empty((0,) * x.ndim, dtype=np.int8))
+
+
 def _write_dense(root: zarr.Group, A: da.Array) -> list[Any]:
     regular = A.rechunk((A.chunks[0][0], A.chunks[1][0]))
     target = root.create_array("X", shape=A.shape, dtype=A.dtype, chunks=(regular.chunks[0][0], regular.chunks[1][0]))
     target.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
-    return [da.store(regular, target, lock=False, compute=False)]
+    return [write_blocks(regular, target, "dnmf-save-x")]
 
 
 def _row_strip(blocks: list[sp.spmatrix]) -> sp.csr_matrix:
@@ -357,7 +374,7 @@ def _write_sparse(root: zarr.Group, A: da.Array) -> list[Any]:
                                  dtype=dtype, token=f"dnmf-save-{part}", meta=np.empty((0,), dtype=dtype))
         chunk = max(1, min(SPARSE_ARRAY_CHUNK, int(flat.shape[0])))
         target = group.create_array(part, shape=flat.shape, dtype=dtype, chunks=(chunk,))
-        stores.append(da.store(flat.rechunk(chunk), target, lock=False, compute=False))
+        stores.append(write_blocks(flat.rechunk(chunk), target, f"dnmf-save-{part}-write"))
     return stores
 
 

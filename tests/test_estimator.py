@@ -43,7 +43,8 @@ def test_fitted_attributes(A):
     W = model.transform(A)
     assert model.reconstruction_err_ == pytest.approx(np.linalg.norm(A - model.fit_transform(A) @ model.components_))
     assert W.shape == (40, 3)
-    assert set(model.timings_) == {"seconds_per_iteration", "tasks_per_iteration", "checkpoint_seconds"}
+    assert set(model.timings_) == {"seconds_per_iteration", "tasks_per_iteration", "checkpoint_seconds",
+                                  "phase_seconds"}
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil"])
@@ -167,5 +168,5 @@ def test_verbose_logs_iterations(A, caplog):
 
 def test_callback(A):
     seen = []
-    model = NMF(3, max_iter=4, tol=0, callback=lambda i, loss: seen.append(i)).fit(A)
+    model = NMF(3, max_iter=4, tol=0, callback=lambda record: seen.append(record.iteration)).fit(A)
     assert seen == [1, 2, 3, 4] and model.n_iter_ == 4

@@ -63,7 +63,7 @@ def test_task_count_is_the_same_at_iteration_2_and_20(client):
     A, _, _ = make_sparse_low_rank(1500, 600, 4, column_density=0.1, random_state=4)
     counts = []
 
-    def read_counter(iteration, loss):
+    def read_counter(record):
         counts.append(client.run_on_scheduler(
             lambda dask_scheduler: dask_scheduler.plugins[_TaskCounter.name].count))
 

@@ -37,9 +37,9 @@ def test_fit_survives_a_killed_worker(client, store, tmp_path, kill_at):
     victim = next(iter(client.run(os.getpid).values()))
     scheduler_tasks = []
 
-    def kill(iteration, loss):
+    def kill(record):
         scheduler_tasks.append(client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
-        if iteration == kill_at:
+        if record.iteration == kill_at:
             os.kill(victim, signal.SIGKILL)
 
     model = fit(store, checkpoint=str(tmp_path / "ck"), callback=kill)
