@@ -20,8 +20,10 @@ from dask.utils import key_split
 
 __all__ = ["PHASES", "PhaseClock", "phase_of"]
 
-#: Phase name and the key prefixes that belong to it, in the order an iteration runs them.
+#: Phase name and the key prefixes that belong to it, in the order an iteration runs them; ``read`` is the
+#: reading (and casting) of A's blocks from their store when A is not held in memory.
 PHASES: dict[str, tuple[str, ...]] = {
+    "read": ("dnmf-read", "dnmf-input"),
     "aht": ("dnmf-aht",),
     "update": ("dnmf-update",),
     "gram": ("dnmf-gram",),
@@ -32,7 +34,7 @@ OTHER = "other"
 
 
 def phase_of(key: Hashable) -> str:
-    """The phase a task belongs to, from its key's prefix; ``"other"`` for reads of A and tasks not dnmf's."""
+    """The phase a task belongs to, from its key's prefix; ``"other"`` for tasks of no phase, e.g. not dnmf's."""
     prefix = key_split(key)
     for phase, prefixes in PHASES.items():
         if prefix.startswith(prefixes):
