@@ -22,7 +22,7 @@ from typing import Any
 import dask
 import dask.array as da
 
-from dnmf import objectives
+from dnmf import objectives, products
 from dnmf._client import active_client
 from dnmf.exceptions import ConvergenceWarning
 from dnmf.phases import PhaseClock
@@ -114,6 +114,10 @@ class Progress:
 Checkpointer = Callable[[da.Array, da.Array, Progress], "tuple[da.Array, da.Array] | None"]
 
 
+def _as_is(A: da.Array, after: da.Array) -> da.Array:
+    return A
+
+
 @dataclass
 class FitResult:
     """What :func:`run` returns: persisted factors and the record of the run."""
@@ -168,6 +172,7 @@ def run(
     rule: UpdateRule,
     norm_squared_a: float | None = None,
     objective: objectives.Objective | None = None,
+    stream_input: bool = False,
     penalties: Penalties = Penalties(),
     max_iter: int = 200,
     tol: float = 1e-4,
@@ -195,6 +200,9 @@ def run(
     objective : Objective, optional
         What the iterations minimise and how (see :mod:`dnmf.objectives`); by default
         ``Frobenius(norm_squared_a)``, whose steps apply ``rule``.
+    stream_input : bool
+        A is read from its store block by block and is not held in memory: each pass over it then reads it anew,
+        so that no block outlives the product it feeds.
     penalties : Penalties
         Scaled regularisation strengths.
     max_iter : int
@@ -227,6 +235,7 @@ def run(
     state = _State(W, H, carried)
     last_checkpoint = time.perf_counter()
     clock = PhaseClock(active_client())
+    read_again = products.reread if stream_input else _as_is
     stopped_by_callback = False
     while progress.iteration < max_iter and not progress.converged and not stopped_by_callback:
         iteration = progress.iteration + 1
@@ -234,7 +243,8 @@ def run(
         first = math.isnan(progress.error_at_init)
         with clock:
             graph = objective.iteration(A, state.W, state.H, state.carried, rule=rule, penalties=penalties,
-                                        update_h=update_h, with_initial_loss=first)
+                                        update_h=update_h, with_initial_loss=first,
+                                        read_again=read_again)
             persisted = [A, state.W, state.H, *state.carried.values()]
             graph, n_tasks = _optimize_counting_tasks(graph, persisted)
             graph_seconds = time.perf_counter() - started

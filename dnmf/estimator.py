@@ -424,7 +424,7 @@ class NMF:
                            description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
         try:
             result = engine.run(
-                A, W0, H0, rule=get_rule(solver), objective=objective,
+                A, W0, H0, rule=get_rule(solver), objective=objective, stream_input=matrix.streamed,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
                 callback=chain_callbacks(bar, self.callback),
                 progress=progress,

@@ -55,6 +55,8 @@ class InputMatrix:
     #: The blocks carry an observation mask: NaN marks an unobserved entry of a dense block, and the stored
     #: pattern of a CSR block is the set of observed entries (see :mod:`dnmf.divergence`).
     masked: bool = False
+    #: The blocks are read from their source afresh for every pass over A, the input being too large to hold.
+    streamed: bool = False
 
     @property
     def returns_dask(self) -> bool:
@@ -411,8 +413,10 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats) -> InputMatrix:
     """
     array = matrix.array
     dense = not sp.issparse(getattr(array, "_meta", None))
-    if (not dense and not matrix.returns_dask and not matrix.masked) or estimated_nbytes(array, stats) > cluster_memory() * PERSIST_MEMORY_FRACTION:
+    if not dense and not matrix.returns_dask and not matrix.masked:
         return matrix
+    if estimated_nbytes(array, stats) > cluster_memory() * PERSIST_MEMORY_FRACTION:
+        return InputMatrix(array, matrix.kind, matrix.masked, streamed=matrix.returns_dask)
     if dense:
         array = array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
     (array,) = dask.persist(array)

@@ -15,6 +15,7 @@ convergence. The engine persists that graph at once and keeps the collections th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,14 +31,28 @@ if TYPE_CHECKING:
 __all__ = ["BetaDivergence", "Frobenius", "Objective"]
 
 
+#: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
+ReadAgain = Callable[[da.Array, da.Array], da.Array]
+
+
+def _same(A: da.Array, after: da.Array) -> da.Array:
+    return A
+
+
 class Objective(Protocol):
     def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
         """Collections the first iteration needs besides W and H, built from them; the engine persists them."""
 
     def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
-                  penalties: Penalties, update_h: bool, with_initial_loss: bool) -> dict[str, da.Array]:
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = _same) -> dict[str, da.Array]:
         """The graph of one iteration: ``"W"``, ``"H"`` (if ``update_h``), ``"loss"`` (a squared error, a float64
-        scalar), ``"initial_loss"`` (the same at the incoming W and H, if asked) and new values of ``carried``."""
+        scalar), ``"initial_loss"`` (the same at the incoming W and H, if asked) and new values of ``carried``.
+
+        Every pass over A after the first uses ``read_again(A, after=X)``, X being a one-chunk product the pass
+        needs anyway: A itself when A is held in memory; when it streams from its store, a copy under keys of its
+        own whose reads wait for X (:func:`dnmf.products.reread`).
+        """
 
 
 def _update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
@@ -66,14 +81,15 @@ class Frobenius:
         return carried
 
     def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
-                  penalties: Penalties, update_h: bool, with_initial_loss: bool) -> dict[str, da.Array]:
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = _same) -> dict[str, da.Array]:
         aht = carried["aht"] if "aht" in carried else products.aht(A, H)
         W_new = products.map_rows(_update_rows, W, aht, small=(carried["gram_h"],), name="dnmf-update-w",
                                   rule=rule, l1=penalties.l1_w, l2=penalties.l2_w)
         gram_w = products.gram_rows(W_new)
         out: dict[str, da.Array] = {"W": W_new}
         if update_h:
-            wta = products.wta(A, W_new)
+            wta = products.wta(read_again(A, gram_w), W_new)
             H_new = products.map_cols(_update_cols, H, wta, small=(gram_w,), name="dnmf-update-h", rule=rule,
                                       l1=penalties.l1_h, l2=penalties.l2_h)
             out["H"] = H_new
@@ -154,7 +170,8 @@ class BetaDivergence:
         return products.beta_divergence(A, W, H, beta=self.beta, masked=self.masked)
 
     def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
-                  penalties: Penalties, update_h: bool, with_initial_loss: bool) -> dict[str, da.Array]:
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = _same) -> dict[str, da.Array]:
         gamma = beta_mu.gamma(self.beta)
         flush = beta_mu.FLUSH_BELOW
         rows = products.beta_aht(A, W, H, beta=self.beta, masked=self.masked)
@@ -164,13 +181,15 @@ class BetaDivergence:
             l1=penalties.l1_w, l2=penalties.l2_w)
         out: dict[str, Any] = {"W": W_new}
         H_new = H
+        w_sums = products.sum_rows(W_new)
         if update_h:
-            cols = products.beta_wta(A, W_new, H, beta=self.beta, masked=self.masked)
+            cols = products.beta_wta(read_again(A, w_sums), W_new, H, beta=self.beta, masked=self.masked)
             out["H"] = H_new = products.map_cols(
-                _beta_update_cols, H, cols, small=(products.sum_rows(W_new),) if self._rank_one else (),
+                _beta_update_cols, H, cols, small=(w_sums,) if self._rank_one else (),
                 name="dnmf-update-h", gamma=gamma, flush_below=flush if self.beta <= 1 else 0.0,
                 l1=penalties.l1_h, l2=penalties.l2_h)
-        out["loss"] = self._loss(A, W_new, H_new)
+        h_sums = products.sum_cols(H_new)
+        out["loss"] = self._loss(read_again(A, h_sums), W_new, H_new)
         if with_initial_loss:
-            out["initial_loss"] = self._loss(A, W, H)
+            out["initial_loss"] = self._loss(read_again(A, h_sums), W, H)
         return out

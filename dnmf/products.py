@@ -20,6 +20,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from dnmf import divergence
 from dnmf.divergence import sampled_product
@@ -28,6 +30,7 @@ __all__ = [
     "ALIGNMENT",
     "SPLIT_EVERY",
     "aligned",
+    "reread",
     "STAT_FIELDS",
     "aht",
     "beta_aht",
@@ -146,6 +149,28 @@ def _check_cols_aligned(A: da.Array, H: da.Array) -> None:
 
 def _result_dtype(*arrays: da.Array) -> np.dtype:
     return np.result_type(*(x.dtype for x in arrays))
+
+
+def reread(A: da.Array, after: da.Array) -> da.Array:
+    """A under keys of its own, whose blocks are read (or recomputed) only once ``after`` is computed.
+
+    For an A streamed from its store, a second pass over A in the same graph would otherwise share the first
+    pass's blocks, and hold every one of them in memory until the second pass ran; and reads that need not wait
+    for anything would run ahead of the products that consume them. ``after`` is what the second pass waits for,
+    e.g. ``WᵀW``, which exists only once every block of the new W does. Dask's ``bind`` adds one ``checkpoint``
+    task, the only task of an iteration whose key is not dnmf's.
+    """
+    from dask.delayed import Delayed
+    from dask.graph_manipulation import bind
+
+    name = f"dnmf-barrier-{tokenize(A.name, after.name)}"
+    first_block = (after.name, *(0,) * after.ndim)
+    graph = HighLevelGraph.from_collections(name, {name: (_ready, first_block)}, dependencies=[after])
+    return bind(A, Delayed(name, graph))
+
+
+def _ready(block: Any) -> bool:
+    return True
 
 
 def wta(A: da.Array, W: da.Array) -> da.Array:

@@ -17,6 +17,11 @@ WORKER_MEMORY = 300 * 2**20
 NNZ = 80_000_000  # about 640 MB of float32 data and int32 indices: more than both workers' memory_limit together
 
 
+def _blocks_spilled_to_disk(dask_worker) -> int:
+    metrics = getattr(dask_worker.data, "cumulative_metrics", {})
+    return int(sum(value for (label, unit), value in metrics.items() if label == "disk-write" and unit == "count"))
+
+
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory):
     import dask
@@ -48,3 +53,14 @@ def test_store_larger_than_worker_memory_streams_through(big_store):
                 + np.sum((W.T.astype(float) @ W) * (H.astype(float) @ H.T)))
     assert model.reconstruction_err_ == pytest.approx(np.sqrt(residual), rel=1e-6)
     assert model.reconstruction_err_ < sp.linalg.norm(A)
+
+
+def test_streamed_input_is_read_once_per_pass_and_never_spilled(big_store):
+    """Both steps of an iteration read A; a streamed A must be read again for the second pass rather than held
+    from the first to the second (which, for an input larger than half the workers' memory, means spilling)."""
+    url, _ = big_store
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=520 * 2**20,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        model = NMF(4, init="random", max_iter=2, tol=0, random_state=0).fit(str(url))
+        assert sum(client.run(_blocks_spilled_to_disk).values()) == 0
+    assert model.n_iter_ == 2
