@@ -1,5 +1,8 @@
+"""``python -m dnmf``: the ``dnmf`` command."""
+
 import sys
 
 from dnmf.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

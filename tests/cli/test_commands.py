@@ -1,16 +1,11 @@
-"""The ``dnmf`` command, run as a real subprocess."""
+"""``dnmf demo`` and ``dnmf ingest``, run as real subprocesses."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
-
-
-def run_dnmf(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dnmf", *args], capture_output=True, text=True, timeout=timeout)
+from cli_helpers import run_dnmf
 
 
 @pytest.mark.cluster
@@ -25,13 +20,6 @@ def test_demo_starts_its_own_cluster_and_reports_error():
     assert len(losses) >= 10 and losses[-1] < losses[0]
     relative = float(re.search(r"Final relative error ‖A − WH‖ / ‖A‖ = (\S+)", out).group(1))
     assert relative < 1e-3
-
-
-def test_help():
-    done = run_dnmf("--help", timeout=60)
-    assert done.returncode == 0 and "demo" in done.stdout
-    done = run_dnmf("demo", "--help", timeout=60)
-    assert done.returncode == 0 and "--max-iter" in done.stdout
 
 
 def test_unknown_command_is_a_usage_error():

@@ -1,0 +1,48 @@
+"""TLS: a LocalCluster from a tls configuration, a ``dnmf fit`` over it with the configuration's certificates, and
+clients without them refused."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from cli_helpers import run_dnmf, summary
+
+from dnmf import cluster
+
+pytestmark = pytest.mark.cluster
+
+
+def tls_config(folder, **options) -> dict:
+    return {"ca_file": str(folder / "ca.pem"), "cert": str(folder / "cert.pem"), "key": str(folder / "key.pem"),
+            **options}
+
+
+def test_fit_over_tls_and_clients_without_the_certificates_are_refused(tmp_path, counts_store):
+    from distributed import Client
+
+    made = run_dnmf("cluster", "make-certs", tmp_path / "certs", timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "certs" / "key.pem").stat().st_mode & 0o077 == 0
+    cluster.make_certificates(tmp_path / "other")
+    local = {"kind": "local", "n_workers": 1, "memory_limit": "1GiB", "dashboard_address": "none",
+             "tls": {"ca_file": "certs/ca.pem", "cert": "certs/cert.pem", "key": "certs/key.pem"}}
+    (tmp_path / "tls-local.yaml").write_text(yaml.safe_dump(local))
+    with cluster.connect(cluster.load_cluster_config(tmp_path / "tls-local.yaml")) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        (tmp_path / "address.yaml").write_text(yaml.safe_dump(
+            {"kind": "address", "address": address, "tls": tls_config(tmp_path / "certs")}))
+        done = run_dnmf("fit", counts_store, "--rank", "2", "--max-iter", "3", "--out", tmp_path / "r.zarr",
+                        "--cluster", tmp_path / "address.yaml")
+        assert done.returncode == 0, done.stderr
+        assert summary(done)["cluster"]["scheduler"] == address
+
+        with pytest.raises(Exception, match="TLS|ssl|SSL"):
+            Client(address, timeout=5)
+        with pytest.raises(OSError):
+            Client(address.replace("tls://", "tcp://"), timeout=5)
+        stranger = cluster.security(cluster.validate(
+            {"kind": "address", "address": address, "tls": tls_config(tmp_path / "other")}, "stranger", tmp_path))
+        with pytest.raises(OSError):
+            Client(address, security=stranger, timeout=5)
+        assert len(client.scheduler_info()["workers"]) == 1
