@@ -1,6 +1,6 @@
 """The in-memory limit: dnmf's alternating loop on whole arrays in one process, with the same update rules.
 
-W-step from ``A Hᵀ`` and ``H Hᵀ``, H-step from ``WᵀA`` and ``WᵀW``, and the loss by the trace identity
+W-step from ``A Hᵀ`` and ``H Hᵀ`` (by dnmf's own row-tiled kernel), H-step from ``WᵀA`` and ``WᵀW``, and the loss by the trace identity
 ``‖A‖² − 2⟨WᵀA, H⟩ + ⟨WᵀW, HHᵀ⟩``: exactly the work of one dnmf iteration, with no scheduler in between.
 """
 
@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from dnmf.objectives import update_rows
+
 
 def iterate(A, W: np.ndarray, H: np.ndarray, rule: Callable[..., np.ndarray],
             norm_squared_a: float) -> Iterator[tuple[np.ndarray, np.ndarray, float, float]]:
@@ -19,7 +21,7 @@ def iterate(A, W: np.ndarray, H: np.ndarray, rule: Callable[..., np.ndarray],
     HHt = H @ H.T
     while True:
         started = time.perf_counter()
-        W = np.ascontiguousarray(rule(W.T, (A @ H.T).T, HHt).T)
+        W = update_rows(W, A @ H.T, HHt, rule=rule, l1=0.0, l2=0.0)
         WtW = W.T @ W
         WtA = (At @ W).T
         H = rule(H, WtA, WtW)

@@ -28,7 +28,7 @@ from dnmf.rules import UpdateRule, beta_mu
 if TYPE_CHECKING:
     from dnmf.engine import Penalties
 
-__all__ = ["BetaDivergence", "Frobenius", "Objective"]
+__all__ = ["BetaDivergence", "Frobenius", "Objective", "update_rows"]
 
 
 #: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
@@ -55,12 +55,27 @@ class Objective(Protocol):
         """
 
 
-def _update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
-                 l2: float) -> np.ndarray:
-    """The W-step on one row block: the rule on the transposed problem (aligned contiguous copies, see
-    :func:`dnmf.products.aligned`)."""
-    transposed = products.aligned(np.ascontiguousarray(block.T)), products.aligned(np.ascontiguousarray(cross.T))
-    return products.aligned(np.ascontiguousarray(rule(*transposed, gram, l1=l1, l2=l2).T))
+#: Rows of W per call of the rule in :func:`update_rows`: a tile and its transpose stay in cache.
+ROW_TILE_BYTES = 512 * 1024
+
+
+def update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
+                l2: float) -> np.ndarray:
+    """The W-step on one row block ``(m_i, k)``: the rule on the transposed problem, a tile of rows at a time.
+
+    Every rule solves each column of its ``(k, n)`` block independently, so the rows of W can be updated in tiles;
+    transposing a cache-sized tile costs a fraction of transposing the whole block (3× the rule itself at
+    ``k = 32``). Tiles are aligned copies (see :func:`dnmf.products.aligned`), so results do not depend on where
+    the block happens to sit in memory.
+    """
+    updated = np.empty_like(block)
+    rows = max(64, ROW_TILE_BYTES // max(1, block.shape[1] * block.itemsize))
+    for start in range(0, block.shape[0], rows):
+        stop = min(start + rows, block.shape[0])
+        tile = products.aligned(np.ascontiguousarray(block[start:stop].T))
+        tile_cross = products.aligned(np.ascontiguousarray(cross[start:stop].T))
+        updated[start:stop] = rule(tile, tile_cross, gram, l1=l1, l2=l2).T
+    return products.aligned(updated)
 
 
 def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
@@ -84,7 +99,7 @@ class Frobenius:
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = _same) -> dict[str, da.Array]:
         aht = carried["aht"] if "aht" in carried else products.aht(A, H)
-        W_new = products.map_rows(_update_rows, W, aht, small=(carried["gram_h"],), name="dnmf-update-w",
+        W_new = products.map_rows(update_rows, W, aht, small=(carried["gram_h"],), name="dnmf-update-w",
                                   rule=rule, l1=penalties.l1_w, l2=penalties.l2_w)
         gram_w = products.gram_rows(W_new)
         out: dict[str, da.Array] = {"W": W_new}
