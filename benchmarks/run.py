@@ -64,7 +64,8 @@ class Record:
     errors: list[str] = field(default_factory=list)
 
 
-def plan(cases: list[str], iterations: int, target_iterations: int) -> list[Run]:
+def plan(cases: list[str], iterations: int, target_iterations: int,
+         target_solvers: tuple[str, ...] = ("hals",)) -> list[Run]:
     """The runs of one round, in the order they interleave."""
     runs: list[Run] = []
     if "S1" in cases or "S4" in cases:
@@ -84,7 +85,7 @@ def plan(cases: list[str], iterations: int, target_iterations: int) -> list[Run]
         target = Run("S1", "sklearn-cd", iterations=target_iterations).label
         runs += [Run("S1", "dnmf-cluster", solver, iterations=target_iterations, repeats=1, target_from=target,
                      note="until scikit-learn cd's loss")
-                 for solver in ("hals", "bpp")]
+                 for solver in target_solvers]
     if "S2" in cases:
         for solver in ("mu", "hals"):
             runs.append(Run("S2", "inmemory", solver, iterations=iterations))
@@ -277,6 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="iterations per timing run, the first dropped (default: %(default)s)")
     parser.add_argument("--target-iterations", type=int, default=100,
                         help="scikit-learn cd iterations that set the target loss (default: %(default)s)")
+    parser.add_argument("--target-solvers", default="hals",
+                        help="dnmf solvers raced to scikit-learn cd's loss, e.g. hals,bpp (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="shrink every case's rows, columns and non-zeros by this factor (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=RESULTS / "data",
@@ -306,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in list(CASES):
         CASES[name] = scaled(CASES[name], args.scale)
     workdir = args.workdir if args.scale == 1 else args.workdir / f"scale-{args.scale:g}"
-    runs = plan(args.cases, args.iterations, args.target_iterations)
+    runs = plan(args.cases, args.iterations, args.target_iterations,
+                tuple(part.strip() for part in args.target_solvers.split(",") if part.strip()))
     if args.only:
         wanted = [part.strip() for part in args.only.split(",") if part.strip()]
         selected = [run for run in runs if any(part in run.label for part in wanted)]
