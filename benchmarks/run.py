@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.candidates import TARGET_RTOL
 from benchmarks.cases import CASES, Case, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,7 +129,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def time_to_target(result: dict[str, Any], target: float) -> float | None:
     for loss, elapsed in zip(result["loss_history"], result["elapsed_at_iteration"]):
-        if loss <= target:
+        if loss <= target * (1 + TARGET_RTOL):
             return elapsed
     return None
 
