@@ -152,16 +152,17 @@ def _run_batch(command: str, runner_name: str, values: dict[str, Any]) -> int:
     from dnmf.commands.logs import progress_bar_available, setup_logging
 
     bar = sys.stderr.isatty() and values["log_format"] == "human" and progress_bar_available()
-    setup_logging(values["log_format"], values["log_level"], progress_bar=bar)
     values["verbose"] = 1 if bar else 0
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.perf_counter()
-    try:
-        outcome = _dispatch(runner_name, values)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if outcome.exit_code not in (EXIT_OK,) and "error" not in outcome.summary:
-        logger.warning("Exiting with status %d (converged=%s)", outcome.exit_code, outcome.summary.get("converged"))
+    with setup_logging(values["log_format"], values["log_level"], progress_bar=bar):
+        try:
+            outcome = _dispatch(runner_name, values)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if outcome.exit_code not in (EXIT_OK,) and "error" not in outcome.summary:
+            logger.warning("Exiting with status %d (converged=%s)", outcome.exit_code,
+                           outcome.summary.get("converged"))
     outcome.summary.setdefault("command", command)
     outcome.summary.setdefault("timings", {"total_seconds": time.perf_counter() - started})
     outcome.summary["exit_code"] = outcome.exit_code

@@ -14,8 +14,9 @@ import numbers
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
+from contextlib import contextmanager
 from typing import Any
 
 import dask
@@ -24,19 +25,29 @@ import numpy as np
 import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
-from dnmf import display, engine, init as initialization
+from dnmf import display, engine
+from dnmf import init as initialization
 from dnmf._client import active_client, dashboard_link
-from dnmf.exceptions import ClusterLostError, NotFittedError
-from dnmf.matrix import (InputMatrix, MatrixStats, as_input_matrix, fingerprint, mask_input, matrix_stats,
-                         n_observed, persist_input, zero_filled)
-from dnmf.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.products import beta_divergence, reconstruct, residual_norm_squared
 from dnmf.checkpoint import open_run
 from dnmf.engine import IterationRecord, Progress
+from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.matrix import (
+    InputMatrix,
+    MatrixStats,
+    as_input_matrix,
+    fingerprint,
+    mask_input,
+    matrix_stats,
+    n_observed,
+    persist_input,
+    zero_filled,
+)
+from dnmf.objectives import BetaDivergence, Frobenius, Objective
+from dnmf.products import beta_divergence, reconstruct, residual_norm_squared
 from dnmf.progress import ProgressBar, chain_callbacks
 from dnmf.results import jsonable, save_result
-from dnmf.store import open_matrix, read_labels
 from dnmf.rules import canonical_solver, get_rule, solver_names
+from dnmf.store import open_matrix, read_labels
 
 __all__ = ["NMF"]
 
@@ -104,13 +115,27 @@ def _entropy(random_state: Any) -> int:
     return int(random_state)
 
 
-def _enable_verbose_logging() -> None:
+@contextmanager
+def _iteration_log(verbose: int) -> Iterator[None]:
+    """With ``verbose >= 2``, log every iteration to stderr for the duration of a fit (unless logging is already
+    configured), then leave the logging configuration as it was."""
+    if verbose < 2:
+        yield
+        return
+    handler = None
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("[dnmf] %(message)s"))
         logger.addHandler(handler)
+    level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if handler is not None:
+            logger.removeHandler(handler)
 
 
 class NMF:
@@ -387,8 +412,10 @@ class NMF:
             NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
         """
         self._validate_params()
-        if self.verbose >= 2:
-            _enable_verbose_logging()
+        with _iteration_log(self.verbose):
+            return self._fit_transform(X, W, H, out, resume, mask)
+
+    def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
         matrix, stats, labels = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
@@ -396,12 +423,12 @@ class NMF:
         method = initialization.resolve_init(self.init, k, A.shape)
         if method != "custom" and (W is not None or H is not None):
             warnings.warn("When init!='custom', provided W or H are ignored. Set init='custom' to use them as "
-                          "initialization.", RuntimeWarning, stacklevel=2)
+                          "initialization.", RuntimeWarning, stacklevel=3)
         solver = canonical_solver(self.solver)
         if solver == "mu" and method == "nndsvd":
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
-                          "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=2)
+                          "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
         self._fingerprint = fingerprint(A, stats)
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
                "init": method, "fingerprint": self._fingerprint}

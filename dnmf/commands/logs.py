@@ -11,6 +11,8 @@ import importlib.util
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["IterationFields", "JsonFormatter", "progress_bar_available", "setup_logging"]
@@ -60,24 +62,39 @@ def progress_bar_available() -> bool:
     return importlib.util.find_spec("dnmf.progress") is not None
 
 
-def setup_logging(log_format: str, level: str, *, progress_bar: bool = False) -> None:
-    """Send the records of dnmf, distributed and Python warnings to stderr in ``log_format``.
+LIBRARIES = ("distributed", "dask", "dask_jobqueue", "dask_kubernetes", "dask_gateway")
+
+
+@contextmanager
+def setup_logging(log_format: str, level: str, *, progress_bar: bool = False) -> Iterator[None]:
+    """While open, send the records of dnmf, distributed and Python warnings to stderr in ``log_format``.
 
     ``dnmf`` logs at ``level``; other libraries at WARNING and above. With ``progress_bar``, the per-iteration
-    lines are left to the bar.
+    lines are left to the bar. On exit the logging configuration is put back as it was, so that ``main()`` called
+    from Python (a workflow task, a test) leaves no handler bound to a stream that may since have closed.
     """
     import distributed  # noqa: F401  (distributed installs its own handlers on import; replace them after)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(HUMAN_FORMAT))
     handler.addFilter(IterationFields(drop=progress_bar))
-    root = logging.getLogger()
+    root, dnmf_logger = logging.getLogger(), logging.getLogger("dnmf")
+    libraries = [logging.getLogger(name) for name in LIBRARIES]
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate)
+             for logger in (root, dnmf_logger, *libraries)]
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    for name in ("distributed", "dask", "dask_jobqueue", "dask_kubernetes", "dask_gateway"):
-        library = logging.getLogger(name)
+    for library in libraries:
         library.handlers.clear()
         library.propagate = True
         library.setLevel(logging.WARNING)
-    logging.getLogger("dnmf").setLevel(level)
+    dnmf_logger.setLevel(level)
     logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        for logger, handlers, logger_level, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(logger_level)
+            logger.propagate = propagate

@@ -60,9 +60,10 @@ INPUTS = {"numpy": _numpy_input, "scipy": _scipy_input, "sparse-store": _sparse_
 def test_task_stream_and_cluster_memory_hold_only_dnmf_keys(client, tmp_path, kind):
     X = INPUTS[kind](tmp_path)
     keys_held_during_fit: set[str] = set()
+    held_before = set(client.who_has())  # other tests' data on the shared cluster
 
     def record_cluster_keys(record):
-        keys_held_during_fit.update(key_split(key) for key in client.who_has())
+        keys_held_during_fit.update(key_split(key) for key in client.who_has() if key not in held_before)
 
     model = dnmf.NMF(4, max_iter=6, tol=0, init="nndsvdar", random_state=0, chunks=(100, 60),
                      callback=record_cluster_keys, checkpoint=str(tmp_path / "ckpt"), checkpoint_every=3)
@@ -77,7 +78,9 @@ def test_task_stream_and_cluster_memory_hold_only_dnmf_keys(client, tmp_path, ki
         assert any(layer in prefix for prefix in prefixes), f"no {layer} task in {sorted(prefixes)}"
     assert any(prefix.startswith("dnmf-checkpoint") for prefix in prefixes)
     assert keys_held_during_fit, "the callback saw no keys in cluster memory"
-    assert all(prefix.startswith("dnmf-") for prefix in keys_held_during_fit), sorted(keys_held_during_fit)
+    # A loss's ``finalize-`` result can still be held for a moment when the callback looks.
+    assert all(prefix.startswith(("dnmf-", DASK_FINALIZE)) for prefix in keys_held_during_fit), \
+        sorted(keys_held_during_fit)
 
 
 def test_dashboard_answers_and_fit_logs_its_link(client, caplog):
