@@ -7,7 +7,6 @@ import logging
 import urllib.request
 from collections import Counter
 
-import numpy as np
 import pytest
 import scipy.sparse as sp
 from dask.utils import key_split
