@@ -59,7 +59,7 @@ def test_streamed_input_is_read_once_per_pass_and_never_spilled(big_store):
     """Both steps of an iteration read A; a streamed A must be read again for the second pass rather than held
     from the first to the second (which, for an input larger than half the workers' memory, means spilling)."""
     url, _ = big_store
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=520 * 2**20,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=640 * 2**20,
                       host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         model = NMF(4, init="random", max_iter=2, tol=0, random_state=0).fit(str(url))
         assert sum(client.run(_blocks_spilled_to_disk).values()) == 0
