@@ -114,10 +114,6 @@ class Progress:
 Checkpointer = Callable[[da.Array, da.Array, Progress], "tuple[da.Array, da.Array] | None"]
 
 
-def _as_is(A: da.Array, after: da.Array) -> da.Array:
-    return A
-
-
 @dataclass
 class FitResult:
     """What :func:`run` returns: persisted factors and the record of the run."""
@@ -235,7 +231,7 @@ def run(
     state = _State(W, H, carried)
     last_checkpoint = time.perf_counter()
     clock = PhaseClock(active_client())
-    read_again = products.reread if stream_input else _as_is
+    read_again = products.reread if stream_input else objectives.read_in_place
     stopped_by_callback = False
     while progress.iteration < max_iter and not progress.converged and not stopped_by_callback:
         iteration = progress.iteration + 1

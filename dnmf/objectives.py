@@ -28,14 +28,15 @@ from dnmf.rules import UpdateRule, beta_mu
 if TYPE_CHECKING:
     from dnmf.engine import Penalties
 
-__all__ = ["BetaDivergence", "Frobenius", "Objective", "update_rows"]
+__all__ = ["BetaDivergence", "Frobenius", "Objective", "read_in_place", "update_rows"]
 
 
 #: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
 ReadAgain = Callable[[da.Array, da.Array], da.Array]
 
 
-def _same(A: da.Array, after: da.Array) -> da.Array:
+def read_in_place(A: da.Array, after: da.Array) -> da.Array:
+    """``read_again`` for an A held in memory: the same blocks serve every pass."""
     return A
 
 
@@ -45,7 +46,7 @@ class Objective(Protocol):
 
     def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
-                  read_again: ReadAgain = _same) -> dict[str, da.Array]:
+                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
         """The graph of one iteration: ``"W"``, ``"H"`` (if ``update_h``), ``"loss"`` (a squared error, a float64
         scalar), ``"initial_loss"`` (the same at the incoming W and H, if asked) and new values of ``carried``.
 
@@ -97,7 +98,7 @@ class Frobenius:
 
     def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
-                  read_again: ReadAgain = _same) -> dict[str, da.Array]:
+                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
         aht = carried["aht"] if "aht" in carried else products.aht(A, H)
         W_new = products.map_rows(update_rows, W, aht, small=(carried["gram_h"],), name="dnmf-update-w",
                                   rule=rule, l1=penalties.l1_w, l2=penalties.l2_w)
@@ -186,7 +187,7 @@ class BetaDivergence:
 
     def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
-                  read_again: ReadAgain = _same) -> dict[str, da.Array]:
+                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
         gamma = beta_mu.gamma(self.beta)
         flush = beta_mu.FLUSH_BELOW
         rows = products.beta_aht(A, W, H, beta=self.beta, masked=self.masked)
