@@ -33,6 +33,8 @@ class Case:
     rank: int
     nnz: int | None = None
     seed: int = 0
+    #: Version of the data generator; a change rebuilds matrices cached in the work folder.
+    generator: int = 2
 
     def describe(self) -> str:
         nnz = f", {self.nnz:,} non-zeros" if self.nnz else ""
@@ -42,7 +44,7 @@ class Case:
 CASES = {
     "S1": Case("S1", "sparse", 200_000, 50_000, 32, nnz=10_000_000),
     "S2": Case("S2", "dense", 20_000, 10_000, 32),
-    "S3": Case("S3", "store", 1_000_000, 200_000, 8, nnz=150_000_000),
+    "S3": Case("S3", "store", 1_000_000, 200_000, 8, nnz=100_000_000),
 }
 
 
@@ -53,6 +55,24 @@ def _initial_factors(rows: int, cols: int, rank: int, mean: float, seed: int) ->
     W0 = (rng.uniform(0.0, 2.0, size=(rows, rank)) * scale).astype(np.float32)
     H0 = (rng.uniform(0.0, 2.0, size=(rank, cols)) * scale).astype(np.float32)
     return W0, H0
+
+
+def _planted_sparse(case: Case, noise_share: float = 0.2) -> sp.csr_matrix:
+    """A documents × words matrix: an exact rank-``k`` part (each row mixes two topics, each topic a set of words)
+    holding ``1 − noise_share`` of the non-zeros, plus small entries at random positions holding the rest, so that
+    every column is used and the relative error of a rank-``k`` fit falls from 1 to about 0.1."""
+    from dnmf.datasets import make_sparse_low_rank
+
+    density = (1 - noise_share) * case.nnz / (case.rows * 2 * case.cols)
+    planted, _, _ = make_sparse_low_rank(case.rows, case.cols, case.rank, topics_per_row=2, column_density=density,
+                                         dtype=np.float32, random_state=case.seed)
+    rng = np.random.default_rng([case.seed, 2])
+    count = int(noise_share * case.nnz)
+    noise = sp.csr_matrix((rng.uniform(0.0, 0.5, size=count).astype(np.float32),
+                           (rng.integers(0, case.rows, size=count), rng.integers(0, case.cols, size=count))),
+                          shape=planted.shape)
+    noise.sum_duplicates()
+    return sp.csr_matrix(planted + noise, dtype=np.float32)
 
 
 def _stratified_block(rows: int, cols: int, per_row: int, W: np.ndarray, H: np.ndarray,
@@ -86,7 +106,7 @@ def _write_store(case: Case, url: Path, block_rows: int = 62_500) -> None:
     strips = [da.from_delayed(dask.delayed(block)(i), shape=(min(block_rows, case.rows - i * block_rows), case.cols),
                               dtype=np.float32, meta=meta) for i in range(n_blocks)]
     with dask.config.set(scheduler="threads"):
-        save_matrix(da.concatenate(strips, axis=0), url)
+        save_matrix(da.concatenate(strips, axis=0), url, overwrite=True)
 
 
 def prepare(case: Case, directory: Path) -> dict[str, Any]:
@@ -97,7 +117,7 @@ def prepare(case: Case, directory: Path) -> dict[str, Any]:
     dict
         What was written and how long it took, plus ``mean``, ``norm_squared`` and ``disk_bytes`` of the matrix.
     """
-    from dnmf.datasets import make_low_rank, make_sampled_low_rank
+    from dnmf.datasets import make_low_rank
 
     folder = directory / case.name
     manifest = folder / "case.json"
@@ -106,7 +126,7 @@ def prepare(case: Case, directory: Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if case.kind == "sparse":
-        A = make_sampled_low_rank(case.rows, case.cols, case.rank, case.nnz, dtype=np.float32, random_state=case.seed)
+        A = _planted_sparse(case)
         sp.save_npz(folder / "A.npz", A, compressed=False)
         total, norm_squared, nnz = float(A.sum(dtype=np.float64)), float(np.sum(np.square(A.data, dtype=np.float64))), A.nnz
     elif case.kind == "dense":

@@ -27,6 +27,7 @@ from dnmf._client import active_client
 from dnmf.exceptions import ConvergenceWarning
 from dnmf.phases import PhaseClock
 from dnmf.rules import UpdateRule
+from dnmf.workers import tune_workers
 
 __all__ = ["CONVERGENCE_CHECK_EVERY", "FitResult", "IterationRecord", "Penalties", "run"]
 
@@ -230,7 +231,10 @@ def run(
     (carried,) = dask.persist(objective.carried(A, W, H, update_h=update_h))
     state = _State(W, H, carried)
     last_checkpoint = time.perf_counter()
-    clock = PhaseClock(active_client())
+    client = active_client()
+    if client is not None:
+        tune_workers(client)
+    clock = PhaseClock(client)
     read_again = products.reread if stream_input else objectives.read_in_place
     stopped_by_callback = False
     while progress.iteration < max_iter and not progress.converged and not stopped_by_callback:
