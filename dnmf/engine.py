@@ -6,6 +6,12 @@ loss, whose loss comes from the trace identity at no extra pass over A. The whol
 persisted at once, and only the loss, a scalar, comes back to the client. W, H and what the objective carries
 (``HHᵀ`` for Frobenius) stay persisted between iterations, so every iteration submits the same number of tasks.
 
+On a distributed cluster the next iteration is submitted before this one's loss comes back, so that the workers
+never wait for the client to build a graph (10–20% of an iteration on S1 of the benchmarks). It is dropped unused
+when the fit stops there or a checkpoint swaps the factors for their read-back copies, and it is not submitted
+when a checkpoint is due or the input streams from its store (its reads would not wait for the current
+iteration). Results are the same either way.
+
 The loop knows no update rule's or objective's maths: a rule is any :class:`dnmf.rules.UpdateRule`.
 """
 
@@ -49,7 +55,7 @@ class IterationRecord:
     loss : float
         ``‖A − WH‖_F`` after this iteration.
     seconds : float
-        Wall time of this iteration, checkpoint excluded.
+        Wall time from the end of the previous iteration (its callback and checkpoint excluded) to this loss.
     W, H : dask.array.Array
         The factors after this iteration, persisted on the cluster: ``record.H.compute()`` fetches H, and nothing
         moves unless asked for.
@@ -99,7 +105,8 @@ class Progress:
     tasks_per_iteration: list[int] = field(default_factory=list)
     checkpoint_seconds: list[float] = field(default_factory=list)
     #: Per iteration: task seconds per phase (:mod:`dnmf.phases`) and ``"graph"``, the client's wall time to build
-    #: and optimise the iteration's graph.
+    #: and optimise the iteration's graph. On a cluster, the tasks are those that ended between two losses, a few
+    #: of them the next iteration's.
     phase_seconds: list[dict[str, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +154,18 @@ class _State:
     W: da.Array
     H: da.Array
     carried: dict[str, da.Array]
+
+
+@dataclass
+class _Submitted:
+    """One iteration in flight: the state it leads to, its loss (and the initial loss) as persisted scalars, the
+    tasks it added and the client's seconds to build its graph."""
+
+    state: _State
+    loss: da.Array
+    initial_loss: da.Array | None
+    n_tasks: int
+    graph_seconds: float
 
 
 def _optimize_counting_tasks(collections: dict[str, da.Array],
@@ -236,31 +255,46 @@ def run(
         tune_workers(client)
     clock = PhaseClock(client)
     read_again = products.reread if stream_input else objectives.read_in_place
+
+    def submit(state: _State, with_initial_loss: bool) -> _Submitted:
+        began = time.perf_counter()
+        graph = objective.iteration(A, state.W, state.H, state.carried, rule=rule, penalties=penalties,
+                                    update_h=update_h, with_initial_loss=with_initial_loss, read_again=read_again)
+        graph, n_tasks = _optimize_counting_tasks(graph, [A, state.W, state.H, *state.carried.values()])
+        graph_seconds = time.perf_counter() - began
+        values = dict(zip(graph, dask.persist(*graph.values(), optimize_graph=False)))
+        after = _State(values["W"], values.get("H", state.H),
+                       {name: values.get(name, value) for name, value in state.carried.items()})
+        return _Submitted(after, values["loss"], values.get("initial_loss"), n_tasks, graph_seconds)
+
+    def checkpoint_due(iteration: int) -> bool:
+        return checkpoint is not None and (
+            iteration == max_iter
+            or bool(checkpoint_every and iteration % checkpoint_every == 0)
+            or (checkpoint_seconds is not None and time.perf_counter() - last_checkpoint >= checkpoint_seconds)
+        )
+
+    pipelined = client is not None and not stream_input
     stopped_by_callback = False
+    ahead: _Submitted | None = None
+    started = time.perf_counter()
     while progress.iteration < max_iter and not progress.converged and not stopped_by_callback:
         iteration = progress.iteration + 1
-        started = time.perf_counter()
-        first = math.isnan(progress.error_at_init)
         with clock:
-            graph = objective.iteration(A, state.W, state.H, state.carried, rule=rule, penalties=penalties,
-                                        update_h=update_h, with_initial_loss=first,
-                                        read_again=read_again)
-            persisted = [A, state.W, state.H, *state.carried.values()]
-            graph, n_tasks = _optimize_counting_tasks(graph, persisted)
-            graph_seconds = time.perf_counter() - started
-            values = dict(zip(graph, dask.persist(*graph.values(), optimize_graph=False)))
-            state.W = values["W"]
-            state.H = values.get("H", state.H)
-            state.carried = {name: values.get(name, value) for name, value in state.carried.items()}
-            losses = dask.compute(values["loss"], *([values["initial_loss"]] if first else []))
+            current = ahead or submit(state, with_initial_loss=math.isnan(progress.error_at_init))
+            ahead = None
+            state = current.state
+            if pipelined and iteration < max_iter and not checkpoint_due(iteration):
+                ahead = submit(state, with_initial_loss=False)
+            losses = dask.compute(current.loss, *([current.initial_loss] if current.initial_loss is not None else []))
         error = math.sqrt(float(losses[0]))
-        if first:
+        if current.initial_loss is not None:
             progress.error_at_init = progress.previous_error = math.sqrt(float(losses[1]))
         progress.iteration = iteration
         progress.loss_history.append(error)
-        progress.tasks_per_iteration.append(n_tasks)
+        progress.tasks_per_iteration.append(current.n_tasks)
         progress.seconds_per_iteration.append(time.perf_counter() - started)
-        progress.phase_seconds.append({"graph": round(graph_seconds, 6), **clock.seconds})
+        progress.phase_seconds.append({"graph": round(current.graph_seconds, 6), **clock.seconds})
         logger.info("iteration %d: loss %.6g (%.3f s)", iteration, error, progress.seconds_per_iteration[-1])
         if callback is not None:
             try:
@@ -272,18 +306,17 @@ def run(
             if progress.error_at_init == 0 or decrease / progress.error_at_init < tol:
                 progress.converged = True
             progress.previous_error = error
-        if checkpoint is not None and (
-            progress.converged or stopped_by_callback or iteration == max_iter
-            or (checkpoint_every and iteration % checkpoint_every == 0)
-            or (checkpoint_seconds is not None and time.perf_counter() - last_checkpoint >= checkpoint_seconds)
-        ):
-            written = time.perf_counter()
-            replacement = checkpoint(state.W, state.H, progress)
-            if replacement is not None:
-                state.W, state.H = replacement
-                state.carried = objective.carried(A, state.W, state.H, update_h=update_h)
-            progress.checkpoint_seconds.append(time.perf_counter() - written)
-            last_checkpoint = time.perf_counter()
+        if progress.converged or stopped_by_callback or checkpoint_due(iteration):
+            if checkpoint is not None:
+                written = time.perf_counter()
+                replacement = checkpoint(state.W, state.H, progress)
+                if replacement is not None:
+                    ahead = None
+                    state.W, state.H = replacement
+                    state.carried = objective.carried(A, state.W, state.H, update_h=update_h)
+                progress.checkpoint_seconds.append(time.perf_counter() - written)
+                last_checkpoint = time.perf_counter()
+        started = time.perf_counter()
     if tol > 0 and not progress.converged and not stopped_by_callback:
         warnings.warn(
             f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
