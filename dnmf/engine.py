@@ -251,7 +251,7 @@ def run(
     state = _State(W, H, carried)
     last_checkpoint = time.perf_counter()
     client = active_client()
-    if client is not None:
+    if client is not None and not stream_input:
         tune_workers(client)
     clock = PhaseClock(client)
     read_again = products.reread if stream_input else objectives.read_in_place
