@@ -98,7 +98,7 @@ def plan(cases: list[str], iterations: int, target_iterations: int,
                  Run("S2", "sklearn-minibatch", iterations=1, note="one epoch")]
     if "S3" in cases:
         runs += [Run("S3", "dnmf-cluster", "hals", memory_limit=S3_WORKER_MEMORY, iterations=3, note="out of core"),
-                 Run("S3", "dnmf-cluster", "hals", memory_limit="6GiB", iterations=3, note="input held in memory")]
+                 Run("S3", "dnmf-cluster", "hals", memory_limit="6GiB", iterations=iterations, note="input held in memory")]
     return runs
 
 
@@ -282,7 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of interleaved runs (default: %(default)s)")
     parser.add_argument("--only", default="",
                         help="comma-separated substrings: run only candidates whose label holds one of them")
-    parser.add_argument("--iterations", type=int, default=5,
+    parser.add_argument("--iterations", type=int, default=8,
                         help="iterations per timing run, the first two dropped (default: %(default)s)")
     parser.add_argument("--target-iterations", type=int, default=100,
                         help="scikit-learn cd iterations that set the target loss (default: %(default)s)")

@@ -6,6 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from dask.utils import key_split
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from dnmf import NMF
@@ -45,7 +46,8 @@ def test_dask_input_stays_on_cluster(client):
 
 
 class _TaskCounter(SchedulerPlugin):
-    """Counts every task the scheduler sends to a worker."""
+    """Counts the tasks the scheduler sends to a worker, except aliases of the scattered input's blocks: two
+    iterations in flight share those, so how many run depends on timing."""
 
     name = "dnmf-test-task-counter"
 
@@ -53,7 +55,7 @@ class _TaskCounter(SchedulerPlugin):
         self.count = 0
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        if finish == "processing":
+        if finish == "processing" and not key_split(key).startswith("dnmf-input"):
             self.count += 1
 
 

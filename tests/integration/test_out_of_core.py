@@ -63,4 +63,6 @@ def test_streamed_input_is_read_once_per_pass_and_never_spilled(big_store):
                       host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         model = NMF(4, init="random", max_iter=2, tol=0, random_state=0).fit(str(url))
         assert sum(client.run(_blocks_spilled_to_disk).values()) == 0
+        assert not any(client.run(lambda dask_worker: "dnmf-malloc-tuning" in dask_worker.plugins).values()), \
+            "an out-of-core fit keeps glibc's memory trimming as the Nanny set it"
     assert model.n_iter_ == 2
