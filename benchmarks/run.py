@@ -282,7 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of interleaved runs (default: %(default)s)")
     parser.add_argument("--only", default="",
                         help="comma-separated substrings: run only candidates whose label holds one of them")
-    parser.add_argument("--iterations", type=int, default=8,
+    parser.add_argument("--iterations", type=int, default=5,
                         help="iterations per timing run, the first two dropped (default: %(default)s)")
     parser.add_argument("--target-iterations", type=int, default=100,
                         help="scikit-learn cd iterations that set the target loss (default: %(default)s)")
