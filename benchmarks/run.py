@@ -10,7 +10,7 @@ reports no per-iteration time, so its figure is the fit's time over its iteratio
 
 Run from the repository root::
 
-    python -m benchmarks.run                       # every case, full size (under 15 minutes here)
+    python -m benchmarks.run                       # every case, full size (12.6 minutes in one run here)
     python -m benchmarks.run --cases S1 --repeats 1 --scale 0.05   # a quick look
 """
 

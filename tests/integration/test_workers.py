@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dnmf import NMF
-from dnmf.workers import DEFAULT_MMAP_THRESHOLD, set_mmap_threshold
+from dnmf.workers import DEFAULT_MMAP_THRESHOLD
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
 
@@ -18,30 +18,38 @@ def _tuned(dask_worker) -> bool:
     return "dnmf-malloc-tuning" in dask_worker.plugins
 
 
-def _mmapped_bytes_while_holding(nbytes: int) -> int:
-    """Bytes malloc holds in mmapped regions while an array of ``nbytes`` is alive (glibc's ``mallinfo2``)."""
-    import ctypes
-    import ctypes.util
+_PROBE = """
+import ctypes, ctypes.util, sys
+import numpy as np
+from dnmf.workers import set_mmap_threshold
 
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                         "fsmblks", "uordblks", "fordblks", "keepcost")]
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
 
-    mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2
-    mallinfo2.restype = MallInfo2
-    before = mallinfo2().hblkhd
-    held = np.ones(nbytes, dtype=np.uint8)
-    during = mallinfo2().hblkhd
-    del held
-    return during - before
+mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2
+mallinfo2.restype = MallInfo2
+assert set_mmap_threshold(int(sys.argv[1]))
+before = mallinfo2().hblkhd
+held = np.ones(4 << 20, dtype=np.uint8)
+print(mallinfo2().hblkhd - before)
+"""
+
+
+def _mmapped_bytes_for_4_mib(threshold: int) -> int:
+    """Bytes malloc maps while a fresh process holds a 4 MiB array, at the given mmap threshold (glibc's
+    ``mallinfo2``). A fresh process, because a long-lived heap may serve 4 MiB from free chunks at any threshold."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(threshold)], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip())
 
 
 @glibc
 def test_mmap_threshold_serves_large_arrays_from_the_heap():
-    assert set_mmap_threshold(128 * 1024)
-    assert _mmapped_bytes_while_holding(4 << 20) >= 4 << 20
-    assert set_mmap_threshold(DEFAULT_MMAP_THRESHOLD)
-    assert _mmapped_bytes_while_holding(4 << 20) == 0
+    assert _mmapped_bytes_for_4_mib(128 * 1024) >= 4 << 20
+    assert _mmapped_bytes_for_4_mib(DEFAULT_MMAP_THRESHOLD) == 0
 
 
 @pytest.mark.cluster
