@@ -70,7 +70,7 @@ def _reached(losses: list[float], target: float | None) -> bool:
 
 def _inmemory(spec: dict[str, Any], A: Any, W0: np.ndarray, H0: np.ndarray, norm_squared: float) -> dict[str, Any]:
     from benchmarks.inmemory import iterate
-    from dnmf.rules import get_rule
+    from dnmf.core.rules import get_rule
 
     seconds, losses, elapsed = [], [], []
     started = time.perf_counter()

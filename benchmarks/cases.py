@@ -137,7 +137,7 @@ def prepare(case: Case, directory: Path) -> dict[str, Any]:
         import dask
 
         from dnmf import open_matrix
-        from dnmf.matrix import as_input_matrix, matrix_stats
+        from dnmf.data.matrix import as_input_matrix, matrix_stats
 
         _write_store(case, folder / "A.zarr")
         with dask.config.set(scheduler="threads"):

@@ -1,4 +1,4 @@
-"""Throughput of ``dnmf.ingest.ingest``: a triplet Parquet file and a Matrix Market file of the same matrix.
+"""Throughput of ``dnmf.data.ingest.ingest``: a triplet Parquet file and a Matrix Market file of the same matrix.
 
 Generates a random sparse matrix with ``--nnz`` distinct entries, writes it as a Parquet triplet table (integer
 ids, float64 values) and as a ``.mtx`` coordinate file in a temporary directory, then times ``ingest`` of each
@@ -59,8 +59,8 @@ def timed(run: Callable[[int], None], repeats: int) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
-    from dnmf.ingest import ingest
-    from dnmf.store import open_matrix, save_matrix
+    from dnmf.data.ingest import ingest
+    from dnmf.data.store import open_matrix, save_matrix
 
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dnmf-ingest-bench-") as tmp:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from dnmf.objectives import update_rows
+from dnmf.core.objectives import update_rows
 
 
 def iterate(A, W: np.ndarray, H: np.ndarray, rule: Callable[..., np.ndarray],

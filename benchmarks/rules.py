@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnmf.rules import RULES, bpp
+from dnmf.core.rules import RULES, bpp
 
 __all__ = ["Block", "main", "make_block", "time_rules"]
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from dnmf.cli import main
+from dnmf.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

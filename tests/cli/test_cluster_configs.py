@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import CLUSTER_CONFIGS, run_dnmf
 
-from dnmf import cluster
-from dnmf.cluster import ClusterConfigError, load_cluster_config
+from dnmf.runtime import cluster
+from dnmf.runtime.cluster import ClusterConfigError, load_cluster_config
 
 
 def config(name: str) -> cluster.ClusterConfig:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from cli_helpers import CLUSTER_CONFIGS, environment, run_dnmf, summary
 
-from dnmf.cli import main
+from dnmf.cli.main import main
 
 
 def test_missing_input_is_bad_input(tmp_path):
@@ -56,7 +56,7 @@ def test_bad_job_file_key_and_type(tmp_path, capsys):
 
 
 def test_missing_extra_names_the_extra(tmp_path, counts_store):
-    code = ("import sys; sys.modules['dask_jobqueue'] = None; from dnmf.cli import main; "
+    code = ("import sys; sys.modules['dask_jobqueue'] = None; from dnmf.cli.main import main; "
             f"sys.exit(main(['fit', {counts_store!r}, '--rank', '2', '--out', {str(tmp_path / 'r.zarr')!r}, "
             f"'--cluster', {str(CLUSTER_CONFIGS / 'slurm.yaml')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cli_helpers import REPO, run_dnmf
 
-from dnmf.cli import build_parser
-from dnmf.commands.options import CLUSTER_OPTIONS, FIT_OPTIONS, OUTPUT_OPTIONS
+from dnmf.cli.main import build_parser
+from dnmf.cli.options import CLUSTER_OPTIONS, FIT_OPTIONS, OUTPUT_OPTIONS
 
 SUBCOMMANDS = ("ingest", "fit", "transform", "inspect", "cluster", "demo")
 

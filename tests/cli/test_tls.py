@@ -11,7 +11,7 @@ import pytest
 import yaml
 from cli_helpers import run_dnmf, summary
 
-from dnmf import cluster
+from dnmf.runtime import cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -9,7 +9,7 @@ from distributed import Client, LocalCluster
 
 from dnmf import NMF, open_matrix, save_matrix
 from dnmf.datasets import make_sampled_low_rank
-from dnmf.products import sampled_product
+from dnmf.core.products import sampled_product
 
 pytestmark = pytest.mark.cluster
 

@@ -1,0 +1,66 @@
+"""``dnmf transform``: project new rows onto the fixed H of a result, on the cluster, into a new matrix store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import dask
+
+from dnmf.cli.exits import EXIT_OK, Outcome
+from dnmf.cli.options import UsageError
+from dnmf.cli.session import cluster_config, connected
+
+__all__ = ["run_transform"]
+
+logger = logging.getLogger("dnmf")
+
+#: Parameters of the fit that the projection reuses.
+PROJECTION_PARAMETERS = ("solver", "beta_loss", "tol", "max_iter", "alpha_W", "alpha_H", "l1_ratio")
+
+
+def _fixed_h_model(result: Any, values: dict[str, Any]) -> Any:
+    """An NMF whose fitted H is the result's, with the fit's update rule and regularisation."""
+    from dnmf import NMF
+
+    stored = result.info.get("params", {})
+    params = {name: stored[name] for name in PROJECTION_PARAMETERS if name in stored}
+    params.update({name: values[name] for name in ("max_iter", "tol") if values.get(name) is not None})
+    model = NMF(result.n_components, **params)
+    model.components_ = result.H
+    model.n_components_ = result.n_components
+    model.n_features_in_ = result.H.shape[1]
+    return model
+
+
+def run_transform(values: dict[str, Any]) -> Outcome:
+    """Run ``dnmf transform`` with resolved option ``values``."""
+    from dnmf import load_result, open_matrix, read_labels, save_matrix
+    from dnmf.data.store import Location
+
+    started = time.perf_counter()
+    if "://" not in values["result"]:
+        values["result"] = os.path.abspath(values["result"])
+    result = load_result(values["result"])
+    if Location.parse(values["out"], None).exists() and not values["overwrite"]:
+        raise UsageError(f"A store already exists at {values['out']!r}; pass --overwrite to replace it.")
+    with dask.config.set(scheduler="sync"):
+        n_features = open_matrix(values["input"]).shape[1]
+        row_labels, _ = read_labels(values["input"])
+    if n_features != result.H.shape[1]:
+        raise UsageError(f"{values['input']!r} has {n_features} columns, but the result's H has "
+                         f"{result.H.shape[1]}: transform needs the columns (features) the result was fitted on.")
+    model = _fixed_h_model(result, values)
+    model._validate_params()
+    cluster: dict[str, Any] = {}
+    with connected(cluster_config(values), values["connect_timeout"], cluster):
+        W = model.transform(values["input"])
+        save_matrix(W, values["out"], labels=(row_labels, None), overwrite=values["overwrite"])
+    logger.info("Wrote %s: W of shape %s", values["out"], tuple(W.shape))
+    out = values["out"]
+    summary = {"command": "transform", "status": "completed", "result": values["result"], "input": values["input"],
+               "out": out if "://" in out else os.path.abspath(out), "shape": list(W.shape), "cluster": cluster,
+               "timings": {"total_seconds": time.perf_counter() - started}}
+    return Outcome(EXIT_OK, summary)

@@ -1,0 +1,194 @@
+"""Block kernels of the β-divergence and of masked objectives: pure NumPy/SciPy, one block of A at a time.
+
+:mod:`dnmf.core.products` turns these into distributed graphs; nothing here knows Dask. A block ``a`` is one of:
+
+* a dense array: every entry observed; or, when ``masked``, NaN marks an unobserved entry;
+* a CSR matrix: unstored entries are zeros of the data; or, when ``masked``, the stored pattern *is* the set of
+  observed entries (explicit zeros included) and unstored entries are unobserved.
+
+``WH`` is formed at the observed positions only of a CSR block, by :func:`sampled_product` (O(nnz · k)); a dense
+``W_i H_j`` is formed only for dense blocks, where it is the size of the block itself. The one exception is an
+unmasked sparse block with β ∉ {1, 2}: its loss and denominator need ``(WH)^(β−1)`` at every position, which is
+computed in row batches of bounded memory (O(m·n·k) time, as in scikit-learn).
+
+The conventions are scikit-learn's (``_multiplicative_update_w/_h`` and ``_beta_divergence``): ``WH`` is clipped
+below at ``EPSILON`` where a negative power of it is taken, and data entries at or below ``EPSILON`` drop out of
+the logarithmic and power terms of the loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dnmf.core.rules.mu import EPSILON
+
+__all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "gradient_parts", "divergence", "sampled_product",
+           "rank_one_denominator"]
+
+#: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
+SAMPLED_BATCH = 1 << 16
+
+#: Entries of ``W_b H_j`` formed at once when an unmasked sparse block needs ``WH`` everywhere.
+DENSE_BATCH_ELEMENTS = 1 << 22
+
+
+def sampled_product(a: sp.csr_matrix, w: np.ndarray, h: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    """``(W_i H_j)`` at the stored positions of the CSR block ``a`` only, in ``a.data``'s order: O(nnz · k)."""
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    w = np.ascontiguousarray(w, dtype=dtype)
+    h_t = np.ascontiguousarray(h.T, dtype=dtype)
+    out = np.empty(a.nnz, dtype=dtype)
+    for start in range(0, a.nnz, SAMPLED_BATCH):
+        stop = min(start + SAMPLED_BATCH, a.nnz)
+        np.einsum("ij,ij->i", w[rows[start:stop]], h_t[a.indices[start:stop]], out=out[start:stop])
+    return out
+
+
+def rank_one_denominator(beta: float, masked: bool) -> bool:
+    """Whether the denominator is the sums of the other factor (unmasked KL), needing no pass over A."""
+    return beta == 1 and not masked
+
+
+def _clip(values: np.ndarray) -> np.ndarray:
+    return np.maximum(values, EPSILON)
+
+
+def _ratio(x: np.ndarray, wh: np.ndarray, beta: float) -> np.ndarray:
+    """``x ⊙ (WH)^(β−2)``, ``WH`` clipped at ``EPSILON`` for β < 2, with scikit-learn's operation order."""
+    if beta < 2:
+        wh = _clip(wh)
+    if beta == 1:
+        return x / wh
+    if beta == 0:
+        return x * (wh ** -1) ** 2
+    if beta == 2:
+        return np.array(x, copy=True)
+    return x * wh ** (beta - 2)
+
+
+def _weight(wh: np.ndarray, beta: float) -> np.ndarray:
+    """``(WH)^(β−1)``, ``WH`` clipped at ``EPSILON`` for β < 1."""
+    if beta == 2:
+        return np.array(wh, copy=True)
+    if beta < 1:
+        wh = _clip(wh)
+    return wh ** (beta - 1)
+
+
+def _dense_weight_products(w: np.ndarray, h: np.ndarray, beta: float, side: str) -> np.ndarray:
+    """``(W_i H_j)^(β−1) H_jᵀ`` (``side="rows"``) or ``W_iᵀ (W_i H_j)^(β−1)`` (``"cols"``), in row batches."""
+    batch = max(1, DENSE_BATCH_ELEMENTS // max(1, h.shape[1]))
+    parts = []
+    total = np.zeros((w.shape[1], h.shape[1]), dtype=w.dtype) if side == "cols" else None
+    for start in range(0, w.shape[0], batch):
+        weight = _weight(w[start:start + batch] @ h, beta)
+        if side == "rows":
+            parts.append(weight @ h.T)
+        else:
+            total += w[start:start + batch].T @ weight
+    return np.concatenate(parts, axis=0) if side == "rows" else total
+
+
+def _sum_power_everywhere(w: np.ndarray, h: np.ndarray, beta: float) -> float:
+    """``Σ (W_i H_j)^β`` over the whole block, in row batches."""
+    if beta == 1:
+        return float(w.sum(axis=0) @ h.sum(axis=1))
+    batch = max(1, DENSE_BATCH_ELEMENTS // max(1, h.shape[1]))
+    return float(sum(np.sum((w[start:start + batch] @ h) ** beta) for start in range(0, w.shape[0], batch)))
+
+
+def _with_pattern(a: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix((data, a.indices, a.indptr), shape=a.shape)
+
+
+def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool,
+                   side: str) -> tuple[Any, Any]:
+    """The numerator and denominator partial products of one block for the W-step (``side="rows"``) or the
+    H-step (``side="cols"``).
+
+    Returns
+    -------
+    numerator : ndarray
+        ``(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ`` of shape (m_i, k) for rows, ``W_iᵀ (...)`` of shape (k, n_j) for cols.
+    denominator : ndarray or None
+        ``(M ⊙ (WH)^(β−1)) H_jᵀ`` or ``W_iᵀ (...)``; None when :func:`rank_one_denominator`.
+    """
+    dtype = np.result_type(w.dtype, h.dtype)
+
+    def project(weights: Any) -> Any:
+        return weights @ h.T if side == "rows" else (weights.T @ w).T
+
+    if sp.issparse(a):
+        a = sp.csr_matrix(a)
+        wh = sampled_product(a, w, h, dtype=dtype)
+        x = a.data.astype(dtype, copy=False)
+        numerator = project(_with_pattern(a, _ratio(x, wh, beta)))
+        if rank_one_denominator(beta, masked):
+            return numerator, None
+        if masked:
+            weight = np.ones_like(wh) if beta == 1 else _weight(wh, beta)
+            return numerator, project(_with_pattern(a, weight))
+        return numerator, _dense_weight_products(w, h, beta, side)
+    wh = w @ h
+    if masked:
+        observed = ~np.isnan(a)
+        x = np.where(observed, a, 0.0).astype(dtype, copy=False)
+    else:
+        observed, x = None, a
+    numerator = project(_ratio(x, wh, beta) if observed is None else _ratio(x, wh, beta) * observed)
+    if rank_one_denominator(beta, masked):
+        return numerator, None
+    if beta == 1:
+        weight = observed.astype(dtype)
+    else:
+        weight = _weight(wh, beta)
+        if observed is not None:
+            weight *= observed
+    return numerator, project(weight)
+
+
+def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool) -> float:
+    """This block's share of ``2·D_β(A | WH)`` (of ``‖M ⊙ (A − WH)‖²`` for β = 2).
+
+    ``D_β`` is scikit-learn's ``_beta_divergence``; over observed entries only when ``masked``. Summed over blocks
+    and square-rooted, it is scikit-learn's ``_beta_divergence(..., square_root=True)``. Entries are evaluated in
+    the factors' precision and summed in float64.
+    """
+    if sp.issparse(a):
+        a = sp.csr_matrix(a)
+        x, wh = a.data, sampled_product(a, w, h, dtype=np.result_type(w.dtype, h.dtype))
+        count = a.nnz if masked else a.shape[0] * a.shape[1]
+        everywhere = None if masked else (w, h)
+    elif masked:
+        observed = ~np.isnan(a)
+        x, wh = a[observed], (w @ h)[observed]
+        count, everywhere = x.size, None
+    else:
+        x, wh = np.asarray(a).ravel(), (w @ h).ravel()
+        count, everywhere = x.size, None
+
+    def total(values: np.ndarray) -> float:
+        return float(np.sum(values, dtype=np.float64))
+
+    def sum_power(power: float) -> float:
+        if everywhere is None:
+            return total(wh**power)
+        return _sum_power_everywhere(*(f.astype(np.float64) for f in everywhere), power)
+
+    if beta == 2:
+        on_support = total((x - wh) ** 2)
+        return on_support if everywhere is None else on_support - total(wh**2) + sum_power(2.0)
+    keep = x > EPSILON
+    x, wh_kept = x[keep], _clip(wh[keep])
+    if beta == 1:
+        result = total(x * np.log(x / wh_kept)) - total(x) + sum_power(1.0)
+    elif beta == 0:
+        ratio = x / wh_kept
+        result = total(ratio) - count - total(np.log(ratio))
+    else:
+        result = (total(x**beta) - beta * total(x * wh_kept ** (beta - 1))
+                  + (beta - 1) * sum_power(beta)) / (beta * (beta - 1))
+    return 2.0 * result

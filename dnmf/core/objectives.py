@@ -1,0 +1,211 @@
+"""What an iteration minimises, and the graph that does it: the engine's one solver-specific seam.
+
+An objective builds, from the products of :mod:`dnmf.core.products`, the graph of one iteration: the W-step, then the
+H-step, then the loss ``‖A − WH‖²`` or its analogue, whose square root the engine reports and tests for
+convergence. The engine persists that graph at once and keeps the collections the objective :meth:`carries
+<Objective.carried>` between iterations; it knows nothing else of the maths.
+
+* :class:`Frobenius`: ``½‖A − WH‖²`` with any rule of :data:`dnmf.core.rules.RULES`, from ``AHᵀ``, ``HHᵀ``, ``WᵀA`` and
+  ``WᵀW``; the loss by the trace identity, at no extra pass over A.
+* :class:`BetaDivergence`: scikit-learn's ``D_β(A | WH)`` with the β multiplicative update
+  (:mod:`dnmf.core.rules.beta_mu`), optionally over the observed entries of a masked A only. Each step reads A once
+  for its numerator and denominator (unmasked KL: the numerator only; its denominator is a sum of the other
+  factor), and the loss reads A once more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import dask.array as da
+import numpy as np
+
+from dnmf.core import products
+from dnmf.core.rules import UpdateRule, beta_mu
+
+if TYPE_CHECKING:
+    from dnmf.core.engine import Penalties
+
+__all__ = ["BetaDivergence", "Frobenius", "Objective", "read_in_place", "update_rows"]
+
+
+#: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
+ReadAgain = Callable[[da.Array, da.Array], da.Array]
+
+
+def read_in_place(A: da.Array, after: da.Array) -> da.Array:
+    """``read_again`` for an A held in memory: the same blocks serve every pass."""
+    return A
+
+
+class Objective(Protocol):
+    def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
+        """Collections the first iteration needs besides W and H, built from them; the engine persists them."""
+
+    def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
+        """The graph of one iteration: ``"W"``, ``"H"`` (if ``update_h``), ``"loss"`` (a squared error, a float64
+        scalar), ``"initial_loss"`` (the same at the incoming W and H, if asked) and new values of ``carried``.
+
+        Every pass over A after the first uses ``read_again(A, after=X)``, X being a one-chunk product the pass
+        needs anyway: A itself when A is held in memory; when it streams from its store, a copy under keys of its
+        own whose reads wait for X (:func:`dnmf.core.products.reread`).
+        """
+
+
+#: Rows of W per call of the rule in :func:`update_rows`: a tile and its transpose stay in cache.
+ROW_TILE_BYTES = 512 * 1024
+
+
+def update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
+                l2: float) -> np.ndarray:
+    """The W-step on one row block ``(m_i, k)``: the rule on the transposed problem, a tile of rows at a time.
+
+    Every rule solves each column of its ``(k, n)`` block independently, so the rows of W can be updated in tiles;
+    transposing a cache-sized tile costs a fraction of transposing the whole block (3× the rule itself at
+    ``k = 32``). Tiles are aligned copies (see :func:`dnmf.core.products.aligned`), so results do not depend on where
+    the block happens to sit in memory.
+    """
+    updated = np.empty_like(block)
+    rows = max(64, ROW_TILE_BYTES // max(1, block.shape[1] * block.itemsize))
+    for start in range(0, block.shape[0], rows):
+        stop = min(start + rows, block.shape[0])
+        tile = products.aligned(np.ascontiguousarray(block[start:stop].T))
+        tile_cross = products.aligned(np.ascontiguousarray(cross[start:stop].T))
+        updated[start:stop] = rule(tile, tile_cross, gram, l1=l1, l2=l2).T
+    return products.aligned(updated)
+
+
+def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
+                 l2: float) -> np.ndarray:
+    return rule(block, cross, gram, l1=l1, l2=l2)
+
+
+@dataclass(frozen=True)
+class Frobenius:
+    """``½‖A − WH‖²``; ``norm_squared_a`` is ``‖A‖²``, from the one validating pass over A."""
+
+    norm_squared_a: float
+
+    def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
+        carried = {"gram_h": products.gram_cols(H)}
+        if not update_h:
+            carried["aht"] = products.aht(A, H)
+        return carried
+
+    def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
+        aht = carried["aht"] if "aht" in carried else products.aht(A, H)
+        W_new = products.map_rows(update_rows, W, aht, small=(carried["gram_h"],), name="dnmf-update-w",
+                                  rule=rule, l1=penalties.l1_w, l2=penalties.l2_w)
+        gram_w = products.gram_rows(W_new)
+        out: dict[str, da.Array] = {"W": W_new}
+        if update_h:
+            wta = products.wta(read_again(A, gram_w), W_new)
+            H_new = products.map_cols(_update_cols, H, wta, small=(gram_w,), name="dnmf-update-h", rule=rule,
+                                      l1=penalties.l1_h, l2=penalties.l2_h)
+            out["H"] = H_new
+            out["gram_h"] = gram_h = products.gram_cols(H_new)
+            cross_inner = products.inner(wta, H_new, name="dnmf-loss-inner")
+        else:
+            gram_h = carried["gram_h"]
+            cross_inner = products.inner(aht, W_new, name="dnmf-loss-inner")
+        out["loss"] = products.frobenius_loss_squared(self.norm_squared_a, cross_inner, gram_w, gram_h)
+        if with_initial_loss:
+            out["initial_loss"] = products.frobenius_loss_squared(
+                self.norm_squared_a, products.inner(aht, W, name="dnmf-loss-inner"),
+                products.gram_rows(W), carried["gram_h"])
+        return out
+
+
+def _split_gradient(parts: np.ndarray, k: int, axis: int, sums: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Numerator and denominator of one block from a product of :func:`dnmf.core.products.beta_aht`/``beta_wta``;
+    with ``sums`` (unmasked KL), the denominator is that ``(k,)`` vector as a column."""
+    numerator = parts[:, :k] if axis == 1 else parts[:k]
+    if sums is not None:
+        return numerator, sums
+    return numerator, parts[:, k:] if axis == 1 else parts[k:]
+
+
+def _beta_update_rows(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, gamma: float, flush_below: float,
+                      l1: float, l2: float) -> np.ndarray:
+    """The β W-step on one row block (rows of W), in the rule's transposed layout."""
+    k = block.shape[1]
+    numerator, denominator = _split_gradient(parts, k, 1, sums[0] if sums else None)
+    denominator = denominator[:, None] if sums else denominator.T
+    updated = beta_mu.update(np.ascontiguousarray(block.T), np.ascontiguousarray(numerator.T), denominator,
+                             l1=l1, l2=l2, gamma=gamma, flush_below=flush_below)
+    return products.aligned(np.ascontiguousarray(updated.T))
+
+
+def _beta_update_cols(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, gamma: float, flush_below: float,
+                      l1: float, l2: float) -> np.ndarray:
+    """The β H-step on one column block; a zero column sum of W counts as 1, as in scikit-learn."""
+    k = block.shape[0]
+    column_sums = None
+    if sums:
+        column_sums = np.where(sums[0] == 0, 1.0, sums[0]).astype(block.dtype)
+    numerator, denominator = _split_gradient(parts, k, 0, column_sums)
+    if sums:
+        denominator = denominator[:, None]
+    return beta_mu.update(block, numerator, denominator, l1=l1, l2=l2, gamma=gamma, flush_below=flush_below)
+
+
+@dataclass(frozen=True)
+class BetaDivergence:
+    """scikit-learn's ``D_β(A | WH)`` minimised by the β multiplicative update.
+
+    Parameters
+    ----------
+    beta : float
+        2 is the Frobenius norm, 1 the generalised Kullback–Leibler divergence, 0 Itakura–Saito.
+    masked : bool
+        A's blocks carry an observation mask (NaN in dense blocks, the stored pattern of CSR blocks; see
+        :mod:`dnmf.core.divergence`) and the objective is over observed entries only.
+
+    The engine's loss is ``2·D_β`` (``‖M ⊙ (A − WH)‖²`` for β = 2), so that its square root is scikit-learn's
+    ``_beta_divergence(..., square_root=True)``. The update ignores the engine's ``rule``: it is always
+    :func:`dnmf.core.rules.beta_mu.update`, with scikit-learn's exponent and flushing of tiny entries.
+    """
+
+    beta: float
+    masked: bool = False
+
+    @property
+    def _rank_one(self) -> bool:
+        return self.beta == 1 and not self.masked
+
+    def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
+        return {}
+
+    def _loss(self, A: da.Array, W: da.Array, H: da.Array) -> da.Array:
+        return products.beta_divergence(A, W, H, beta=self.beta, masked=self.masked)
+
+    def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
+        gamma = beta_mu.gamma(self.beta)
+        flush = beta_mu.FLUSH_BELOW
+        rows = products.beta_aht(A, W, H, beta=self.beta, masked=self.masked)
+        W_new = products.map_rows(
+            _beta_update_rows, W, rows, small=(products.sum_cols(H),) if self._rank_one else (),
+            name="dnmf-update-w", gamma=gamma, flush_below=flush if self.beta < 1 else 0.0,
+            l1=penalties.l1_w, l2=penalties.l2_w)
+        out: dict[str, Any] = {"W": W_new}
+        H_new = H
+        w_sums = products.sum_rows(W_new)
+        if update_h:
+            cols = products.beta_wta(read_again(A, w_sums), W_new, H, beta=self.beta, masked=self.masked)
+            out["H"] = H_new = products.map_cols(
+                _beta_update_cols, H, cols, small=(w_sums,) if self._rank_one else (),
+                name="dnmf-update-h", gamma=gamma, flush_below=flush if self.beta <= 1 else 0.0,
+                l1=penalties.l1_h, l2=penalties.l2_h)
+        h_sums = products.sum_cols(H_new)
+        out["loss"] = self._loss(read_again(A, h_sums), W_new, H_new)
+        if with_initial_loss:
+            out["initial_loss"] = self._loss(read_again(A, h_sums), W, H)
+        return out

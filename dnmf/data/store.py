@@ -1,0 +1,436 @@
+"""Matrices in Zarr: open and save dense and sparse matrices, with row and column labels.
+
+Layouts read by :func:`open_matrix`:
+
+* a Zarr array: a dense matrix;
+* a Zarr group in AnnData's on-disk sparse convention: attributes ``encoding-type`` (``csr_matrix`` or
+  ``csc_matrix``), ``encoding-version`` and ``shape``, arrays ``data``, ``indices`` and ``indptr``;
+* an AnnData store (``encoding-type: anndata``): its ``X``, with ``obs``/``var`` index as labels.
+
+:func:`save_matrix` writes the last form (AnnData-compatible, so ``anndata.read_zarr`` opens it): a group holding
+``X`` (dense array or CSR group) and, when labels are given, ``obs``/``var`` data frames whose index holds them.
+It writes into a temporary sibling and moves it into place at the end, so a failed write never leaves a
+half-written store under the final name.
+
+Sparse blocks are read inside tasks: one task per row strip slices ``indptr`` and reads only that strip's
+``data`` and ``indices``; the strip is then cut into the column blocks of the grid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+import zarr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from dnmf.runtime.client import n_workers, worker_memory
+from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
+
+__all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
+           "write_blocks"]
+
+SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
+#: Elements per Zarr chunk of the 1-D ``data``/``indices``/``indptr`` arrays of a sparse store.
+SPARSE_ARRAY_CHUNK = 1 << 20
+
+
+class StoreError(ValueError):
+    """A store that is missing, of an unknown layout, or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a store lives: a local directory, or an fsspec URL."""
+
+    url: str
+    storage_options: dict[str, Any]
+
+    @classmethod
+    def parse(cls, url: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Location:
+        text = os.fspath(url)
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        return cls(text.rstrip("/") or text, dict(storage_options or {}))
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.url
+
+    @property
+    def _fs(self) -> tuple[Any, str]:
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.url, **self.storage_options)
+
+    def exists(self) -> bool:
+        if self.is_local:
+            return os.path.exists(self.url)
+        fs, path = self._fs
+        return fs.exists(path)
+
+    def child(self, name: str) -> Location:
+        return Location(f"{self.url}/{name}", self.storage_options)
+
+    def sibling(self, name: str) -> Location:
+        parent, _, _ = self.url.rpartition("/")
+        return Location(f"{parent}/{name}" if parent else name, self.storage_options)
+
+    def zarr_kwargs(self) -> dict[str, Any]:
+        return {"storage_options": self.storage_options} if not self.is_local and self.storage_options else {}
+
+    def remove(self) -> None:
+        if self.is_local:
+            shutil.rmtree(self.url, ignore_errors=True)
+        else:
+            fs, path = self._fs
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+
+    def replace_with(self, source: Location) -> None:
+        """Move ``source`` to this location, replacing what is here.
+
+        On a local file system this is an atomic rename. Object stores have no rename: the objects are copied,
+        so a crash during the copy can leave a partial store there (the staging copy stays complete).
+        """
+        if self.is_local:
+            trash = None
+            if os.path.exists(self.url):
+                trash = f"{self.url}.dnmf-old-{uuid.uuid4().hex[:8]}"
+                os.replace(self.url, trash)
+            os.replace(source.url, self.url)
+            if trash:
+                shutil.rmtree(trash, ignore_errors=True)
+            return
+        fs, path = self._fs
+        fs.invalidate_cache()
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        source_path = source._fs[1]
+        for name in fs.find(source_path):
+            fs.copy(name, path + name[len(source_path):])
+        fs.rm(source_path, recursive=True)
+
+
+def open_node(location: Location) -> zarr.Array | zarr.Group:
+    if not location.exists():
+        raise FileNotFoundError(f"No Zarr store at {location.url!r}: check the path or URL.")
+    try:
+        return zarr.open(store=location.url, mode="r", **location.zarr_kwargs())
+    except Exception as error:  # zarr raises many types for unreadable metadata
+        raise StoreError(f"{location.url!r} is not a readable Zarr store ({type(error).__name__}: {error}).") from error
+
+
+def _matrix_node(location: Location) -> tuple[zarr.Array | zarr.Group, Location, zarr.Group | None]:
+    """The node holding the matrix, its location, and the AnnData root when there is one."""
+    node = open_node(location)
+    if isinstance(node, zarr.Group) and node.attrs.get("encoding-type") == "anndata":
+        if "X" not in node:
+            raise StoreError(f"The AnnData store {location.url!r} has no X matrix.")
+        return node["X"], location.child("X"), node
+    return node, location, None
+
+
+@dataclass(frozen=True)
+class _SparseLayout:
+    encoding: str
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+
+def _sparse_layout(group: zarr.Group, url: str) -> _SparseLayout:
+    encoding = group.attrs.get("encoding-type")
+    if encoding not in SPARSE_ENCODINGS:
+        found = f"encoding-type={encoding!r}" if encoding else "no encoding-type attribute"
+        raise StoreError(
+            f"{url!r} is neither a dense Zarr array nor a known sparse encoding ({found}; expected one of "
+            f"{', '.join(SPARSE_ENCODINGS)} with arrays data, indices and indptr)."
+        )
+    missing = [name for name in ("data", "indices", "indptr") if name not in group]
+    if missing or "shape" not in group.attrs:
+        raise StoreError(f"The sparse store {url!r} lacks {', '.join(missing) or 'the shape attribute'}.")
+    shape = tuple(int(x) for x in group.attrs["shape"])
+    major = shape[0] if encoding == "csr_matrix" else shape[1]
+    indptr, data, indices = group["indptr"], group["data"], group["indices"]
+    if indptr.shape != (major + 1,):
+        raise StoreError(f"The sparse store {url!r} has an indptr of {indptr.shape[0]} entries, but its shape "
+                         f"{shape} needs {major + 1}.")
+    nnz = int(indptr[major])
+    if data.shape != (nnz,) or indices.shape != (nnz,):
+        raise StoreError(f"The sparse store {url!r} is inconsistent: indptr ends at {nnz}, but data has "
+                         f"{data.shape[0]} and indices {indices.shape[0]} entries.")
+    return _SparseLayout(encoding, shape, np.dtype(data.dtype))
+
+
+def _read_strip(url: str, storage_options: dict[str, Any], encoding: str, start: int, stop: int,
+                shape: tuple[int, int]) -> sp.spmatrix:
+    """Rows (CSR) or columns (CSC) ``start:stop`` of a sparse store, reading only their slice of data/indices."""
+    location = Location(url, storage_options)
+    group = zarr.open_group(store=url, mode="r", **location.zarr_kwargs())
+    indptr = np.asarray(group["indptr"][start:stop + 1], dtype=np.int64)
+    low, high = int(indptr[0]), int(indptr[-1])
+    data, indices = group["data"][low:high], group["indices"][low:high]
+    minor = shape[1] if encoding == "csr_matrix" else shape[0]
+    if len(indices) and (indices.min() < 0 or indices.max() >= minor):
+        raise StoreError(f"The sparse store {url!r} has indices out of range [0, {minor}) in "
+                         f"{'rows' if encoding == 'csr_matrix' else 'columns'} {start}–{stop - 1}.")
+    if encoding == "csr_matrix":
+        return sp.csr_matrix((data, indices, indptr - low), shape=(stop - start, shape[1]))
+    return sp.csc_matrix((data, indices, indptr - low), shape=(shape[0], stop - start))
+
+
+def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
+    return sp.csr_matrix(strip[rows, cols])
+
+
+def _sparse_array(location: Location, layout: _SparseLayout, chunks: Chunks) -> da.Array:
+    m, n = layout.shape
+    nbytes = 0
+    if isinstance(chunks, str) and chunks == "auto":
+        group = zarr.open_group(store=location.url, mode="r", **location.zarr_kwargs())
+        nbytes = int(group["data"].shape[0]) * (layout.dtype.itemsize + 4)
+        p, q = default_grid(layout.shape, nbytes, n_workers(), worker_memory())
+        rows, cols = even_chunks(m, p), even_chunks(n, q)
+    else:
+        rows, cols = da.core.normalize_chunks(chunks, layout.shape)
+    row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
+    token = tokenize(location.url, layout, rows, cols)
+    strip_name, name = f"dnmf-read-strip-{token}", f"dnmf-read-{token}"
+    by_rows = layout.encoding == "csr_matrix"
+    edges = row_edges if by_rows else col_edges
+    strips = {
+        (strip_name, s): (_read_strip, location.url, location.storage_options, layout.encoding,
+                          int(edges[s]), int(edges[s + 1]), layout.shape)
+        for s in range(len(edges) - 1)
+    }
+    blocks = {}
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            strip = i if by_rows else j
+            local_rows = slice(0, rows[i]) if by_rows else slice(int(row_edges[i]), int(row_edges[i + 1]))
+            local_cols = slice(int(col_edges[j]), int(col_edges[j + 1])) if by_rows else slice(0, cols[j])
+            blocks[(name, i, j)] = (_cut_block, (strip_name, strip), local_rows, local_cols)
+    graph = HighLevelGraph({strip_name: strips, name: blocks}, {strip_name: set(), name: {strip_name}})
+    return da.Array(graph, name, chunks=(rows, cols), dtype=layout.dtype,
+                    meta=sp.csr_matrix((0, 0), dtype=layout.dtype))
+
+
+def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
+                storage_options: dict[str, Any] | None = None) -> da.Array:
+    """Open a dense or sparse matrix store as a lazily loaded 2-D Dask array.
+
+    Parameters
+    ----------
+    url : str or path
+        A local path, ``file://``, ``memory://``, ``s3://`` or other fsspec URL of a dense Zarr array, a sparse
+        group in AnnData's CSR/CSC convention, or an AnnData store.
+    chunks : "auto", int or tuple
+        The block grid (see :func:`dnmf.data.matrix.default_grid`). Dense blocks are whole multiples of the Zarr chunks.
+    storage_options : dict, optional
+        Passed to fsspec, e.g. ``{"endpoint_url": ...}`` for S3.
+
+    Returns
+    -------
+    dask.array.Array
+        Blocks are NumPy arrays (dense) or ``scipy.sparse.csr_matrix`` (sparse), read from Zarr inside tasks.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is stored at ``url``.
+    StoreError
+        If the store is neither dense nor a known sparse encoding, or is inconsistent.
+    """
+    location = Location.parse(url, storage_options)
+    node, node_location, _ = _matrix_node(location)
+    if isinstance(node, zarr.Array):
+        if node.ndim != 2:
+            raise StoreError(f"{location.url!r} holds a {node.ndim}-D array; a matrix must be 2-D.")
+        matrix = as_input_matrix(node, chunks=chunks)
+        return matrix.array
+    return _sparse_array(node_location, _sparse_layout(node, node_location.url), chunks)
+
+
+def read_labels(url: str | os.PathLike[str],
+                storage_options: dict[str, Any] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Row and column labels of a matrix store (``obs``/``var`` index of an AnnData layout), or None."""
+    location = Location.parse(url, storage_options)
+    _, _, root = _matrix_node(location)
+    if root is None:
+        return None, None
+    return _read_index(root, "obs"), _read_index(root, "var")
+
+
+def _read_index(root: zarr.Group, name: str) -> np.ndarray | None:
+    if name not in root:
+        return None
+    frame = root[name]
+    index = frame.attrs.get("_index", "_index")
+    return np.asarray(frame[index][:], dtype=object).astype(str) if index in frame else None
+
+
+def _check_labels(labels: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if labels is None:
+        return None, None
+    if not isinstance(labels, (tuple, list)) or len(labels) != 2:
+        raise ValueError("labels must be a (row_labels, column_labels) pair; either may be None.")
+    checked = []
+    for axis, (values, size) in enumerate(zip(labels, shape)):
+        if values is None:
+            checked.append(None)
+            continue
+        values = np.asarray(values, dtype=object).astype(str)
+        if values.shape != (size,):
+            what = "row" if axis == 0 else "column"
+            raise ValueError(f"Got {values.size} {what} labels for a matrix with {size} {what}s.")
+        checked.append(values)
+    return checked[0], checked[1]
+
+
+def _write_index(root: zarr.Group, name: str, size: int, values: np.ndarray | None) -> None:
+    """An AnnData data frame with only an index: the labels, or ``"0" … "size-1"`` (as AnnData's default)."""
+    frame = root.create_group(name)
+    frame.attrs.update({"_index": "_index", "column-order": [], "encoding-type": "dataframe",
+                        "encoding-version": "0.2.0"})
+    chunk = max(1, min(size, SPARSE_ARRAY_CHUNK))
+    index = frame.create_array("_index", shape=(size,), dtype=str, chunks=(chunk,))
+    for start in range(0, size, chunk):
+        stop = min(start + chunk, size)
+        index[start:stop] = values[start:stop] if values is not None else np.arange(start, stop).astype(str)
+    index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+
+
+def _write_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:
+    target[tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])] = np.asarray(block)
+    return np.zeros((1,) * block.ndim, dtype=np.int8)
+
+
+def write_blocks(x: da.Array, target: zarr.Array, name: str) -> da.Array:
+    """A lazy graph that writes every block of ``x`` into ``target`` where it lies; computing it returns one zero
+    per block.
+
+    This is ``da.store(x, target, lock=False, compute=False)`` with the layer named ``name`` (``dnmf-...``), so the
+    dashboard shows what is written. No two blocks of ``x`` may share a chunk of ``target``.
+    """
+    return x.map_blocks(_write_block, target=target, chunks=tuple((1,) * n for n in x.numblocks), dtype=np.int8,
+                        token=name, meta=np.empty((0,) * x.ndim, dtype=np.int8))
+
+
+def _write_dense(root: zarr.Group, A: da.Array) -> list[Any]:
+    regular = A.rechunk((A.chunks[0][0], A.chunks[1][0]))
+    target = root.create_array("X", shape=A.shape, dtype=A.dtype, chunks=(regular.chunks[0][0], regular.chunks[1][0]))
+    target.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+    return [write_blocks(regular, target, "dnmf-save-x")]
+
+
+def _row_strip(blocks: list[sp.spmatrix]) -> sp.csr_matrix:
+    return sp.csr_matrix(sp.hstack(blocks, format="csr"))
+
+
+def _strip_nnz(strip: sp.csr_matrix) -> np.ndarray:
+    return np.array([strip.nnz], dtype=np.int64)
+
+
+def _strip_part(strip: sp.csr_matrix, *, part: str, offsets: np.ndarray, out_dtype: Any,
+                block_info: Any = None) -> np.ndarray:
+    """One row strip's slice of the global ``data``, ``indices`` or ``indptr`` array."""
+    i = block_info[None]["chunk-location"][0]
+    if part == "indptr":
+        values = (strip.indptr if i == 0 else strip.indptr[1:]).astype(np.int64) + offsets[i]
+    else:
+        values = getattr(strip, part)
+    return np.asarray(values, dtype=out_dtype)
+
+
+def _write_sparse(root: zarr.Group, A: da.Array) -> list[Any]:
+    """Write CSR arrays from row strips in parallel. Each strip's slice of data/indices/indptr reaches Zarr
+    through a rechunk onto the Zarr chunks, so no two tasks write the same chunk. A is read twice: once to
+    count non-zeros per strip, once to write."""
+    m, n = A.shape
+    strips = da.blockwise(_row_strip, "i", A, "ij", concatenate=False, dtype=A.dtype, token="dnmf-save-strip",
+                          meta=np.empty((0,), dtype=A.dtype))
+    counts = strips.map_blocks(_strip_nnz, chunks=((1,) * strips.numblocks[0],), dtype=np.int64,
+                               token="dnmf-save-nnz", meta=np.empty((0,), dtype=np.int64)).compute()
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    index_dtype = np.dtype(np.int32 if n <= np.iinfo(np.int32).max else np.int64)
+    group = root.create_group("X")
+    group.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": [m, n]})
+    nnz_chunks = tuple(int(c) for c in counts)
+    indptr_chunks = tuple(rows + (i == 0) for i, rows in enumerate(A.chunks[0]))
+    stores = []
+    for part, dtype, lengths in (("data", A.dtype, nnz_chunks), ("indices", index_dtype, nnz_chunks),
+                                 ("indptr", np.dtype(np.int64), indptr_chunks)):
+        flat = strips.map_blocks(_strip_part, part=part, offsets=offsets, out_dtype=dtype, chunks=(lengths,),
+                                 dtype=dtype, token=f"dnmf-save-{part}", meta=np.empty((0,), dtype=dtype))
+        chunk = max(1, min(SPARSE_ARRAY_CHUNK, int(flat.shape[0])))
+        target = group.create_array(part, shape=flat.shape, dtype=dtype, chunks=(chunk,))
+        stores.append(write_blocks(flat.rechunk(chunk), target, f"dnmf-save-{part}-write"))
+    return stores
+
+
+def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto", labels: Any = None,
+                overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
+    """Write a dense or sparse matrix to a Zarr store that :func:`open_matrix` and ``anndata`` read.
+
+    Parameters
+    ----------
+    A : ndarray, scipy sparse matrix or dask.array.Array of shape (m, n)
+        Dask input (NumPy or CSR blocks) is written in parallel, block by block, on the cluster.
+    url : str or path
+        Local path or fsspec URL of the store to create.
+    chunks : "auto", int or tuple
+        Block grid for NumPy and SciPy input; dense stores use it as their Zarr chunks.
+    labels : (row_labels, column_labels), optional
+        Strings, either may be None. Stored as the ``obs``/``var`` index of the AnnData layout; a missing side
+        gets AnnData's default labels ``"0", "1", …``.
+    overwrite : bool, default=False
+        Replace an existing store. Without it, an existing store is an error and is left untouched.
+    storage_options : dict, optional
+        Passed to fsspec.
+
+    Raises
+    ------
+    FileExistsError
+        If a store exists at ``url`` and ``overwrite`` is False.
+    """
+    array = as_input_matrix(A, chunks=chunks).array
+    row_labels, col_labels = _check_labels(labels, array.shape)
+    with staged_group(url, storage_options, overwrite) as root:
+        root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        sparse = sp.issparse(getattr(array, "_meta", None))
+        dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
+        for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
+            _write_index(root, name, size, values)
+
+
+@contextmanager
+def staged_group(url: str | os.PathLike[str], storage_options: dict[str, Any] | None,
+                 overwrite: bool) -> Iterator[zarr.Group]:
+    """A new Zarr group written under a temporary sibling name and moved to ``url`` only once the block exits
+    without error; on error the staging copy is removed and whatever was at ``url`` is untouched.
+
+    Raises
+    ------
+    FileExistsError
+        If a store exists at ``url`` and ``overwrite`` is False.
+    """
+    location = Location.parse(url, storage_options)
+    if location.exists() and not overwrite:
+        raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
+    staging = location.sibling(f".{location.url.rpartition('/')[2]}.dnmf-tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        yield zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
+        location.replace_with(staging)
+    except BaseException:
+        staging.remove()
+        raise

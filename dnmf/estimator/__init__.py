@@ -1,0 +1,5 @@
+"""The scikit-learn face of dnmf: :class:`NMF`."""
+
+from dnmf.estimator.nmf import NMF
+
+__all__ = ["NMF"]

@@ -1,0 +1,592 @@
+"""``dnmf.NMF``: scikit-learn's ``NMF`` API over the distributed engine.
+
+The estimator validates its parameters once, turns the input into a chunked Dask array, draws the initial factors,
+hands everything to :func:`dnmf.core.engine.run` and keeps the fitted attributes. NumPy and SciPy input give NumPy
+output; Dask and Zarr input give Dask output that stays on the cluster.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import logging
+import numbers
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
+from contextlib import contextmanager
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+from distributed.comm.core import CommClosedError
+
+from dnmf.view import display
+from dnmf.core import engine
+from dnmf.core import initialization as initialization
+from dnmf.runtime.client import active_client, dashboard_link
+from dnmf.data.checkpoint import open_run
+from dnmf.core.engine import IterationRecord, Progress
+from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.data.matrix import (
+    InputMatrix,
+    MatrixStats,
+    as_input_matrix,
+    fingerprint,
+    mask_input,
+    matrix_stats,
+    n_observed,
+    persist_input,
+    zero_filled,
+)
+from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
+from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
+from dnmf.view.progress import ProgressBar, chain_callbacks
+from dnmf.data.results import jsonable, save_result
+from dnmf.core.rules import canonical_solver, get_rule, solver_names
+from dnmf.data.store import open_matrix, read_labels
+
+__all__ = ["NMF"]
+
+logger = logging.getLogger("dnmf")
+
+BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
+#: (solver, beta_loss) pairs this version implements.
+SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
+#: beta_loss names as scikit-learn's β.
+BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+#: Solvers that handle missing values (an observation mask).
+MASKED_SOLVERS = ("mu",)
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def _is_real(value: Any, low: float, high: float = np.inf) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_chunks(value: Any) -> bool:
+    return value == "auto" or _is_int(value, 1) or (isinstance(value, (tuple, list)) and len(value) == 2)
+
+
+#: Every constructor parameter: a predicate and what it accepts, for the error message.
+PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n_components": (lambda v: v is None or v == "auto" or _is_int(v, 1), "a positive integer, 'auto' or None"),
+    "init": (lambda v: v is None or v in initialization.INIT_METHODS,
+             "None or one of " + ", ".join(map(repr, initialization.INIT_METHODS))),
+    "solver": (lambda v: isinstance(v, str) and v in solver_names(), "one of " + ", ".join(map(repr, solver_names()))),
+    "beta_loss": (lambda v: v in BETA_LOSSES or (_is_real(v, -np.inf) and not isinstance(v, str)),
+                  "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
+    "missing": (lambda v: v is None or v == "nan", "None or 'nan'"),
+    "tol": (lambda v: _is_real(v, 0.0), "a non-negative number"),
+    "max_iter": (lambda v: _is_int(v, 1), "a positive integer"),
+    "random_state": (lambda v: v is None or _is_int(v, 0)
+                     or isinstance(v, (np.random.RandomState, np.random.Generator)),
+                     "None, a non-negative integer, a numpy.random.RandomState or a numpy.random.Generator"),
+    "alpha_W": (lambda v: _is_real(v, 0.0), "a non-negative number"),
+    "alpha_H": (lambda v: v == "same" or _is_real(v, 0.0), "a non-negative number or 'same'"),
+    "l1_ratio": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
+    "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
+    "callback": (lambda v: v is None or callable(v), "None or a callable(record)"),
+    "chunks": (_is_chunks, "'auto', a block size such as 10_000, or a (rows, columns) pair"),
+    "checkpoint": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "None or a path or URL"),
+    "checkpoint_every": (lambda v: v is None or _is_int(v, 1), "None or a positive integer"),
+    "checkpoint_seconds": (lambda v: v is None or _is_real(v, 0.0), "None or a non-negative number of seconds"),
+}
+
+#: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
+RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "missing", "tol", "random_state", "alpha_W", "alpha_H",
+                     "l1_ratio")
+
+
+def _entropy(random_state: Any) -> int:
+    """A seed for the per-block random streams, from anything ``random_state`` accepts."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int64).max))
+    return int(random_state)
+
+
+@contextmanager
+def _iteration_log(verbose: int) -> Iterator[None]:
+    """With ``verbose >= 2``, log every iteration to stderr for the duration of a fit (unless logging is already
+    configured), then leave the logging configuration as it was."""
+    if verbose < 2:
+        yield
+        return
+    handler = None
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[dnmf] %(message)s"))
+        logger.addHandler(handler)
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
+class NMF:
+    """Non-negative Matrix Factorization on a Dask cluster, with scikit-learn's API.
+
+    Finds non-negative ``W`` (m × k) and ``H`` (k × n) whose product approximates the non-negative matrix ``X``
+    by minimising ``½‖X − WH‖²_F + alpha_W·(l1_ratio·n·‖W‖₁ + ½(1 − l1_ratio)·n·‖W‖²_F) + alpha_H·(...)``
+    exactly as :class:`sklearn.decomposition.NMF` does.
+
+    Parameters
+    ----------
+    n_components : int, 'auto' or None, default='auto'
+        Number of components ``k``. ``None`` keeps all features; ``'auto'`` takes ``k`` from custom ``W``/``H``
+        when given, else keeps all features.
+    init : {'random', 'nndsvd', 'nndsvda', 'nndsvdar', 'custom'} or None, default=None
+        Initialisation. ``None`` means ``'nndsvda'`` if ``k <= min(m, n)``, else ``'random'``. The SVD behind
+        the NNDSVD variants is computed on the cluster by a randomized range finder.
+    solver : {'hals', 'cd', 'mu', 'bpp'}, default='hals'
+        Local update rule: ``'hals'`` (fast HALS, i.e. coordinate descent; ``'cd'`` is an alias), ``'mu'``
+        (Lee–Seung multiplicative update) or ``'bpp'`` (alternating non-negative least squares, each step solved
+        exactly by block principal pivoting: fewer, dearer iterations).
+    beta_loss : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}, default='frobenius'
+        The β-divergence minimised, with scikit-learn's meaning (2, 1 and 0 for the names). Other than
+        ``'frobenius'`` it needs ``solver='mu'``; β ≤ 0 needs strictly positive data, so no sparse input. On sparse
+        input, KL costs O(nnz·k) per pass; other β ∉ {1, 2} cost O(m·n·k), as in scikit-learn.
+    missing : {None, 'nan'}, default=None
+        ``'nan'``: NaN in dense input mark missing entries. The fit then minimises the loss over the observed
+        entries only (see ``mask`` in :meth:`fit`); ``solver='mu'`` only.
+    tol : float, default=1e-4
+        Every 10 iterations, stop when ``‖X − WH‖`` fell by less than ``tol`` times its value at initialisation
+        since the last check.
+    max_iter : int, default=200
+        Most iterations before stopping with a :class:`~dnmf.exceptions.ConvergenceWarning`.
+    random_state : int, RandomState, Generator or None, default=None
+        Seed for ``'random'`` and ``'nndsvdar'`` initialisation and for the randomized SVD. With the same seed and
+        chunking, runs are reproducible.
+    alpha_W, alpha_H, l1_ratio : float, default=0.0, 'same', 0.0
+        Regularisation, with scikit-learn's meaning and scaling.
+    verbose : int, default=0
+        ``0`` is silent. ``1`` draws a progress bar per fit (:mod:`dnmf.view.progress`: iteration, loss, relative
+        improvement and time left; a widget in Jupyter with ``dnmf[notebook]`` installed) and writes the dashboard
+        link above it when a ``Client`` is active. ``2`` also logs every iteration to the ``dnmf`` logger (stderr if
+        logging is not configured).
+    callback : callable, default=None
+        Called as ``callback(record)`` after every iteration with a :class:`dnmf.IterationRecord`: ``iteration``,
+        ``loss`` (``‖X − WH‖_F``), ``seconds``, and the persisted factors ``W`` and ``H`` as lazy Dask arrays.
+        Raising ``StopIteration`` in it ends the fit after that iteration.
+    chunks : 'auto', int or (rows, columns), default='auto'
+        Block grid for NumPy, SciPy and Zarr input (see :func:`dnmf.data.matrix.default_grid`). Dask input keeps its own
+        chunks unless this is set.
+    checkpoint : str or path, default=None
+        Folder or URL where W, H and the state of the run are checkpointed between iterations
+        (see :mod:`dnmf.data.checkpoint`); ``fit(..., resume=True)`` continues from it.
+    checkpoint_every : int or None, default=1
+        Checkpoint every this many iterations.
+    checkpoint_seconds : float or None, default=None
+        Also checkpoint once this many seconds passed since the last checkpoint.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        ``H``.
+    n_components_ : int
+    reconstruction_err_ : float
+        ``‖X − WH‖_F`` at the end of fit, from an exact float64 pass over X's stored entries; for other β,
+        scikit-learn's ``sqrt(2·D_β(X | WH))``; with missing values, over the observed entries.
+    n_iter_ : int
+    n_features_in_ : int
+    loss_history_ : list of float
+        ``‖X − WH‖_F`` after every iteration, by the trace identity (no extra pass over X). In float32 it is
+        accurate to about ``sqrt(eps) · ‖X‖``. For other β or with missing values, the same measure as
+        ``reconstruction_err_``, from one more pass over X per iteration.
+    converged_ : bool
+        Whether ``tol`` was met before ``max_iter``.
+    timings_ : dict
+        Per iteration: ``seconds_per_iteration`` (wall), ``tasks_per_iteration`` (tasks submitted to the scheduler),
+        ``phase_seconds`` (task seconds per phase, ``aht``, ``update``, ``gram``, ``wta``, ``loss``, ``other``, summed
+        over workers, and ``graph``, the client's time to build and optimise the graph); and ``checkpoint_seconds``
+        per checkpoint written.
+    """
+
+    def __init__(
+        self,
+        n_components: int | str | None = "auto",
+        *,
+        init: str | None = None,
+        solver: str = "hals",
+        beta_loss: str | float = "frobenius",
+        missing: str | None = None,
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        random_state: Any = None,
+        alpha_W: float = 0.0,
+        alpha_H: float | str = "same",
+        l1_ratio: float = 0.0,
+        verbose: int = 0,
+        callback: Callable[[IterationRecord], Any] | None = None,
+        chunks: Any = "auto",
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = 1,
+        checkpoint_seconds: float | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.init = init
+        self.solver = solver
+        self.beta_loss = beta_loss
+        self.missing = missing
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.verbose = verbose
+        self.callback = callback
+        self.chunks = chunks
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+
+    # -- scikit-learn's estimator protocol -------------------------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters of this estimator, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> NMF:
+        """Set parameters, as scikit-learn's ``set_params``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator NMF. Valid parameters are: {valid!r}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if not (value is defaults[name] or (isinstance(value, str) and value == defaults[name])
+                           or (_is_real(value, -np.inf) and _is_real(defaults[name], -np.inf)
+                               and value == defaults[name]))]
+        constructor = f"NMF({', '.join(changed)})"
+        if not hasattr(self, "components_"):
+            return constructor
+        return f"{constructor}\n  fitted: {display.text_summary(display.summary_of_model(self))}"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the fit's summary with its loss curve and the dashboard link, or the parameters before
+        fitting."""
+        if not hasattr(self, "components_"):
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        return display.html_card(display.summary_of_model(self))
+
+    # -- validation --------------------------------------------------------------------------------------------
+
+    def _validate_params(self) -> None:
+        for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
+            value = getattr(self, name)
+            if not accepts(value):
+                raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
+        solver = canonical_solver(self.solver)
+        loss = "frobenius" if self.beta_loss in (2, 2.0) else self.beta_loss
+        if not isinstance(loss, str):
+            loss = "any float"
+        if loss not in SUPPORTED_LOSSES[solver]:
+            combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
+            raise ValueError(
+                f"solver={self.solver!r} does not support beta_loss={self.beta_loss!r}. Supported: {combos}."
+            )
+
+    def _n_components(self, n_features: int, W: Any, H: Any) -> int:
+        if self.n_components is None:
+            return n_features
+        if self.n_components == "auto":
+            if W is not None:
+                return int(np.shape(W)[1])
+            if H is not None:
+                return int(np.shape(H)[0])
+            return n_features
+        return int(self.n_components)
+
+    def _penalties(self, shape: tuple[int, int]) -> engine.Penalties:
+        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
+        return engine.Penalties.from_alphas(shape, self.alpha_W, alpha_h, self.l1_ratio)
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError(
+                "This NMF instance is not fitted yet. Call 'fit' with appropriate arguments before using this "
+                "estimator."
+            )
+
+    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
+        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, and its
+        labels if it came from a store. A mask that hides nothing is dropped, so the fit is the unmasked one."""
+        labels: tuple[Any, Any] = (None, None)
+        if isinstance(X, (str, os.PathLike)):
+            labels = read_labels(X)
+            X = open_matrix(X, chunks=self.chunks)
+        matrix = mask_input(as_input_matrix(X, chunks=self.chunks), mask, nan_is_missing=self.missing == "nan")
+        stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
+        matrix = persist_input(matrix, stats)
+        if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
+            matrix = InputMatrix(matrix.array, matrix.kind)
+        return matrix, stats, labels
+
+    def _beta(self) -> float:
+        return BETA_VALUES[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
+
+    def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
+        """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu)."""
+        beta = self._beta()
+        if matrix.masked and canonical_solver(self.solver) not in MASKED_SOLVERS:
+            raise ValueError(
+                f"solver={self.solver!r} does not handle missing values: use solver='mu', whose update weighs "
+                "each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing entries first."
+            )
+        if beta <= 0:
+            implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
+                              and stats.n_stored < stats.shape[0] * stats.shape[1])
+            if implicit_zeros or stats.min_stored <= 0:
+                where = (" Sparse X has implicit zeros: pass it dense with small positive values, or declare the "
+                         "unstored entries missing with mask=." if implicit_zeros else "")
+                raise ValueError("When beta_loss <= 0 and X contains zeros, the solver may diverge. Please add "
+                                 f"small values to X, or use a positive beta_loss.{where}")
+        if beta == 2 and not matrix.masked:
+            return Frobenius(stats.norm_squared)
+        return BetaDivergence(beta, masked=matrix.masked)
+
+    # -- fitting ---------------------------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None, resume: bool = False,
+            mask: Any = None) -> NMF:
+        """Learn the factorization of ``X``.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix, dask.array.Array, zarr.Array, str, path} of shape (n_samples, n_features)
+            Non-negative data, or the path or URL of a matrix store (see :func:`dnmf.open_matrix`).
+        y : Ignored
+        W : array-like of shape (n_samples, n_components), optional
+            Initial W when ``init='custom'``.
+        H : array-like of shape (n_components, n_features), optional
+            Initial H when ``init='custom'``.
+        out : str or path, optional
+            Write the result store there as part of the fit (see :meth:`save`).
+        resume : bool, default=False
+            Continue from the newest complete checkpoint in ``checkpoint``, after checking that it belongs to this
+            input and these parameters. With no checkpoint there, start afresh (and log it).
+        mask : {ndarray, sparse matrix, dask.array.Array} of shape (n_samples, n_features), optional
+            Non-zero (True) where an entry of ``X`` is observed; the loss is then over observed entries only,
+            ``‖M ⊙ (X − WH)‖`` for Frobenius. A sparse mask (ratings data) costs O(nnz(mask)·k) per iteration and
+            keeps observed zeros of sparse ``X``. Needs ``solver='mu'``. A mask that hides nothing gives the
+            unmasked fit.
+
+        Returns
+        -------
+        self
+        """
+        self.fit_transform(X, W=W, H=H, out=out, resume=resume, mask=mask)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None, out: Any = None,
+                      resume: bool = False, mask: Any = None) -> Any:
+        """Learn the factorization of ``X`` and return ``W``; parameters as in :meth:`fit`.
+
+        Returns
+        -------
+        W : ndarray or dask.array.Array of shape (n_samples, n_components)
+            NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
+        """
+        self._validate_params()
+        with _iteration_log(self.verbose):
+            return self._fit_transform(X, W, H, out, resume, mask)
+
+    def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
+        matrix, stats, labels = self._as_input(X, mask)
+        objective = self._objective(matrix, stats)
+        A = matrix.array
+        k = self._n_components(A.shape[1], W, H)
+        method = initialization.resolve_init(self.init, k, A.shape)
+        if method != "custom" and (W is not None or H is not None):
+            warnings.warn("When init!='custom', provided W or H are ignored. Set init='custom' to use them as "
+                          "initialization.", RuntimeWarning, stacklevel=3)
+        solver = canonical_solver(self.solver)
+        if solver == "mu" and method == "nndsvd":
+            warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
+                          "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
+                          "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
+        self._fingerprint = fingerprint(A, stats)
+        run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
+               "init": method, "fingerprint": self._fingerprint}
+        store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
+        if resumed is not None:
+            W0, H0, progress = resumed.W, resumed.H, Progress.from_json(resumed.state["progress"])
+        elif method == "custom":
+            W0, H0, progress = *self._custom_factors(A, k, W, H), None
+        else:
+            W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=_entropy(self.random_state),
+                                               mean=stats.mean)
+            if matrix.masked:
+                scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
+                W0, H0 = dask.persist(W0 * scale, H0 * scale)
+            progress = None
+        link = dashboard_link()
+        if link:
+            logger.info("Dask dashboard: %s", link)
+        bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
+                           description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
+        try:
+            result = engine.run(
+                A, W0, H0, rule=get_rule(solver), objective=objective, stream_input=matrix.streamed,
+                penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
+                callback=chain_callbacks(bar, self.callback),
+                progress=progress,
+                checkpoint=None if store is None else store.checkpointer(jsonable(run)),
+                checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
+            )
+        except (CancelledError, ConnectionError, CommClosedError) as error:
+            if active_client() is None and not isinstance(error, CommClosedError):
+                raise
+            advice = (f"The last complete checkpoint is in {store.url!r}: run the same fit with resume=True to "
+                      "continue from it." if store is not None else
+                      "No checkpoint was configured: pass checkpoint='folder' to make the run resumable.")
+            raise ClusterLostError(f"Lost the Dask scheduler during the fit ({type(error).__name__}: "
+                                   f"{str(error).splitlines()[0]}). {advice}") from error
+        finally:
+            if bar is not None:
+                bar.close()
+        self.resumed_from_ = None if resumed is None else resumed.iteration
+        residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
+                    beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
+        if matrix.returns_dask:
+            W_out = result.W
+            self.components_, residual = dask.compute(result.H, residual)
+        else:
+            W_out, self.components_, residual = dask.compute(result.W, result.H, residual)
+        self.n_components_ = k
+        self.n_features_in_ = A.shape[1]
+        self.n_iter_ = result.n_iter
+        self.reconstruction_err_ = float(np.sqrt(max(float(residual), 0.0)))
+        self.loss_history_ = list(result.loss_history)
+        self.converged_ = result.converged
+        self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
+                         "tasks_per_iteration": list(result.progress.tasks_per_iteration),
+                         "checkpoint_seconds": list(result.progress.checkpoint_seconds),
+                         "phase_seconds": list(result.progress.phase_seconds)}
+        self._fit_column_chunks = A.chunks[1]
+        self._W = W_out
+        self._labels = labels
+        if out is not None:
+            self.save(out)
+        return W_out
+
+    def save(self, url: Any, *, overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
+        """Write W, H, labels and the record of the fit to a result store (see :mod:`dnmf.data.results`).
+
+        Raises
+        ------
+        FileExistsError
+            If a store exists at ``url`` and ``overwrite`` is False.
+        """
+        self._check_is_fitted()
+        record = {
+            "params": self.get_params(),
+            "n_components": self.n_components_,
+            "n_iter": self.n_iter_,
+            "converged": self.converged_,
+            "reconstruction_err": self.reconstruction_err_,
+            "loss_history": self.loss_history_,
+            "timings": self.timings_,
+            "fingerprint": self._fingerprint,
+        }
+        save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
+                    overwrite=overwrite, storage_options=storage_options)
+
+    def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
+                      dtype: np.dtype) -> da.Array:
+        if np.shape(value) != shape:
+            raise ValueError(f"Array with wrong shape passed to NMF (input {name}). Expected {shape}, "
+                             f"but got {tuple(np.shape(value))}.")
+        factor = as_input_matrix(value, chunks=chunks).array
+        matrix_stats(factor, what=f"the data passed to NMF (input {name})")
+        if factor.dtype != dtype:
+            factor = factor.astype(dtype)
+        return factor
+
+    def _custom_factors(self, A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
+        if W is None or H is None:
+            raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
+        m, n = A.shape
+        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype)
+        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype)
+        return dask.persist(W0, H0)
+
+    def transform(self, X: Any, mask: Any = None) -> Any:
+        """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix, dask.array.Array, zarr.Array, str, path} of shape (n_samples, n_features)
+        mask : array-like or sparse matrix of shape (n_samples, n_features), optional
+            Observed entries, as in :meth:`fit`; with ``missing='nan'``, NaN in dense X are missing too. Each row of
+            W then fits that row's observed entries only; a row with none observed gets zeros.
+
+        Returns
+        -------
+        W : ndarray or dask.array.Array of shape (n_samples, n_components)
+        """
+        self._check_is_fitted()
+        self._validate_params()
+        matrix, stats, _ = self._as_input(X, mask)
+        objective = self._objective(matrix, stats)
+        A = matrix.array
+        if A.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
+                             "as input.")
+        k = self.n_components_
+        H = as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1])).array
+        solver = canonical_solver(self.solver)
+        mean = stats.sum / max(n_observed(matrix, stats), 1)
+        start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
+        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
+        result = engine.run(
+            A, W0, H, rule=get_rule(solver), objective=objective,
+            penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
+        )
+        return result.W if matrix.returns_dask else result.W.compute()
+
+    def inverse_transform(self, X: Any) -> Any:
+        """``X @ components_``: data back from its transformed form ``W``, every entry of it: with missing values,
+        this fills in the unobserved entries.
+
+        Parameters
+        ----------
+        X : ndarray or dask.array.Array of shape (n_samples, n_components)
+
+        Returns
+        -------
+        ndarray or dask.array.Array of shape (n_samples, n_features)
+        """
+        self._check_is_fitted()
+        if np.ndim(X) != 2 or np.shape(X)[1] != self.n_components_:
+            raise ValueError(f"inverse_transform expects an array of shape (n_samples, {self.n_components_}), "
+                             f"got shape {np.shape(X)}.")
+        if isinstance(X, da.Array):
+            H = da.from_array(self.components_, chunks=((self.n_components_,), self._fit_column_chunks))
+            return reconstruct(X.rechunk({1: -1}), H)
+        return np.asarray(X) @ self.components_

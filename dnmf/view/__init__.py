@@ -1,0 +1,1 @@
+"""What a person sees of a fit: progress bars, text and HTML summaries."""

@@ -1,0 +1,107 @@
+"""Distributed products against NumPy, on dense and sparse blocks and uneven grids (synchronous scheduler)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from dnmf.core import products
+from dnmf.data.matrix import as_input_matrix
+
+GRIDS = [(13, 7), ((10, 25, 5), (3, 17, 9, 11)), (40, 40)]
+
+
+def operands(rng, sparse: bool, chunks, dtype=np.float64):
+    dense = rng.random((40, 40)) * (rng.random((40, 40)) < 0.3)
+    A_in = sp.csr_matrix(dense) if sparse else dense
+    A = as_input_matrix(A_in.astype(dtype), chunks=chunks).array
+    W = rng.random((40, 4)).astype(dtype)
+    H = rng.random((4, 40)).astype(dtype)
+    W_d = da.from_array(W, chunks=(A.chunks[0], 4))
+    H_d = da.from_array(H, chunks=(4, A.chunks[1]))
+    return dense.astype(dtype), A, W, H, W_d, H_d
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("chunks", GRIDS, ids=["even", "uneven", "single"])
+class TestProductsAgainstNumPy:
+    def test_wta(self, rng, sparse, chunks):
+        dense, A, W, _, W_d, _ = operands(rng, sparse, chunks)
+        result = products.wta(A, W_d)
+        assert result.chunks == ((4,), A.chunks[1])
+        np.testing.assert_allclose(result.compute(), W.T @ dense, rtol=1e-12)
+
+    def test_aht(self, rng, sparse, chunks):
+        dense, A, _, H, _, H_d = operands(rng, sparse, chunks)
+        result = products.aht(A, H_d)
+        assert result.chunks == (A.chunks[0], (4,))
+        np.testing.assert_allclose(result.compute(), dense @ H.T, rtol=1e-12)
+
+    def test_grams(self, rng, sparse, chunks):
+        _, _, W, H, W_d, H_d = operands(rng, sparse, chunks)
+        np.testing.assert_allclose(products.gram_rows(W_d).compute(), W.T @ W, rtol=1e-12)
+        np.testing.assert_allclose(products.gram_cols(H_d).compute(), H @ H.T, rtol=1e-12)
+
+    def test_frobenius_loss_by_trace_identity(self, rng, sparse, chunks):
+        dense, A, W, H, W_d, H_d = operands(rng, sparse, chunks)
+        cross = products.inner(products.wta(A, W_d), H_d)
+        loss = products.frobenius_loss_squared(float(np.sum(dense**2)), cross, products.gram_rows(W_d),
+                                               products.gram_cols(H_d))
+        np.testing.assert_allclose(loss.compute(), np.sum((dense - W @ H) ** 2), rtol=1e-10)
+
+    def test_residual_norm_squared(self, rng, sparse, chunks):
+        dense, A, W, H, W_d, H_d = operands(rng, sparse, chunks)
+        np.testing.assert_allclose(products.residual_norm_squared(A, W_d, H_d).compute(),
+                                   np.sum((dense - W @ H) ** 2), rtol=1e-10)
+
+    def test_float32_stays_float32(self, rng, sparse, chunks):
+        _, A, _, _, W_d, H_d = operands(rng, sparse, chunks, dtype=np.float32)
+        assert products.wta(A, W_d).compute().dtype == np.float32
+        assert products.aht(A, H_d).compute().dtype == np.float32
+
+
+def test_sampled_product_matches_dense_product_at_nonzeros(rng):
+    a = sp.random(300, 200, density=0.05, format="csr", random_state=1)
+    w, h = rng.random((300, 6)), rng.random((6, 200))
+    rows, cols = a.nonzero()
+    np.testing.assert_allclose(products.sampled_product(a, w, h), (w @ h)[rows, cols], rtol=1e-12)
+
+
+def test_layers_are_named_after_the_algorithm(rng):
+    _, A, _, _, W_d, H_d = operands(rng, True, (13, 7))
+    layers = " ".join(products.wta(A, W_d).dask.layers) + " ".join(products.aht(A, H_d).dask.layers)
+    for prefix in ("dnmf-wta-block", "dnmf-wta-aggregate", "dnmf-aht-block", "dnmf-aht-aggregate"):
+        assert prefix in layers
+
+
+def test_partial_products_never_concatenate_a(rng):
+    """Every partial-product task reads exactly one block of A."""
+    _, A, _, _, W_d, _ = operands(rng, True, (13, 7))
+    graph = dict(products.wta(A, W_d).__dask_graph__())
+    block_tasks = [task for key, task in graph.items() if key[0].startswith("dnmf-wta-block")]
+    assert len(block_tasks) == A.numblocks[0] * A.numblocks[1]
+    a_keys = set(A.__dask_keys__()[0][0]) | {k for row in A.__dask_keys__() for k in row}
+    for task in block_tasks:
+        assert len(set(task.dependencies) & a_keys) == 1
+
+
+def test_misaligned_factor_is_a_clear_error(rng):
+    _, A, W, H, _, _ = operands(rng, False, (13, 7))
+    with pytest.raises(ValueError, match="not row-aligned"):
+        products.wta(A, da.from_array(W, chunks=(20, 4)))
+    with pytest.raises(ValueError, match="not column-aligned"):
+        products.aht(A, da.from_array(H, chunks=(4, 20)))
+
+
+def test_block_stats(rng):
+    dense = rng.random((30, 20)) * (rng.random((30, 20)) < 0.4)
+    dense[3, 4] = -2.0
+    for X in (dense, sp.csr_matrix(dense)):
+        stats = products.block_stats(as_input_matrix(X, chunks=(10, 10)).array).compute()
+        fields = dict(zip(products.STAT_FIELDS, np.moveaxis(stats, -1, 0)))
+        assert fields["sum"].sum() == pytest.approx(dense.sum())
+        assert fields["sum_squares"].sum() == pytest.approx(np.sum(dense**2))
+        assert fields["min"][0, 0] == -2.0
+        assert fields["nnz"].sum() == np.count_nonzero(dense)
