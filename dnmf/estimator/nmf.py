@@ -49,72 +49,20 @@ from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.data.results import jsonable, save_result
 from dnmf.core.rules import canonical_solver, get_rule, solver_names
 from dnmf.data.store import open_matrix, read_labels
+from dnmf.estimator.parameters import (
+    BETA_LOSSES,
+    BETA_VALUES,
+    MASKED_SOLVERS,
+    PARAMETER_CONSTRAINTS,
+    RESULT_PARAMETERS,
+    SUPPORTED_LOSSES,
+    entropy_of,
+    is_real,
+)
 
 __all__ = ["NMF"]
 
 logger = logging.getLogger("dnmf")
-
-BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
-#: (solver, beta_loss) pairs this version implements.
-SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
-#: beta_loss names as scikit-learn's β.
-BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
-#: Solvers that handle missing values (an observation mask).
-MASKED_SOLVERS = ("mu",)
-
-
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-
-
-def _is_real(value: Any, low: float, high: float = np.inf) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and low <= value <= high
-
-
-def _is_chunks(value: Any) -> bool:
-    return value == "auto" or _is_int(value, 1) or (isinstance(value, (tuple, list)) and len(value) == 2)
-
-
-#: Every constructor parameter: a predicate and what it accepts, for the error message.
-PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n_components": (lambda v: v is None or v == "auto" or _is_int(v, 1), "a positive integer, 'auto' or None"),
-    "init": (lambda v: v is None or v in initialization.INIT_METHODS,
-             "None or one of " + ", ".join(map(repr, initialization.INIT_METHODS))),
-    "solver": (lambda v: isinstance(v, str) and v in solver_names(), "one of " + ", ".join(map(repr, solver_names()))),
-    "beta_loss": (lambda v: v in BETA_LOSSES or (_is_real(v, -np.inf) and not isinstance(v, str)),
-                  "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
-    "missing": (lambda v: v is None or v == "nan", "None or 'nan'"),
-    "tol": (lambda v: _is_real(v, 0.0), "a non-negative number"),
-    "max_iter": (lambda v: _is_int(v, 1), "a positive integer"),
-    "random_state": (lambda v: v is None or _is_int(v, 0)
-                     or isinstance(v, (np.random.RandomState, np.random.Generator)),
-                     "None, a non-negative integer, a numpy.random.RandomState or a numpy.random.Generator"),
-    "alpha_W": (lambda v: _is_real(v, 0.0), "a non-negative number"),
-    "alpha_H": (lambda v: v == "same" or _is_real(v, 0.0), "a non-negative number or 'same'"),
-    "l1_ratio": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
-    "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
-    "callback": (lambda v: v is None or callable(v), "None or a callable(record)"),
-    "chunks": (_is_chunks, "'auto', a block size such as 10_000, or a (rows, columns) pair"),
-    "checkpoint": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "None or a path or URL"),
-    "checkpoint_every": (lambda v: v is None or _is_int(v, 1), "None or a positive integer"),
-    "checkpoint_seconds": (lambda v: v is None or _is_real(v, 0.0), "None or a non-negative number of seconds"),
-}
-
-#: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
-RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "missing", "tol", "random_state", "alpha_W", "alpha_H",
-                     "l1_ratio")
-
-
-def _entropy(random_state: Any) -> int:
-    """A seed for the per-block random streams, from anything ``random_state`` accepts."""
-    if random_state is None:
-        return int(np.random.SeedSequence().entropy)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(np.iinfo(np.int64).max))
-    return int(random_state)
-
 
 @contextmanager
 def _iteration_log(verbose: int) -> Iterator[None]:
@@ -280,7 +228,7 @@ class NMF:
         defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
         changed = [f"{name}={value!r}" for name, value in self.get_params().items()
                    if not (value is defaults[name] or (isinstance(value, str) and value == defaults[name])
-                           or (_is_real(value, -np.inf) and _is_real(defaults[name], -np.inf)
+                           or (is_real(value, -np.inf) and is_real(defaults[name], -np.inf)
                                and value == defaults[name]))]
         constructor = f"NMF({', '.join(changed)})"
         if not hasattr(self, "components_"):
@@ -439,7 +387,7 @@ class NMF:
         elif method == "custom":
             W0, H0, progress = *self._custom_factors(A, k, W, H), None
         else:
-            W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=_entropy(self.random_state),
+            W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
                                                mean=stats.mean)
             if matrix.masked:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)

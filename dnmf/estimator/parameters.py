@@ -1,0 +1,77 @@
+"""The estimator's parameters: what each accepts, declared once, and which of them identify a run."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dnmf.core import initialization
+from dnmf.core.rules import solver_names
+
+__all__ = ["BETA_LOSSES", "BETA_VALUES", "MASKED_SOLVERS", "PARAMETER_CONSTRAINTS", "RESULT_PARAMETERS",
+           "SUPPORTED_LOSSES", "entropy_of", "is_int", "is_real"]
+
+BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
+#: (solver, beta_loss) pairs this version implements.
+SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
+#: beta_loss names as scikit-learn's β.
+BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+#: Solvers that handle missing values (an observation mask).
+MASKED_SOLVERS = ("mu",)
+
+
+def is_int(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def is_real(value: Any, low: float, high: float = np.inf) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_chunks(value: Any) -> bool:
+    return value == "auto" or is_int(value, 1) or (isinstance(value, (tuple, list)) and len(value) == 2)
+
+
+#: Every constructor parameter: a predicate and what it accepts, for the error message.
+PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n_components": (lambda v: v is None or v == "auto" or is_int(v, 1), "a positive integer, 'auto' or None"),
+    "init": (lambda v: v is None or v in initialization.INIT_METHODS,
+             "None or one of " + ", ".join(map(repr, initialization.INIT_METHODS))),
+    "solver": (lambda v: isinstance(v, str) and v in solver_names(), "one of " + ", ".join(map(repr, solver_names()))),
+    "beta_loss": (lambda v: v in BETA_LOSSES or (is_real(v, -np.inf) and not isinstance(v, str)),
+                  "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
+    "missing": (lambda v: v is None or v == "nan", "None or 'nan'"),
+    "tol": (lambda v: is_real(v, 0.0), "a non-negative number"),
+    "max_iter": (lambda v: is_int(v, 1), "a positive integer"),
+    "random_state": (lambda v: v is None or is_int(v, 0)
+                     or isinstance(v, (np.random.RandomState, np.random.Generator)),
+                     "None, a non-negative integer, a numpy.random.RandomState or a numpy.random.Generator"),
+    "alpha_W": (lambda v: is_real(v, 0.0), "a non-negative number"),
+    "alpha_H": (lambda v: v == "same" or is_real(v, 0.0), "a non-negative number or 'same'"),
+    "l1_ratio": (lambda v: is_real(v, 0.0, 1.0), "a number in [0, 1]"),
+    "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
+    "callback": (lambda v: v is None or callable(v), "None or a callable(record)"),
+    "chunks": (_is_chunks, "'auto', a block size such as 10_000, or a (rows, columns) pair"),
+    "checkpoint": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "None or a path or URL"),
+    "checkpoint_every": (lambda v: v is None or is_int(v, 1), "None or a positive integer"),
+    "checkpoint_seconds": (lambda v: v is None or is_real(v, 0.0), "None or a non-negative number of seconds"),
+}
+
+#: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
+RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "missing", "tol", "random_state", "alpha_W", "alpha_H",
+                     "l1_ratio")
+
+
+def entropy_of(random_state: Any) -> int:
+    """A seed for the per-block random streams, from anything ``random_state`` accepts."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int64).max))
+    return int(random_state)
