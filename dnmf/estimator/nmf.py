@@ -28,12 +28,15 @@ from distributed.comm.core import CommClosedError
 from dnmf.view import display
 from dnmf.core import engine
 from dnmf.core import initialization as initialization
-from dnmf.runtime.client import active_client, dashboard_link
+from dnmf.core.seam import Runtime
+from dnmf.runtime import current as current_runtime
+from dnmf.runtime.client import active_client
 from dnmf.data.checkpoint import open_run
 from dnmf.core.engine import IterationRecord, Progress
 from dnmf.exceptions import ClusterLostError, NotFittedError
 from dnmf.data.matrix import (
     InputMatrix,
+    is_zarr_array,
     MatrixStats,
     as_input_matrix,
     fingerprint,
@@ -47,15 +50,13 @@ from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
 from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
 from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.data.results import jsonable, save_result
-from dnmf.core.rules import canonical_solver, get_rule, solver_names
+from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.data.store import open_matrix, read_labels
 from dnmf.estimator.parameters import (
     BETA_LOSSES,
     BETA_VALUES,
-    MASKED_SOLVERS,
     PARAMETER_CONSTRAINTS,
     RESULT_PARAMETERS,
-    SUPPORTED_LOSSES,
     entropy_of,
     is_real,
 )
@@ -249,15 +250,7 @@ class NMF:
             value = getattr(self, name)
             if not accepts(value):
                 raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
-        solver = canonical_solver(self.solver)
-        loss = "frobenius" if self.beta_loss in (2, 2.0) else self.beta_loss
-        if not isinstance(loss, str):
-            loss = "any float"
-        if loss not in SUPPORTED_LOSSES[solver]:
-            combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
-            raise ValueError(
-                f"solver={self.solver!r} does not support beta_loss={self.beta_loss!r}. Supported: {combos}."
-            )
+        rule_for(self.solver, self.beta_loss)
 
     def _n_components(self, n_features: int, W: Any, H: Any) -> int:
         if self.n_components is None:
@@ -281,19 +274,22 @@ class NMF:
                 "estimator."
             )
 
-    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
-        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, and its
-        labels if it came from a store. A mask that hides nothing is dropped, so the fit is the unmasked one."""
+    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any], Runtime]:
+        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, its
+        labels if it came from a store, and the runtime the fit runs on. A mask that hides nothing is dropped, so
+        the fit is the unmasked one."""
         labels: tuple[Any, Any] = (None, None)
         if isinstance(X, (str, os.PathLike)):
             labels = read_labels(X)
             X = open_matrix(X, chunks=self.chunks)
-        matrix = mask_input(as_input_matrix(X, chunks=self.chunks), mask, nan_is_missing=self.missing == "nan")
+        runtime = current_runtime(in_memory_input=not isinstance(X, da.Array) and not is_zarr_array(X))
+        matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
+                            nan_is_missing=self.missing == "nan")
         stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
-        matrix = persist_input(matrix, stats)
+        matrix = persist_input(matrix, stats, runtime)
         if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
             matrix = InputMatrix(matrix.array, matrix.kind)
-        return matrix, stats, labels
+        return matrix, stats, labels, runtime
 
     def _beta(self) -> float:
         return BETA_VALUES[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
@@ -301,11 +297,7 @@ class NMF:
     def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
         """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu)."""
         beta = self._beta()
-        if matrix.masked and canonical_solver(self.solver) not in MASKED_SOLVERS:
-            raise ValueError(
-                f"solver={self.solver!r} does not handle missing values: use solver='mu', whose update weighs "
-                "each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing entries first."
-            )
+        rule_for(self.solver, self.beta_loss, masked=matrix.masked)
         if beta <= 0:
             implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
                               and stats.n_stored < stats.shape[0] * stats.shape[1])
@@ -365,7 +357,7 @@ class NMF:
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
-        matrix, stats, labels = self._as_input(X, mask)
+        matrix, stats, labels, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
@@ -383,9 +375,10 @@ class NMF:
                "init": method, "fingerprint": self._fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
         if resumed is not None:
-            W0, H0, progress = resumed.W, resumed.H, Progress.from_json(resumed.state["progress"])
+            W0, H0 = runtime.adopt(resumed.W), runtime.adopt(resumed.H)
+            progress = Progress.from_json(resumed.state["progress"])
         elif method == "custom":
-            W0, H0, progress = *self._custom_factors(A, k, W, H), None
+            W0, H0, progress = *self._custom_factors(A, k, W, H, runtime), None
         else:
             W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
                                                mean=stats.mean)
@@ -393,14 +386,15 @@ class NMF:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
                 W0, H0 = dask.persist(W0 * scale, H0 * scale)
             progress = None
-        link = dashboard_link()
+        link = runtime.dashboard_link
         if link:
             logger.info("Dask dashboard: %s", link)
         bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
                            description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
         try:
             result = engine.run(
-                A, W0, H0, rule=get_rule(solver), objective=objective, stream_input=matrix.streamed,
+                A, W0, H0, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime,
+                objective=objective, stream_input=matrix.streamed,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
                 callback=chain_callbacks(bar, self.callback),
                 progress=progress,
@@ -422,10 +416,10 @@ class NMF:
         residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
                     beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
         if matrix.returns_dask:
-            W_out = result.W
-            self.components_, residual = dask.compute(result.H, residual)
+            W_out = runtime.to_dask(result.W)
+            self.components_, residual = runtime.compute(result.H, residual)
         else:
-            W_out, self.components_, residual = dask.compute(result.W, result.H, residual)
+            W_out, self.components_, residual = runtime.compute(result.W, result.H, residual)
         self.n_components_ = k
         self.n_features_in_ = A.shape[1]
         self.n_iter_ = result.n_iter
@@ -435,7 +429,7 @@ class NMF:
         self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
                          "tasks_per_iteration": list(result.progress.tasks_per_iteration),
                          "checkpoint_seconds": list(result.progress.checkpoint_seconds),
-                         "phase_seconds": list(result.progress.phase_seconds)}
+                         "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name}
         self._fit_column_chunks = A.chunks[1]
         self._W = W_out
         self._labels = labels
@@ -466,22 +460,22 @@ class NMF:
                     overwrite=overwrite, storage_options=storage_options)
 
     def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
-                      dtype: np.dtype) -> da.Array:
+                      dtype: np.dtype, runtime: Runtime) -> Any:
         if np.shape(value) != shape:
             raise ValueError(f"Array with wrong shape passed to NMF (input {name}). Expected {shape}, "
                              f"but got {tuple(np.shape(value))}.")
-        factor = as_input_matrix(value, chunks=chunks).array
+        factor = runtime.hold(as_input_matrix(value, chunks=chunks, runtime=runtime).array)
         matrix_stats(factor, what=f"the data passed to NMF (input {name})")
         if factor.dtype != dtype:
             factor = factor.astype(dtype)
         return factor
 
-    def _custom_factors(self, A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
+    def _custom_factors(self, A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
         if W is None or H is None:
             raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
         m, n = A.shape
-        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype)
-        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype)
+        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype, runtime)
+        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype, runtime)
         return dask.persist(W0, H0)
 
     def transform(self, X: Any, mask: Any = None) -> Any:
@@ -500,23 +494,24 @@ class NMF:
         """
         self._check_is_fitted()
         self._validate_params()
-        matrix, stats, _ = self._as_input(X, mask)
+        matrix, stats, _, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         if A.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
                              "as input.")
         k = self.n_components_
-        H = as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1])).array
+        H = runtime.hold(as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1]),
+                                         runtime=runtime).array)
         solver = canonical_solver(self.solver)
         mean = stats.sum / max(n_observed(matrix, stats), 1)
         start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
-        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
+        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype, like=A)
         result = engine.run(
-            A, W0, H, rule=get_rule(solver), objective=objective,
+            A, W0, H, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime, objective=objective,
             penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
-        return result.W if matrix.returns_dask else result.W.compute()
+        return runtime.to_dask(result.W) if matrix.returns_dask else runtime.compute(result.W)[0]
 
     def inverse_transform(self, X: Any) -> Any:
         """``X @ components_``: data back from its transformed form ``W``, every entry of it: with missing values,

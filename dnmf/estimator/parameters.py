@@ -10,18 +10,15 @@ from typing import Any
 import numpy as np
 
 from dnmf.core import initialization
+from dnmf.core import rules
 from dnmf.core.rules import solver_names
 
-__all__ = ["BETA_LOSSES", "BETA_VALUES", "MASKED_SOLVERS", "PARAMETER_CONSTRAINTS", "RESULT_PARAMETERS",
-           "SUPPORTED_LOSSES", "entropy_of", "is_int", "is_real"]
+__all__ = ["BETA_LOSSES", "BETA_VALUES", "PARAMETER_CONSTRAINTS", "RESULT_PARAMETERS", "entropy_of", "is_int",
+           "is_real"]
 
-BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
-#: (solver, beta_loss) pairs this version implements.
-SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
-#: beta_loss names as scikit-learn's β.
-BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
-#: Solvers that handle missing values (an observation mask).
-MASKED_SOLVERS = ("mu",)
+#: beta_loss names, and as scikit-learn's β (from the solver registry, :data:`dnmf.core.rules.BETA_LOSSES`).
+BETA_VALUES = dict(rules.BETA_LOSSES)
+BETA_LOSSES = tuple(BETA_VALUES)
 
 
 def is_int(value: Any, low: int) -> bool:
