@@ -198,8 +198,9 @@ def run(
             progress.seconds_per_iteration.append(time.perf_counter() - started)
             progress.phase_seconds.append({"graph": round(current.graph_seconds, 6), **clock.seconds})
             if callback is not None or logger.isEnabledFor(logging.INFO):
+                W_now, H_now = state.W, state.H
                 record = IterationRecord(iteration, error, progress.seconds_per_iteration[-1],
-                                         runtime.to_dask(state.W), runtime.to_dask(state.H))
+                                         lambda: (runtime.to_dask(W_now), runtime.to_dask(H_now)))
                 logger.info(ITERATION_MESSAGE, iteration, error, record.seconds, extra={"dnmf_event": record.event()})
                 if callback is not None:
                     try:

@@ -26,15 +26,22 @@ class IterationRecord:
     seconds : float
         Wall time from the end of the previous iteration (its callback and checkpoint excluded) to this loss.
     W, H : dask.array.Array
-        The factors after this iteration, persisted on the cluster: ``record.H.compute()`` fetches H, and nothing
-        moves unless asked for.
+        The factors after this iteration, persisted where the fit runs: ``record.H.compute()`` fetches H, and
+        nothing moves unless asked for. Built on first access (``factors`` returns them).
     """
 
     iteration: int
     loss: float
     seconds: float
-    W: Any = field(repr=False)
-    H: Any = field(repr=False)
+    factors: Callable[[], tuple[Any, Any]] = field(repr=False, compare=False)
+
+    @property
+    def W(self) -> Any:
+        return self.factors()[0]
+
+    @property
+    def H(self) -> Any:
+        return self.factors()[1]
 
     def event(self) -> dict[str, Any]:
         """The record as the JSON fields of the per-iteration log event (``iteration``, ``loss``, ``seconds``)."""

@@ -49,13 +49,14 @@ from dnmf.data.matrix import (
 from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
 from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
 from dnmf.view.progress import ProgressBar, chain_callbacks
-from dnmf.data.results import jsonable, save_result
+from dnmf.data.results import jsonable, load_result, save_result
 from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.data.store import open_matrix, read_labels
 from dnmf.estimator.parameters import (
     BETA_LOSSES,
     BETA_VALUES,
     PARAMETER_CONSTRAINTS,
+    validate_parameters,
     RESULT_PARAMETERS,
     entropy_of,
     is_real,
@@ -246,11 +247,7 @@ class NMF:
     # -- validation --------------------------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
-        for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
-            value = getattr(self, name)
-            if not accepts(value):
-                raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
-        rule_for(self.solver, self.beta_loss)
+        validate_parameters(self.get_params(deep=False))
 
     def _n_components(self, n_features: int, W: Any, H: Any) -> int:
         if self.n_components is None:
@@ -370,9 +367,9 @@ class NMF:
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        self._fingerprint = fingerprint(A, stats)
+        input_fingerprint = fingerprint(A, stats)
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
-               "init": method, "fingerprint": self._fingerprint}
+               "init": method, "fingerprint": input_fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
         if resumed is not None:
             W0, H0 = runtime.adopt(resumed.W), runtime.adopt(resumed.H)
@@ -420,22 +417,68 @@ class NMF:
             self.components_, residual = runtime.compute(result.H, residual)
         else:
             W_out, self.components_, residual = runtime.compute(result.W, result.H, residual)
-        self.n_components_ = k
-        self.n_features_in_ = A.shape[1]
-        self.n_iter_ = result.n_iter
-        self.reconstruction_err_ = float(np.sqrt(max(float(residual), 0.0)))
-        self.loss_history_ = list(result.loss_history)
-        self.converged_ = result.converged
-        self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
-                         "tasks_per_iteration": list(result.progress.tasks_per_iteration),
-                         "checkpoint_seconds": list(result.progress.checkpoint_seconds),
-                         "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name}
-        self._fit_column_chunks = A.chunks[1]
-        self._W = W_out
-        self._labels = labels
+        self._set_fitted(W_out, A.chunks[1], labels, n_iter=result.n_iter,
+                         reconstruction_err=float(np.sqrt(max(float(residual), 0.0))),
+                         loss_history=list(result.loss_history), converged=result.converged,
+                         fingerprint=input_fingerprint,
+                         timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
+                                  "tasks_per_iteration": list(result.progress.tasks_per_iteration),
+                                  "checkpoint_seconds": list(result.progress.checkpoint_seconds),
+                                  "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name})
         if out is not None:
             self.save(out)
         return W_out
+
+    def _set_fitted(self, W: Any, column_chunks: tuple[int, ...], labels: tuple[Any, Any], *, n_iter: int,
+                    reconstruction_err: float, loss_history: list[float], converged: bool,
+                    fingerprint: dict[str, Any], timings: dict[str, Any]) -> None:
+        """Every fitted attribute, in one place: after a fit, or from a result store (:meth:`from_result`)."""
+        self.n_components_ = int(self.components_.shape[0])
+        self.n_features_in_ = int(self.components_.shape[1])
+        self.n_samples_fit_ = int(W.shape[0])
+        self.n_iter_ = int(n_iter)
+        self.reconstruction_err_ = float(reconstruction_err)
+        self.loss_history_ = [float(loss) for loss in loss_history]
+        self.converged_ = bool(converged)
+        self.fingerprint_ = fingerprint
+        self.timings_ = timings
+        self._fit_column_chunks = tuple(column_chunks)
+        self._W = W
+        self._labels = labels
+
+    @classmethod
+    def from_result(cls, result: Any, **params: Any) -> NMF:
+        """A fitted estimator from a result store, as if it had just fitted that result.
+
+        Parameters
+        ----------
+        result : dnmf.Result, str or path
+            A loaded result, or the path or URL of a result store (see :func:`dnmf.load_result`).
+        **params
+            Constructor parameters that replace the stored ones (e.g. ``max_iter`` for :meth:`transform`).
+
+        Returns
+        -------
+        NMF
+            With the stored parameters and every fitted attribute; ``components_`` is the stored H, and
+            ``transform``, ``inverse_transform``, ``save`` and the displays work as after :meth:`fit`.
+        """
+        if isinstance(result, (str, os.PathLike)):
+            result = load_result(result)
+        info = result.info
+        stored = {name: value for name, value in info.get("params", {}).items() if name in cls._get_param_names()}
+        if isinstance(stored.get("chunks"), list):
+            stored["chunks"] = tuple(stored["chunks"])
+        model = cls(**{**stored, **params})
+        model._validate_params()
+        model.components_ = np.asarray(result.H)
+        history = info.get("loss_history", [])
+        model._set_fitted(result.W, (result.H.shape[1],), (result.row_labels, result.col_labels),
+                          n_iter=info.get("n_iter", len(history)),
+                          reconstruction_err=info.get("reconstruction_err", history[-1] if history else float("nan")),
+                          loss_history=history, converged=info.get("converged", False),
+                          fingerprint=info.get("fingerprint", {}), timings=info.get("timings", {}))
+        return model
 
     def save(self, url: Any, *, overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
         """Write W, H, labels and the record of the fit to a result store (see :mod:`dnmf.data.results`).
@@ -454,7 +497,7 @@ class NMF:
             "reconstruction_err": self.reconstruction_err_,
             "loss_history": self.loss_history_,
             "timings": self.timings_,
-            "fingerprint": self._fingerprint,
+            "fingerprint": self.fingerprint_,
         }
         save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
                     overwrite=overwrite, storage_options=storage_options)

@@ -30,7 +30,7 @@ import numpy as np
 from dnmf.core.rules import beta_mu, bpp, hals, mu
 from dnmf.core.rules.penalties import regularized_gram
 
-__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "RULES", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver",
+__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "RULES", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver", "capability_table",
            "get_rule", "loss_name", "regularized_gram", "rule_for", "solver_names", "supported_losses_text"]
 
 
@@ -129,6 +129,18 @@ def loss_name(beta_loss: str | float) -> str:
 def supported_losses_text() -> str:
     """Which solver supports which loss, for error messages."""
     return "; ".join(f"solver={name!r} with beta_loss in {solver.losses!r}" for name, solver in SOLVERS.items())
+
+
+def capability_table() -> str:
+    """The Markdown table of :data:`SOLVERS` that the README shows (a test keeps the two equal)."""
+    rows = ["| solver | aliases | losses (`beta_loss`) | missing values | penalties | what it is |",
+            "|---|---|---|---|---|---|"]
+    for name, spec in SOLVERS.items():
+        losses = ", ".join("any float β" if loss == "beta" else f"`{loss}`" for loss in spec.losses)
+        aliases = ", ".join(f"`{alias}`" for alias in spec.aliases) or "–"
+        rows.append(f"| `{name}` | {aliases} | {losses} | {'yes' if spec.masks else 'no'} | "
+                    f"{', '.join(spec.penalties)} on W and H | {spec.summary} |")
+    return "\n".join(rows)
 
 
 def rule_for(solver: str, beta_loss: str | float = "frobenius", masked: bool = False) -> UpdateRule | BetaRule:
