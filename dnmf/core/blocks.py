@@ -165,8 +165,11 @@ def timed(name: str, func: Callable[[], Any]) -> Any:
 
 
 def add_up(parts: Sequence[Any]) -> Any:
-    """Partial products summed left to right, into a fresh array (the order of the graph path's tree sums)."""
-    total = np.array(parts[0], copy=True)
+    """Partial products summed left to right (the order of the graph path's tree sums), into a fresh aligned
+    array, so that the kernels it feeds need not copy it (see :func:`dnmf.core.kernels.aligned`)."""
+    first = np.asarray(parts[0])
+    total = kernels.empty_aligned(first.shape, first.dtype)
+    np.copyto(total, first)
     for part in parts[1:]:
         total += part
     return total

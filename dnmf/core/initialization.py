@@ -95,9 +95,9 @@ def _left_multiply(block: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def _orthonormal_rows_factor(Y: da.Array) -> da.Array:
     """Orthonormalise the columns of a row-blocked ``(m, l)`` array by Gram eigen-decomposition, twice."""
     for _ in range(2):
-        (gram,) = dask.compute(products.gram_rows(Y, name="dnmf-init-gram"))
+        gram = products.value(products.gram_rows(Y, name="dnmf-init-gram"))
         transform = _orthonormalizer(gram)
-        (Y,) = dask.persist(products.map_rows(_right_multiply, Y, small=(transform,), name="dnmf-init-orth",
+        (Y,) = products.persist(products.map_rows(_right_multiply, Y, small=(transform,), name="dnmf-init-orth",
                                               width=transform.shape[1]))
     return Y
 
@@ -105,9 +105,9 @@ def _orthonormal_rows_factor(Y: da.Array) -> da.Array:
 def _orthonormal_cols_factor(Z: da.Array) -> da.Array:
     """Orthonormalise the rows of a column-blocked ``(l, n)`` array, twice."""
     for _ in range(2):
-        (gram,) = dask.compute(products.gram_cols(Z, name="dnmf-init-gram"))
+        gram = products.value(products.gram_cols(Z, name="dnmf-init-gram"))
         transform = _orthonormalizer(gram)
-        (Z,) = dask.persist(products.map_cols(_left_multiply, Z, small=(transform.T,), name="dnmf-init-orth",
+        (Z,) = products.persist(products.map_cols(_left_multiply, Z, small=(transform.T,), name="dnmf-init-orth",
                                               height=transform.shape[1]))
     return Z
 
@@ -130,15 +130,15 @@ def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = 10
         n_iter = 7 if k < 0.1 * min(m, n) else 4
     sketch = gaussian(((width,), A.chunks[1]), 1, entropy=entropy, stream=_STREAM_SKETCH, scale=None,
                       dtype=np.float64, name="dnmf-init-sketch", like=A)
-    (Q,) = dask.persist(products.aht(A, sketch))
+    (Q,) = products.persist(products.aht(A, sketch))
     for _ in range(int(n_iter)):
         Q = _orthonormal_rows_factor(Q)
-        (Z,) = dask.persist(products.wta(A, Q))
+        (Z,) = products.persist(products.wta(A, Q))
         Z = _orthonormal_cols_factor(Z)
-        (Q,) = dask.persist(products.aht(A, Z))
+        (Q,) = products.persist(products.aht(A, Z))
     Q = _orthonormal_rows_factor(Q)
-    (B,) = dask.persist(products.wta(A, Q))
-    (gram,) = dask.compute(products.gram_cols(B, name="dnmf-init-gram"))
+    (B,) = products.persist(products.wta(A, Q))
+    gram = products.value(products.gram_cols(B, name="dnmf-init-gram"))
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     order = np.argsort(eigenvalues)[::-1][:k]
     singular_values = np.sqrt(np.clip(eigenvalues[order], 0.0, None))
@@ -151,7 +151,7 @@ def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = 10
         singular_values = np.concatenate([singular_values, np.zeros(pad)])
         U = products.map_rows(_pad_columns, U, name="dnmf-init-pad", width=k, padded_width=k)
         Vt = products.map_cols(_pad_rows, Vt, name="dnmf-init-pad", height=k, padded_height=k)
-    U, Vt = dask.persist(U, Vt)
+    U, Vt = products.persist(U, Vt)
     return U, singular_values, Vt
 
 
@@ -254,7 +254,7 @@ def initialize(A: da.Array, k: int, method: str, *, entropy: int, mean: float) -
         W, H = nndsvd(A, k, method, entropy=entropy, mean=mean)
     else:
         raise ValueError(f"initialize() does not build init={method!r}; custom factors are passed in directly.")
-    return dask.persist(W, H)
+    return products.persist(W, H)
 
 
 def _constant_block(*, value: float, out_dtype: Any, block_info: Any = None) -> np.ndarray:

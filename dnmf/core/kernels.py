@@ -8,6 +8,7 @@ understand. Partial products keep a leading (or middle) axis of length one, so t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import scipy.sparse as sp
 from dnmf.core import divergence
 from dnmf.core.divergence import sampled_product
 
-__all__ = ["ALIGNMENT", "STAT_FIELDS", "aht_block", "aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
+__all__ = ["ALIGNMENT", "STAT_FIELDS", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
            "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block",
            "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "matmul", "residual_block",
            "sampled_product", "sum_blocks", "sum_cols_block", "sum_rows_block", "wta_block"]
@@ -27,6 +28,15 @@ ALIGNMENT = 64
 
 #: The per-block statistics of :func:`block_stats`, in order.
 STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
+
+
+def empty_aligned(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array starting on an :data:`ALIGNMENT`-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffer = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    offset = (-buffer.ctypes.data) % ALIGNMENT
+    return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
 def aligned(x: Any) -> Any:
@@ -40,9 +50,7 @@ def aligned(x: Any) -> Any:
     """
     if not isinstance(x, np.ndarray) or x.ctypes.data % ALIGNMENT == 0:
         return x
-    buffer = np.empty(x.nbytes + ALIGNMENT, dtype=np.uint8)
-    offset = (-buffer.ctypes.data) % ALIGNMENT
-    out = buffer[offset:offset + x.nbytes].view(x.dtype).reshape(x.shape)
+    out = empty_aligned(x.shape, x.dtype)
     np.copyto(out, x)
     return out
 

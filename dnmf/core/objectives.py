@@ -79,7 +79,7 @@ def update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule:
 
 def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
                  l2: float) -> np.ndarray:
-    return rule(block, cross, gram, l1=l1, l2=l2)
+    return aligned(rule(block, cross, gram, l1=l1, l2=l2))
 
 
 @dataclass(frozen=True)

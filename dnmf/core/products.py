@@ -412,3 +412,18 @@ def regularized(gram: Any, l2: float) -> Any:
     if isinstance(gram, da.Array):
         return gram.map_blocks(regularized_gram, l2=float(l2), dtype=gram.dtype, token="dnmf-gram-l2")
     return regularized_gram(np.asarray(gram), float(l2))
+
+
+def value(x: Any) -> Any:
+    """The concrete value of a small result: computed if it is a Dask collection, else ``x`` itself (the
+    in-process runtime's products are values already)."""
+    return x.compute() if isinstance(x, da.Array) else x
+
+
+def persist(*xs: Any) -> tuple[Any, ...]:
+    """``dask.persist`` of the Dask collections among ``xs``; in-process values come back as they are."""
+    if not any(isinstance(x, da.Array) for x in xs):
+        return xs
+    import dask
+
+    return dask.persist(*xs)

@@ -10,7 +10,7 @@ the blocks in this process and runs the products on them directly, with no Dask 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -66,8 +66,9 @@ class Runtime(ABC):
     # -- blocks ------------------------------------------------------------------------------------------------
     @abstractmethod
     def place(self, blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]],
-              dtype: Any, sparse: bool, token: str) -> Any:
-        """An array over blocks held by the caller, where this runtime keeps them."""
+              dtype: Any, sparse: bool, token: Callable[[], str]) -> Any:
+        """An array over blocks held by the caller, where this runtime keeps them; ``token()`` names them (a hash
+        of the data, computed only where keys need it)."""
 
     @abstractmethod
     def hold(self, array: Any) -> Any:

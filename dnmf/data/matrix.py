@@ -179,8 +179,9 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto", runtime: Runtime | None 
         dtype = float_dtype(X.dtype)
         csr = sp.csr_matrix(X, dtype=dtype)
         rows, cols = resolve_chunks(chunks, csr.shape, runtime.grid(csr.shape, nbytes_of(csr)))
-        token = tokenize(csr.data, csr.indices, csr.indptr, csr.shape, rows, cols)
-        return InputMatrix(runtime.place(_split(csr, rows, cols), (rows, cols), dtype, True, token), "scipy")
+        return InputMatrix(runtime.place(_split(csr, rows, cols), (rows, cols), dtype, True,
+                                         lambda: tokenize(csr.data, csr.indices, csr.indptr, csr.shape, rows, cols)),
+                           "scipy")
     if isinstance(X, np.matrix):
         X = np.asarray(X)
     if not hasattr(X, "shape") or not hasattr(X, "dtype"):
@@ -189,8 +190,8 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto", runtime: Runtime | None 
     dtype = float_dtype(np.dtype(X.dtype))
     dense = np.asarray(X, dtype=dtype)
     rows, cols = resolve_chunks(chunks, dense.shape, runtime.grid(dense.shape, nbytes_of(dense)))
-    token = tokenize(dense, rows, cols)
-    return InputMatrix(runtime.place(_split(dense, rows, cols), (rows, cols), dtype, False, token), "numpy")
+    return InputMatrix(runtime.place(_split(dense, rows, cols), (rows, cols), dtype, False,
+                                     lambda: tokenize(dense, rows, cols)), "numpy")
 
 
 def _observed_values(a: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -312,7 +313,7 @@ def matrix_stats(A: Any, *, what: str = "the input matrix", allow_nan: bool = Fa
     ValueError
         If A holds NaN or infinity, or a negative value; the message names the first block where it was found.
     """
-    (per_block,) = dask.compute(products.block_stats(A))
+    per_block = products.value(products.block_stats(A))
     fields = dict(zip(products.STAT_FIELDS, np.moveaxis(per_block, -1, 0)))
     rejected = fields["n_nonfinite"] - (fields["n_nan"] if allow_nan else 0)
     bad = np.argwhere(rejected > 0)

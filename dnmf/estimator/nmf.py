@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
 from dnmf.view import display
-from dnmf.core import engine
+from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
 from dnmf.core.seam import Runtime
 from dnmf.runtime import current as current_runtime
@@ -367,7 +367,8 @@ class NMF:
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        input_fingerprint = fingerprint(A, stats)
+        # The fingerprint hashes A's corner blocks: only worth it where a checkpoint or a result store keeps it.
+        input_fingerprint = fingerprint(A, stats) if self.checkpoint is not None or out is not None else None
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
                "init": method, "fingerprint": input_fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
@@ -381,7 +382,7 @@ class NMF:
                                                mean=stats.mean)
             if matrix.masked:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
-                W0, H0 = dask.persist(W0 * scale, H0 * scale)
+                W0, H0 = products.persist(W0 * scale, H0 * scale)
             progress = None
         link = runtime.dashboard_link
         if link:
@@ -519,7 +520,7 @@ class NMF:
         m, n = A.shape
         W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype, runtime)
         H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype, runtime)
-        return dask.persist(W0, H0)
+        return products.persist(W0, H0)
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,8 +90,8 @@ class DaskLocal(_DaskRuntime):
         return int(psutil.virtual_memory().available)
 
     def place(self, blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]],
-              dtype: Any, sparse: bool, token: str) -> da.Array:
-        return _graph_array(blocks, chunks, dtype, sparse, f"dnmf-input-{token}")
+              dtype: Any, sparse: bool, token: Callable[[], str]) -> da.Array:
+        return _graph_array(blocks, chunks, dtype, sparse, f"dnmf-input-{token()}")
 
     @contextmanager
     def session(self, *, streamed: bool) -> Iterator[None]:
@@ -147,11 +147,11 @@ class Distributed(_DaskRuntime):
         return sum(self._memory_limits())
 
     def place(self, blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]],
-              dtype: Any, sparse: bool, token: str) -> da.Array:
+              dtype: Any, sparse: bool, token: Callable[[], str]) -> da.Array:
         """Scatter the blocks, whole row strips (or column strips, for a wide matrix) per worker, so that the larger
         factor's partial products are summed where they are formed. Keys are new per call: a second fit on the
         same data must not reuse keys that the first one's futures are releasing."""
-        token = f"{token}-{uuid.uuid4().hex}"
+        token = f"{token()}-{uuid.uuid4().hex}"
         by_rows = sum(chunks[0]) >= sum(chunks[1])
         strips = len(chunks[0]) if by_rows else len(chunks[1])
         workers = sorted(self._workers())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -104,9 +104,9 @@ class InProcess(Runtime):
         return self._pool
 
     def place(self, blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]],
-              dtype: Any, sparse: bool, token: str) -> Blocks:
+              dtype: Any, sparse: bool, token: Callable[[], str]) -> Blocks:
         grid = [[_held(blocks[i, j], dtype) for j in range(len(chunks[1]))] for i in range(len(chunks[0]))]
-        return Blocks(grid, chunks, executor=self._executor(len(blocks)), name=f"dnmf-input-{token}")
+        return Blocks(grid, chunks, executor=self._executor(len(blocks)), name="dnmf-input")
 
     def hold(self, array: Any) -> Blocks:
         return array if is_blocks(array) else self.adopt(array)
@@ -117,7 +117,7 @@ class InProcess(Runtime):
         p, q = x.numblocks
         values = dask.compute(*[x.blocks[i, j] for i in range(p) for j in range(q)], scheduler="sync")
         blocks = {(i, j): values[i * q + j] for i in range(p) for j in range(q)}
-        return self.place(blocks, x.chunks, x.dtype, sp.issparse(values[0]), "adopted")
+        return self.place(blocks, x.chunks, x.dtype, sp.issparse(values[0]), lambda: "adopted")
 
     def to_dask(self, x: Any) -> Any:
         if not is_blocks(x):
