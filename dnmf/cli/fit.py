@@ -122,7 +122,7 @@ def _input_differences(url: str, stored: dict[str, Any]) -> list[str]:
 def _summary(values: dict[str, Any], status: str, record: dict[str, Any], started: float,
              cluster: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     loss_history = record.get("loss_history") or [math.nan]
-    norm = math.sqrt(record.get("fingerprint", {}).get("norm_squared") or math.nan)
+    norm = math.sqrt((record.get("fingerprint") or {}).get("norm_squared") or math.nan)
     return {
         "command": "fit", "status": status, "result": _display_url(values["out"]), "input": values["input"],
         "n_components": record.get("n_components"), "iterations": record.get("n_iter"),

@@ -367,8 +367,10 @@ class NMF:
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        # The fingerprint hashes A's corner blocks: only worth it where a checkpoint or a result store keeps it.
-        input_fingerprint = fingerprint(A, stats) if self.checkpoint is not None or out is not None else None
+        # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there
+        # it is made only where a checkpoint or a result store keeps it.
+        kept = self.checkpoint is not None or out is not None or runtime.name != "in-process"
+        input_fingerprint = fingerprint(A, stats) if kept else None
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
                "init": method, "fingerprint": input_fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
