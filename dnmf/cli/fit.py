@@ -18,8 +18,8 @@ import dask
 
 from dnmf.cli.exits import EXIT_NOT_CONVERGED, EXIT_OK, Outcome
 from dnmf.cli.options import UsageError
-from dnmf.estimator.parameters import JOB_PARAMETERS, validate_parameters
 from dnmf.cli.session import cluster_config, connected
+from dnmf.estimator.parameters import JOB_PARAMETERS, validate_parameters
 
 __all__ = ["default_checkpoint", "run_fit"]
 
@@ -103,7 +103,8 @@ def _input_differences(url: str, stored: dict[str, Any]) -> list[str]:
     """How ``url`` differs from the input a result was made from: shape, dtype, and the SHA-256 of its first and
     last blocks on the result's grid (two blocks are read, on this machine)."""
     from dnmf import open_matrix
-    from dnmf.data.matrix import MatrixStats, as_input_matrix, fingerprint
+    from dnmf.data.fingerprint import fingerprint
+    from dnmf.data.matrix import MatrixStats, as_input_matrix
 
     with dask.config.set(scheduler="sync"):
         shape = list(open_matrix(url).shape)

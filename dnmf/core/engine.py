@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnmf.core import objectives, products
-from dnmf.core.records import Callback, Checkpointer, FitResult, IterationRecord, Penalties, Progress
+from dnmf.core.records import (
+    Callback,
+    Checkpointer,
+    FitResult,
+    IterationRecord,
+    Penalties,
+    Progress,
+)
 from dnmf.core.rules import UpdateRule
 from dnmf.core.seam import Runtime
 from dnmf.exceptions import ConvergenceWarning, DivergenceError

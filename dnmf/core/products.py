@@ -19,14 +19,15 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import scipy.sparse as sp
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from dnmf.core import blocks, kernels
+from dnmf.core import blocks, graph, kernels
+from dnmf.core.beta_products import beta_aht, beta_divergence, beta_wta
 from dnmf.core.blocks import is_blocks
-from dnmf.core.rules.penalties import regularized_gram
+from dnmf.core.graph import SPLIT_EVERY
 from dnmf.core.kernels import ALIGNMENT, STAT_FIELDS, aligned, sampled_product
+from dnmf.core.rules.penalties import regularized_gram
 
 __all__ = [
     "ALIGNMENT",
@@ -53,8 +54,6 @@ __all__ = [
     "wta",
 ]
 
-#: Fan-in of the tree sums that combine partial products.
-SPLIT_EVERY = 8
 
 
 
@@ -75,39 +74,12 @@ SPLIT_EVERY = 8
 
 
 
-def _tree_sum(stack: da.Array, axis: int, name: str) -> da.Array:
-    return da.reduction(
-        stack,
-        chunk=kernels.sum_blocks,
-        combine=kernels.sum_blocks,
-        aggregate=kernels.sum_blocks,
-        axis=axis,
-        dtype=stack.dtype,
-        split_every=SPLIT_EVERY,
-        concatenate=False,
-        name=name,
-        meta=np.empty((0,) * (stack.ndim - 1), dtype=stack.dtype),
-    )
 
 
-def _check_rows_aligned(A: da.Array, W: da.Array) -> None:
-    if W.chunks[0] != A.chunks[0] or W.numblocks[1] != 1:
-        raise ValueError(
-            f"W's chunks {W.chunks} are not row-aligned with A's chunks {A.chunks}: "
-            f"rechunk W with W.rechunk(({A.chunks[0]}, -1))."
-        )
 
 
-def _check_cols_aligned(A: da.Array, H: da.Array) -> None:
-    if H.chunks[1] != A.chunks[1] or H.numblocks[0] != 1:
-        raise ValueError(
-            f"H's chunks {H.chunks} are not column-aligned with A's chunks {A.chunks}: "
-            f"rechunk H with H.rechunk((-1, {A.chunks[1]}))."
-        )
 
 
-def _result_dtype(*arrays: da.Array) -> np.dtype:
-    return np.result_type(*(x.dtype for x in arrays))
 
 
 def reread(A: da.Array, after: da.Array) -> da.Array:
@@ -136,28 +108,28 @@ def wta(A: da.Array, W: da.Array) -> da.Array:
     """``WᵀA`` (k × n), column-aligned with A: block j is ``Σ_i W_iᵀ A_ij``."""
     if is_blocks(A):
         return blocks.wta(A, W)
-    _check_rows_aligned(A, W)
-    dtype = _result_dtype(A, W)
+    graph.check_rows_aligned(A, W)
+    dtype = graph.result_dtype(A, W)
     partials = da.blockwise(
         kernels.wta_block, "iaj", W, "ia", A, "ij",
         adjust_chunks={"i": 1}, dtype=dtype, token="dnmf-wta-block",
         meta=np.empty((0, 0, 0), dtype=dtype),
     )
-    return _tree_sum(partials, axis=0, name="dnmf-wta")
+    return graph.tree_sum(partials, axis=0, name="dnmf-wta")
 
 
 def aht(A: da.Array, H: da.Array) -> da.Array:
     """``AHᵀ`` (m × k), row-aligned with A: block i is ``Σ_j A_ij H_jᵀ``."""
     if is_blocks(A):
         return blocks.aht(A, H)
-    _check_cols_aligned(A, H)
-    dtype = _result_dtype(A, H)
+    graph.check_cols_aligned(A, H)
+    dtype = graph.result_dtype(A, H)
     partials = da.blockwise(
         kernels.aht_block, "ija", A, "ij", H, "aj",
         adjust_chunks={"j": 1}, dtype=dtype, token="dnmf-aht-block",
         meta=np.empty((0, 0, 0), dtype=dtype),
     )
-    return _tree_sum(partials, axis=1, name="dnmf-aht")
+    return graph.tree_sum(partials, axis=1, name="dnmf-aht")
 
 
 def gram_rows(W: da.Array, name: str = "dnmf-gram-w") -> da.Array:
@@ -170,7 +142,7 @@ def gram_rows(W: da.Array, name: str = "dnmf-gram-w") -> da.Array:
         new_axes={"b": k}, adjust_chunks={"i": 1}, dtype=W.dtype, token=f"{name}-block",
         meta=np.empty((0, 0, 0), dtype=W.dtype),
     )
-    return _tree_sum(partials, axis=0, name=name)
+    return graph.tree_sum(partials, axis=0, name=name)
 
 
 def gram_cols(H: da.Array, name: str = "dnmf-gram-h") -> da.Array:
@@ -183,7 +155,7 @@ def gram_cols(H: da.Array, name: str = "dnmf-gram-h") -> da.Array:
         new_axes={"b": k}, adjust_chunks={"j": 1}, dtype=H.dtype, token=f"{name}-block",
         meta=np.empty((0, 0, 0), dtype=H.dtype),
     )
-    return _tree_sum(partials, axis=2, name=name)
+    return graph.tree_sum(partials, axis=2, name=name)
 
 
 def inner(F: da.Array, G: da.Array, name: str = "dnmf-inner") -> da.Array:
@@ -197,7 +169,7 @@ def inner(F: da.Array, G: da.Array, name: str = "dnmf-inner") -> da.Array:
         adjust_chunks={"i": 1, "j": 1}, dtype=np.float64, token=f"{name}-block",
         meta=np.empty((0, 0), dtype=np.float64),
     )
-    return _tree_sum(_tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=name)
+    return graph.tree_sum(graph.tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=name)
 
 
 
@@ -275,13 +247,13 @@ def residual_norm_squared(A: da.Array, W: da.Array, H: da.Array) -> da.Array:
     ``‖A − WH‖ / ‖A‖`` nears ``sqrt(eps)``; this is the exact figure for the end of a fit."""
     if is_blocks(A):
         return blocks.residual_norm_squared(A, W, H)
-    _check_rows_aligned(A, W)
-    _check_cols_aligned(A, H)
+    graph.check_rows_aligned(A, W)
+    graph.check_cols_aligned(A, H)
     partials = da.blockwise(
         kernels.residual_block, "ij", A, "ij", W, "ia", H, "aj",
         concatenate=True, dtype=np.float64, token="dnmf-residual-block", meta=np.empty((0, 0), dtype=np.float64),
     )
-    return _tree_sum(_tree_sum(partials, axis=0, name="dnmf-residual-rows"), axis=0, name="dnmf-residual")
+    return graph.tree_sum(graph.tree_sum(partials, axis=0, name="dnmf-residual-rows"), axis=0, name="dnmf-residual")
 
 
 
@@ -294,7 +266,7 @@ def sum_rows(W: da.Array, name: str = "dnmf-sum-w") -> da.Array:
         return blocks.sum_rows(W, name)
     partials = da.blockwise(kernels.sum_rows_block, "ia", W, "ia", adjust_chunks={"i": 1}, dtype=W.dtype,
                             token=f"{name}-block", meta=np.empty((0, 0), dtype=W.dtype))
-    return _tree_sum(partials, axis=0, name=name)
+    return graph.tree_sum(partials, axis=0, name=name)
 
 
 def sum_cols(H: da.Array, name: str = "dnmf-sum-h") -> da.Array:
@@ -303,7 +275,7 @@ def sum_cols(H: da.Array, name: str = "dnmf-sum-h") -> da.Array:
         return blocks.sum_cols(H, name)
     partials = da.blockwise(kernels.sum_cols_block, "aj", H, "aj", adjust_chunks={"j": 1}, dtype=H.dtype,
                             token=f"{name}-block", meta=np.empty((0, 0), dtype=H.dtype))
-    return _tree_sum(partials, axis=1, name=name)
+    return graph.tree_sum(partials, axis=1, name=name)
 
 
 
@@ -312,68 +284,8 @@ def sum_cols(H: da.Array, name: str = "dnmf-sum-h") -> da.Array:
 
 
 
-def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
-    """The W-step's gradient parts of ``D_β(A | WH)``, row-aligned with A: ``[numerator | denominator]``.
-
-    Block i is ``Σ_j [(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ | (M ⊙ (WH)^(β−1)) H_jᵀ]`` restricted to row block i, of shape
-    ``(m_i, 2k)``; for unmasked KL only the numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H).
-    ``WH`` is formed at the stored positions of sparse blocks only (see :mod:`dnmf.core.divergence`).
-    """
-    if is_blocks(A):
-        return blocks.beta_aht(A, W, H, beta=float(beta), masked=masked)
-    _check_rows_aligned(A, W)
-    _check_cols_aligned(A, H)
-    dtype = _result_dtype(W, H)
-    partials = da.blockwise(
-        kernels.beta_aht_block, "ija", A, "ij", W, "ia", H, "aj",
-        adjust_chunks={"j": 1, "a": kernels.gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
-        token="dnmf-aht-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
-        beta=float(beta), masked=masked,
-    )
-    return _tree_sum(partials, axis=1, name="dnmf-aht-beta")
 
 
-def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
-    """The H-step's gradient parts of ``D_β(A | WH)``, column-aligned with A: ``[numerator; denominator]``.
-
-    Block j is ``Σ_i [W_iᵀ(M ⊙ A ⊙ (WH)^(β−2)); W_iᵀ(M ⊙ (WH)^(β−1))]`` of shape ``(2k, n_j)``; for unmasked KL
-    only the numerator, ``(k, n_j)`` (the denominator is :func:`sum_rows` of W).
-    """
-    if is_blocks(A):
-        return blocks.beta_wta(A, W, H, beta=float(beta), masked=masked)
-    _check_rows_aligned(A, W)
-    _check_cols_aligned(A, H)
-    dtype = _result_dtype(W, H)
-    partials = da.blockwise(
-        kernels.beta_wta_block, "iaj", W, "ia", A, "ij", H, "aj",
-        adjust_chunks={"i": 1, "a": kernels.gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
-        token="dnmf-wta-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
-        beta=float(beta), masked=masked,
-    )
-    return _tree_sum(partials, axis=0, name="dnmf-wta-beta")
-
-
-
-
-
-
-def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False,
-                    name: str = "dnmf-loss-beta") -> da.Array:
-    """``2·D_β(A | WH)`` as a float64 scalar, clipped at zero: its square root is scikit-learn's
-    ``_beta_divergence(A, W, H, beta, square_root=True)``. With ``masked``, over the observed entries only (for
-    β = 2, ``‖M ⊙ (A − WH)‖²``). One pass over A; sparse blocks cost O(nnz · k)."""
-    if is_blocks(A):
-        return blocks.beta_divergence(A, W, H, beta=float(beta), masked=masked, name=name)
-    _check_rows_aligned(A, W)
-    _check_cols_aligned(A, H)
-    partials = da.blockwise(
-        kernels.divergence_block, "ij", A, "ij", W, "ia", H, "aj",
-        concatenate=True, dtype=np.float64, token=f"{name}-block", meta=np.empty((0, 0), dtype=np.float64),
-        beta=float(beta), masked=masked,
-    )
-    total = _tree_sum(_tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=f"{name}-sum")
-    return da.blockwise(kernels.finish_divergence, "", total, "", dtype=np.float64, token=name,
-                        meta=np.empty((), dtype=np.float64))
 
 
 
@@ -400,7 +312,7 @@ def reconstruct(W: da.Array, H: da.Array) -> da.Array:
     """``WH`` (m × n, dense) on W's row blocks and H's column blocks; for ``inverse_transform`` only."""
     if is_blocks(W):
         return blocks.reconstruct(W, H)
-    dtype = _result_dtype(W, H)
+    dtype = graph.result_dtype(W, H)
     return da.blockwise(kernels.matmul, "ij", W, "ia", H, "aj", concatenate=True, dtype=dtype, token="dnmf-inverse",
                         meta=np.empty((0, 0), dtype=dtype))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import inspect
 import logging
-import numbers
 import os
 import sys
 import warnings
@@ -19,48 +18,45 @@ from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
-from dnmf.view import display
 from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
-from dnmf.core.seam import Runtime
-from dnmf.runtime import current as current_runtime
-from dnmf.runtime.client import active_client
-from dnmf.data.checkpoint import open_run
 from dnmf.core.engine import IterationRecord, Progress
-from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
+from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
+from dnmf.core.rules import canonical_solver, rule_for
+from dnmf.core.seam import Runtime
+from dnmf.data.checkpoint import open_run
+from dnmf.data.fingerprint import fingerprint
 from dnmf.data.matrix import (
     InputMatrix,
-    is_zarr_array,
     MatrixStats,
     as_input_matrix,
-    fingerprint,
+    is_zarr_array,
     mask_input,
     matrix_stats,
     n_observed,
     persist_input,
     zero_filled,
 )
-from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
-from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.data.results import jsonable, load_result, save_result
-from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.data.store import open_matrix, read_labels
 from dnmf.estimator.parameters import (
-    BETA_LOSSES,
     BETA_VALUES,
-    PARAMETER_CONSTRAINTS,
-    validate_parameters,
     RESULT_PARAMETERS,
     entropy_of,
     is_real,
+    validate_parameters,
 )
+from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.runtime import current as current_runtime
+from dnmf.runtime.client import active_client
+from dnmf.view import display
+from dnmf.view.progress import ProgressBar, chain_callbacks
 
 __all__ = ["NMF"]
 

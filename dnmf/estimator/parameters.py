@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dnmf.core import initialization
-from dnmf.core import rules
+from dnmf.core import initialization, rules
 from dnmf.core.rules import solver_names
 
 __all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "PARAMETER_CONSTRAINTS", "PARAMETER_ROLES",

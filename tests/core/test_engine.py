@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 from dnmf import ConvergenceWarning
 from dnmf.core import engine
-from dnmf.data.matrix import as_input_matrix
 from dnmf.core.rules import RULES
+from dnmf.data.matrix import as_input_matrix
 from dnmf.runtime import current as current_runtime
 
 

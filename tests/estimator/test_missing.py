@@ -11,10 +11,10 @@ import scipy.sparse as sp
 
 from dnmf import NMF
 from dnmf.core import engine
-from dnmf.datasets import make_low_rank
-from dnmf.data.matrix import as_input_matrix, mask_input
 from dnmf.core.objectives import BetaDivergence
 from dnmf.core.rules import BETA_RULES
+from dnmf.data.matrix import as_input_matrix, mask_input
+from dnmf.datasets import make_low_rank
 from dnmf.runtime import current as current_runtime
 
 

@@ -9,7 +9,15 @@ import pytest
 
 from dnmf import NMF
 from dnmf.cli.main import build_parser
-from dnmf.core.rules import ALIASES, BETA_RULES, RULES, SOLVERS, capability_table, rule_for, solver_names
+from dnmf.core.rules import (
+    ALIASES,
+    BETA_RULES,
+    RULES,
+    SOLVERS,
+    capability_table,
+    rule_for,
+    solver_names,
+)
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 X = np.random.default_rng(0).random((12, 10)) + 0.1
