@@ -52,6 +52,10 @@ function seconds(s) {
   return (s / 3600).toFixed(1) + " h";
 }
 
+function number(v) {
+  return ((v >= 1e4 || v < 1e-2) ? v.toExponential(2) : v.toPrecision(3)).replace("e+", "e");
+}
+
 function curve(records) {
   const svg = el("svg:svg", {width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "dnmf-curve",
                               role: "img", "aria-label": "loss per iteration, log scale"});
@@ -66,13 +70,14 @@ function curve(records) {
   const span = Math.max(last - first, 1);
   const x = i => L + (i - first) / span * (W - L - R);
   const y = v => T + (hi - v) / (hi - lo) * (H - T - B);
+  const label = (v, at) => svg.appendChild(el("svg:text", {x: L - 4, y: at + 3, "text-anchor": "end"}, number(v)));
+  const near = 14;
   for (let d = Math.ceil(lo); d <= Math.floor(hi); d++) {
     svg.appendChild(el("svg:line", {x1: L, x2: W - R, y1: y(d), y2: y(d), stroke: "#e4e4e4"}));
-    svg.appendChild(el("svg:text", {x: L - 4, y: y(d) + 3, "text-anchor": "end"}, "1e" + d));
+    if (y(d) - y(hi) > near && y(lo) - y(d) > near) label(Math.pow(10, d), y(d));
   }
-  svg.appendChild(el("svg:text", {x: L - 4, y: T + 9, "text-anchor": "end"}, points[0].loss.toPrecision(3)));
-  svg.appendChild(el("svg:text", {x: L - 4, y: H - B, "text-anchor": "end"},
-                     Math.pow(10, lo).toPrecision(3)));
+  label(Math.pow(10, hi), y(hi));
+  label(Math.pow(10, lo), y(lo));
   svg.appendChild(el("svg:text", {x: L, y: H - 8}, "iteration " + first));
   svg.appendChild(el("svg:text", {x: W - R, y: H - 8, "text-anchor": "end"}, "iteration " + last));
   const path = points.map((r, i) => `${x(r.iteration).toFixed(1)},${y(logs[i]).toFixed(1)}`).join(" ");
