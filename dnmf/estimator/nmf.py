@@ -54,6 +54,7 @@ from dnmf.estimator.parameters import (
 )
 from dnmf.exceptions import ClusterLostError, NotFittedError
 from dnmf.runtime import current as current_runtime
+from dnmf.runtime import dashboard
 from dnmf.runtime.client import active_client
 from dnmf.view import display
 from dnmf.view.progress import ProgressBar, chain_callbacks
@@ -346,7 +347,7 @@ class NMF:
             NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
         """
         self._validate_params()
-        with _iteration_log(self.verbose):
+        with _iteration_log(self.verbose), dashboard.publishing(self):
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
@@ -392,7 +393,7 @@ class NMF:
                 A, W0, H0, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime,
                 objective=objective, stream_input=matrix.streamed,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
-                callback=chain_callbacks(bar, self.callback),
+                callback=chain_callbacks(bar, dashboard.publisher(), self.callback),
                 progress=progress,
                 checkpoint=None if store is None else store.checkpointer(jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
