@@ -1,15 +1,15 @@
 """Warnings and errors of dnmf.
 
-scikit-learn is deliberately not imported: it would cost every worker process over 100 MB.
+scikit-learn is imported here only on demand: importing it costs a process about 125 MB, and every Dask worker of
+a fit imports ``dnmf`` (and so this module) when it unpickles its first task. :class:`ConvergenceWarning` is
+therefore looked up lazily (PEP 562): the first ``dnmf.exceptions.ConvergenceWarning`` (or
+``dnmf.ConvergenceWarning``) imports ``sklearn.exceptions`` and returns
+:class:`dnmf.estimator.sklearn.ConvergenceWarning`, a subclass of scikit-learn's, so that scikit-learn's warning
+filters catch dnmf's warning. Only the process that runs the fit loop (the client) emits it, so only the client
+imports scikit-learn; code that emits it must look it up at that moment, not at import.
 """
 
-from __future__ import annotations
-
 __all__ = ["ClusterLostError", "ConvergenceWarning", "NotFittedError"]
-
-
-class ConvergenceWarning(UserWarning):
-    """The solver stopped at ``max_iter`` before meeting ``tol`` (like scikit-learn's warning of the same name)."""
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -18,3 +18,15 @@ class NotFittedError(ValueError, AttributeError):
 
 class ClusterLostError(RuntimeError):
     """The connection to the Dask scheduler was lost during a fit; a checkpointed run can be resumed."""
+
+
+def __getattr__(name: str) -> type:
+    if name == "ConvergenceWarning":
+        from dnmf.estimator.sklearn import ConvergenceWarning
+
+        return ConvergenceWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -32,7 +32,7 @@ import numpy as np
 from dnmf.core import objectives
 from dnmf.core import products
 from dnmf.runtime.client import active_client
-from dnmf.exceptions import ConvergenceWarning
+from dnmf import exceptions
 from dnmf.runtime.phases import PhaseClock
 from dnmf.core.rules import UpdateRule
 from dnmf.runtime.workers import tune_workers
@@ -333,6 +333,6 @@ def run(
     if tol > 0 and not progress.converged and not stopped_by_callback:
         warnings.warn(
             f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
-            ConvergenceWarning, stacklevel=3,
+            exceptions.ConvergenceWarning, stacklevel=3,
         )
     return FitResult(W=state.W, H=state.H, progress=progress)

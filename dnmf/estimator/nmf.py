@@ -7,31 +7,24 @@ output; Dask and Zarr input give Dask output that stays on the cluster.
 
 from __future__ import annotations
 
-import html
-import inspect
 import logging
-import numbers
 import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import CancelledError
-from contextlib import contextmanager
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
-import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
-from dnmf.view import display
 from dnmf.core import engine
 from dnmf.core import initialization as initialization
 from dnmf.runtime.client import active_client, dashboard_link
 from dnmf.data.checkpoint import open_run
 from dnmf.core.engine import IterationRecord, Progress
-from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.exceptions import ClusterLostError
 from dnmf.data.matrix import (
     InputMatrix,
     MatrixStats,
@@ -43,51 +36,28 @@ from dnmf.data.matrix import (
     persist_input,
     zero_filled,
 )
-from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
+from dnmf.core.objectives import Frobenius, Objective
+from dnmf.core.products import beta_divergence, residual_norm_squared
 from dnmf.view.progress import ProgressBar, chain_callbacks
+from dnmf.view.verbose import iteration_log
 from dnmf.data.results import jsonable, save_result
-from dnmf.core.rules import canonical_solver, get_rule, solver_names
+from dnmf.core.rules import canonical_solver, get_rule
 from dnmf.data.store import open_matrix, read_labels
+from dnmf.estimator.inputs import check_X, custom_factors, objective_for
 from dnmf.estimator.parameters import (
-    BETA_LOSSES,
-    BETA_VALUES,
-    MASKED_SOLVERS,
-    PARAMETER_CONSTRAINTS,
     RESULT_PARAMETERS,
-    SUPPORTED_LOSSES,
     entropy_of,
-    is_real,
+    n_components_for,
+    penalties_for,
+    validate,
 )
+from dnmf.estimator.sklearn import Factorization
 
 __all__ = ["NMF"]
 
 logger = logging.getLogger("dnmf")
 
-@contextmanager
-def _iteration_log(verbose: int) -> Iterator[None]:
-    """With ``verbose >= 2``, log every iteration to stderr for the duration of a fit (unless logging is already
-    configured), then leave the logging configuration as it was."""
-    if verbose < 2:
-        yield
-        return
-    handler = None
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[dnmf] %(message)s"))
-        logger.addHandler(handler)
-    level = logger.level
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-        if handler is not None:
-            logger.removeHandler(handler)
-
-
-class NMF:
+class NMF(Factorization):
     """Non-negative Matrix Factorization on a Dask cluster, with scikit-learn's API.
 
     Finds non-negative ``W`` (m × k) and ``H`` (k × n) whose product approximates the non-negative matrix ``X``
@@ -205,81 +175,19 @@ class NMF:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
 
-    # -- scikit-learn's estimator protocol -------------------------------------------------------------------
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Parameters of this estimator, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> NMF:
-        """Set parameters, as scikit-learn's ``set_params``."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator NMF. Valid parameters are: {valid!r}.")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
-        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
-                   if not (value is defaults[name] or (isinstance(value, str) and value == defaults[name])
-                           or (is_real(value, -np.inf) and is_real(defaults[name], -np.inf)
-                               and value == defaults[name]))]
-        constructor = f"NMF({', '.join(changed)})"
-        if not hasattr(self, "components_"):
-            return constructor
-        return f"{constructor}\n  fitted: {display.text_summary(display.summary_of_model(self))}"
-
-    def _repr_html_(self) -> str:
-        """Jupyter's view: the fit's summary with its loss curve and the dashboard link, or the parameters before
-        fitting."""
-        if not hasattr(self, "components_"):
-            return f"<pre>{html.escape(repr(self))}</pre>"
-        return display.html_card(display.summary_of_model(self))
-
     # -- validation --------------------------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
-        for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
-            value = getattr(self, name)
-            if not accepts(value):
-                raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
-        solver = canonical_solver(self.solver)
-        loss = "frobenius" if self.beta_loss in (2, 2.0) else self.beta_loss
-        if not isinstance(loss, str):
-            loss = "any float"
-        if loss not in SUPPORTED_LOSSES[solver]:
-            combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
-            raise ValueError(
-                f"solver={self.solver!r} does not support beta_loss={self.beta_loss!r}. Supported: {combos}."
-            )
+        validate(self)
 
     def _n_components(self, n_features: int, W: Any, H: Any) -> int:
-        if self.n_components is None:
-            return n_features
-        if self.n_components == "auto":
-            if W is not None:
-                return int(np.shape(W)[1])
-            if H is not None:
-                return int(np.shape(H)[0])
-            return n_features
-        return int(self.n_components)
+        return n_components_for(self, n_features, W, H)
 
     def _penalties(self, shape: tuple[int, int]) -> engine.Penalties:
-        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
-        return engine.Penalties.from_alphas(shape, self.alpha_W, alpha_h, self.l1_ratio)
+        return penalties_for(self, shape)
 
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "components_"):
-            raise NotFittedError(
-                "This NMF instance is not fitted yet. Call 'fit' with appropriate arguments before using this "
-                "estimator."
-            )
+    def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
+        return objective_for(self, matrix, stats)
 
     def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
         """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, and its
@@ -294,29 +202,6 @@ class NMF:
         if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
             matrix = InputMatrix(matrix.array, matrix.kind)
         return matrix, stats, labels
-
-    def _beta(self) -> float:
-        return BETA_VALUES[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
-
-    def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
-        """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu)."""
-        beta = self._beta()
-        if matrix.masked and canonical_solver(self.solver) not in MASKED_SOLVERS:
-            raise ValueError(
-                f"solver={self.solver!r} does not handle missing values: use solver='mu', whose update weighs "
-                "each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing entries first."
-            )
-        if beta <= 0:
-            implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
-                              and stats.n_stored < stats.shape[0] * stats.shape[1])
-            if implicit_zeros or stats.min_stored <= 0:
-                where = (" Sparse X has implicit zeros: pass it dense with small positive values, or declare the "
-                         "unstored entries missing with mask=." if implicit_zeros else "")
-                raise ValueError("When beta_loss <= 0 and X contains zeros, the solver may diverge. Please add "
-                                 f"small values to X, or use a positive beta_loss.{where}")
-        if beta == 2 and not matrix.masked:
-            return Frobenius(stats.norm_squared)
-        return BetaDivergence(beta, masked=matrix.masked)
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
@@ -361,7 +246,8 @@ class NMF:
             NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
         """
         self._validate_params()
-        with _iteration_log(self.verbose):
+        X = check_X(self, X, reset=True, mask=mask)
+        with iteration_log(self.verbose):
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
@@ -465,24 +351,8 @@ class NMF:
         save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
                     overwrite=overwrite, storage_options=storage_options)
 
-    def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
-                      dtype: np.dtype) -> da.Array:
-        if np.shape(value) != shape:
-            raise ValueError(f"Array with wrong shape passed to NMF (input {name}). Expected {shape}, "
-                             f"but got {tuple(np.shape(value))}.")
-        factor = as_input_matrix(value, chunks=chunks).array
-        matrix_stats(factor, what=f"the data passed to NMF (input {name})")
-        if factor.dtype != dtype:
-            factor = factor.astype(dtype)
-        return factor
-
     def _custom_factors(self, A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
-        if W is None or H is None:
-            raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
-        m, n = A.shape
-        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype)
-        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype)
-        return dask.persist(W0, H0)
+        return custom_factors(A, k, W, H)
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.
@@ -500,6 +370,7 @@ class NMF:
         """
         self._check_is_fitted()
         self._validate_params()
+        X = check_X(self, X, reset=False, mask=mask)
         matrix, stats, _ = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
@@ -517,24 +388,3 @@ class NMF:
             penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
         return result.W if matrix.returns_dask else result.W.compute()
-
-    def inverse_transform(self, X: Any) -> Any:
-        """``X @ components_``: data back from its transformed form ``W``, every entry of it: with missing values,
-        this fills in the unobserved entries.
-
-        Parameters
-        ----------
-        X : ndarray or dask.array.Array of shape (n_samples, n_components)
-
-        Returns
-        -------
-        ndarray or dask.array.Array of shape (n_samples, n_features)
-        """
-        self._check_is_fitted()
-        if np.ndim(X) != 2 or np.shape(X)[1] != self.n_components_:
-            raise ValueError(f"inverse_transform expects an array of shape (n_samples, {self.n_components_}), "
-                             f"got shape {np.shape(X)}.")
-        if isinstance(X, da.Array):
-            H = da.from_array(self.components_, chunks=((self.n_components_,), self._fit_column_chunks))
-            return reconstruct(X.rechunk({1: -1}), H)
-        return np.asarray(X) @ self.components_

@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from dnmf.core import initialization
-from dnmf.core.rules import solver_names
+from dnmf.core.engine import Penalties
+from dnmf.core.rules import canonical_solver, solver_names
 
 __all__ = ["BETA_LOSSES", "BETA_VALUES", "MASKED_SOLVERS", "PARAMETER_CONSTRAINTS", "RESULT_PARAMETERS",
-           "SUPPORTED_LOSSES", "entropy_of", "is_int", "is_real"]
+           "SUPPORTED_LOSSES", "beta_of", "entropy_of", "is_int", "is_real", "n_components_for", "penalties_for",
+           "validate"]
 
 BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
 #: (solver, beta_loss) pairs this version implements.
@@ -75,3 +77,54 @@ def entropy_of(random_state: Any) -> int:
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(np.iinfo(np.int64).max))
     return int(random_state)
+
+
+def validate(model: Any) -> None:
+    """Check every parameter of ``model`` against :data:`PARAMETER_CONSTRAINTS`, and the solver against β.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, what it accepts and the value given; for a solver and β that do not go together,
+        scikit-learn's "Invalid beta_loss parameter" and the supported pairs.
+    """
+    for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
+        value = getattr(model, name)
+        if not accepts(value):
+            raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
+    solver = canonical_solver(model.solver)
+    loss = "frobenius" if model.beta_loss in (2, 2.0) else model.beta_loss
+    if not isinstance(loss, str):
+        loss = "any float"
+    if loss not in SUPPORTED_LOSSES[solver]:
+        combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
+        raise ValueError(
+            f"Invalid beta_loss parameter: solver {model.solver!r} does not handle beta_loss = "
+            f"{model.beta_loss!r}. Supported: {combos}."
+        )
+
+
+def n_components_for(model: Any, n_features: int, W: Any, H: Any) -> int:
+    """``k``: ``n_components``, or for ``None`` the number of features, or for ``'auto'`` the custom factors' rank
+    when given."""
+    if model.n_components is None:
+        return n_features
+    if model.n_components == "auto":
+        if W is not None:
+            return int(np.shape(W)[1])
+        if H is not None:
+            return int(np.shape(H)[0])
+        return n_features
+    return int(model.n_components)
+
+
+def penalties_for(model: Any, shape: tuple[int, int]) -> Penalties:
+    """The scaled L1 and L2 penalties of ``model``'s ``alpha_W``, ``alpha_H`` and ``l1_ratio`` for an input of
+    ``shape``."""
+    alpha_h = model.alpha_W if model.alpha_H == "same" else model.alpha_H
+    return Penalties.from_alphas(shape, model.alpha_W, alpha_h, model.l1_ratio)
+
+
+def beta_of(beta_loss: str | float) -> float:
+    """scikit-learn's β for a ``beta_loss``."""
+    return BETA_VALUES[beta_loss] if isinstance(beta_loss, str) else float(beta_loss)
