@@ -88,7 +88,7 @@ def check_X(estimator: Any, X: Any, *, reset: bool, mask: Any = None) -> Any:
     if not _in_memory(X):
         return X
     _check_form(X)
-    X = check_array(X, accept_sparse=True, dtype=[np.float64, np.float32], ensure_all_finite=False,
+    X = check_array(X, accept_sparse=("csr", "csc", "coo"), dtype=[np.float64, np.float32], ensure_all_finite=False,
                     input_name="X", estimator=estimator)
     if not reset:
         _check_n_features(estimator, X, reset=False)

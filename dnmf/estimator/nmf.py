@@ -3,6 +3,10 @@
 The estimator validates its parameters once, turns the input into a chunked Dask array, draws the initial factors,
 hands everything to :func:`dnmf.core.engine.run` and keeps the fitted attributes. NumPy and SciPy input give NumPy
 output; Dask and Zarr input give Dask output that stays on the cluster.
+
+Around it: :mod:`dnmf.estimator.inputs` checks what ``fit`` and ``transform`` are given (scikit-learn's checks and
+messages) and the custom factors; :mod:`dnmf.estimator.sklearn` holds the scikit-learn base classes and tags;
+:mod:`dnmf.estimator.parameters` the parameter table.
 """
 
 from __future__ import annotations
