@@ -5,10 +5,10 @@ that a Dask worker, which imports this package to unpickle its tasks, never impo
 """
 
 from dnmf.core.engine import IterationRecord
-from dnmf.exceptions import ClusterLostError, NotFittedError
 from dnmf.data.ingest import ingest
 from dnmf.data.results import Result, load_result
 from dnmf.data.store import StoreError, open_matrix, read_labels, save_matrix
+from dnmf.exceptions import ClusterLostError, NotFittedError
 
 __all__ = [
     "NMF",

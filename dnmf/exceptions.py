@@ -9,7 +9,7 @@ filters catch dnmf's warning. Only the process that runs the fit loop (the clien
 imports scikit-learn; code that emits it must look it up at that moment, not at import.
 """
 
-__all__ = ["ClusterLostError", "ConvergenceWarning", "NotFittedError"]
+__all__ = ["ClusterLostError", "ConvergenceWarning", "DivergenceError", "NotFittedError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -18,6 +18,10 @@ class NotFittedError(ValueError, AttributeError):
 
 class ClusterLostError(RuntimeError):
     """The connection to the Dask scheduler was lost during a fit; a checkpointed run can be resumed."""
+
+
+class DivergenceError(ValueError):
+    """The loss stopped being finite during a fit (overflowing data or penalties): nothing of the fit is kept."""
 
 
 def __getattr__(name: str) -> type:

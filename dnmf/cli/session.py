@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dnmf.runtime import cluster as clusters
 from dnmf.cli.options import UsageError
+from dnmf.runtime import cluster as clusters
 
 __all__ = ["cluster_config", "connected"]
 

@@ -34,8 +34,8 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from dnmf.runtime.client import n_workers, worker_memory
 from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
+from dnmf.runtime.client import n_workers, worker_memory
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "write_blocks"]

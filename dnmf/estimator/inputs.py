@@ -13,16 +13,17 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array
 
+from dnmf.core import products
 from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.core.rules import canonical_solver
+from dnmf.core.rules import rule_for
+from dnmf.core.seam import Runtime
 from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, matrix_stats
-from dnmf.estimator.parameters import MASKED_SOLVERS, beta_of
+from dnmf.estimator.parameters import BETA_VALUES
 
 __all__ = ["check_X", "custom_factors", "objective_for"]
 
@@ -110,7 +111,7 @@ def check_X(estimator: Any, X: Any, *, reset: bool, mask: Any = None) -> Any:
     return X
 
 
-def _check_factor(value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str) -> da.Array:
+def _check_factor(value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str, runtime: Runtime) -> Any:
     whom = f"NMF (input {name})"
     got = tuple(np.shape(value))
     if len(got) != 2:
@@ -122,7 +123,7 @@ def _check_factor(value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], n
                              "n_components, n_features for H).")
     if np.iscomplexobj(value):
         raise ValueError(f"Complex data not supported in {whom}: pass real, non-negative values.")
-    factor = as_input_matrix(value, chunks=chunks).array
+    factor = runtime.hold(as_input_matrix(value, chunks=chunks, runtime=runtime).array)
     stats = matrix_stats(factor, what=f"data passed to {whom}")
     if stats.sum == 0:
         raise ValueError(f"Array passed to {whom} is full of zeros. Pass a factor with positive entries, or use "
@@ -135,9 +136,9 @@ def _dtype_of(value: Any) -> np.dtype:
     return np.dtype(dtype) if dtype is not None else np.asarray(value).dtype
 
 
-def custom_factors(A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
-    """``init='custom'``: the given ``W`` and ``H``, checked as scikit-learn checks them, chunked like ``A`` and
-    persisted.
+def custom_factors(A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
+    """``init='custom'``: the given ``W`` and ``H``, checked as scikit-learn checks them, chunked like ``A``, held
+    by ``runtime`` and persisted.
 
     Raises
     ------
@@ -149,12 +150,12 @@ def custom_factors(A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Ar
     if W is None or H is None:
         raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
     m, n = A.shape
-    H0 = _check_factor(H, (k, n), ((k,), A.chunks[1]), "H")
-    W0 = _check_factor(W, (m, k), (A.chunks[0], (k,)), "W")
+    H0 = _check_factor(H, (k, n), ((k,), A.chunks[1]), "H", runtime)
+    W0 = _check_factor(W, (m, k), (A.chunks[0], (k,)), "W", runtime)
     if _dtype_of(H) != A.dtype or _dtype_of(W) != A.dtype:
         raise TypeError(f"H and W should have the same dtype as X. Got H.dtype = {_dtype_of(H)} and W.dtype = "
                         f"{_dtype_of(W)}, X.dtype = {A.dtype}. Pass H.astype(X.dtype) and W.astype(X.dtype).")
-    return dask.persist(W0, H0)
+    return products.persist(W0, H0)
 
 
 def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Objective:
@@ -163,14 +164,10 @@ def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Object
     Raises
     ------
     ValueError
-        For missing values with a solver that cannot weigh entries, and for β ≤ 0 on data with zeros.
+        For a loss or missing values the solver does not handle, and for β ≤ 0 on data with zeros.
     """
-    beta = beta_of(model.beta_loss)
-    if matrix.masked and canonical_solver(model.solver) not in MASKED_SOLVERS:
-        raise ValueError(
-            f"solver={model.solver!r} does not handle missing values: use solver='mu', whose update weighs "
-            "each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing entries first."
-        )
+    beta = BETA_VALUES[model.beta_loss] if isinstance(model.beta_loss, str) else float(model.beta_loss)
+    rule_for(model.solver, model.beta_loss, masked=matrix.masked)
     if beta <= 0:
         implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
                           and stats.n_stored < stats.shape[0] * stats.shape[1])

@@ -6,7 +6,8 @@ output; Dask and Zarr input give Dask output that stays on the cluster.
 
 Around it: :mod:`dnmf.estimator.inputs` checks what ``fit`` and ``transform`` are given (scikit-learn's checks and
 messages) and the custom factors; :mod:`dnmf.estimator.sklearn` holds the scikit-learn base classes and tags;
-:mod:`dnmf.estimator.parameters` the parameter table.
+:mod:`dnmf.estimator.fitted` the fitted attributes and result stores; :mod:`dnmf.estimator.parameters` the
+parameter table.
 """
 
 from __future__ import annotations
@@ -18,50 +19,53 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from distributed.comm.core import CommClosedError
 
-from dnmf.core import engine
+from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
-from dnmf.runtime.client import active_client, dashboard_link
-from dnmf.data.checkpoint import open_run
 from dnmf.core.engine import IterationRecord, Progress
-from dnmf.exceptions import ClusterLostError
+from dnmf.core.objectives import Frobenius, Objective
+from dnmf.core.products import beta_divergence, residual_norm_squared
+from dnmf.core.rules import canonical_solver, rule_for
+from dnmf.core.seam import Runtime
+from dnmf.data.checkpoint import open_run
+from dnmf.data.fingerprint import fingerprint
 from dnmf.data.matrix import (
     InputMatrix,
     MatrixStats,
     as_input_matrix,
-    fingerprint,
+    is_zarr_array,
     mask_input,
     matrix_stats,
     n_observed,
     persist_input,
     zero_filled,
 )
-from dnmf.core.objectives import Frobenius, Objective
-from dnmf.core.products import beta_divergence, residual_norm_squared
-from dnmf.view.progress import ProgressBar, chain_callbacks
-from dnmf.view.verbose import iteration_log
-from dnmf.data.results import jsonable, save_result
-from dnmf.core.rules import canonical_solver, get_rule
+from dnmf.data.results import jsonable
 from dnmf.data.store import open_matrix, read_labels
+from dnmf.estimator.fitted import FittedState
 from dnmf.estimator.inputs import check_X, custom_factors, objective_for
 from dnmf.estimator.parameters import (
     RESULT_PARAMETERS,
     entropy_of,
     n_components_for,
     penalties_for,
-    validate,
+    validate_parameters,
 )
 from dnmf.estimator.sklearn import Factorization
+from dnmf.exceptions import ClusterLostError
+from dnmf.runtime import current as current_runtime
+from dnmf.runtime.client import active_client
+from dnmf.view.progress import ProgressBar, chain_callbacks
+from dnmf.view.verbose import iteration_log
 
 __all__ = ["NMF"]
 
 logger = logging.getLogger("dnmf")
 
-class NMF(Factorization):
+class NMF(FittedState, Factorization):
     """Non-negative Matrix Factorization on a Dask cluster, with scikit-learn's API.
 
     Finds non-negative ``W`` (m × k) and ``H`` (k × n) whose product approximates the non-negative matrix ``X``
@@ -182,7 +186,7 @@ class NMF(Factorization):
     # -- validation --------------------------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
-        validate(self)
+        validate_parameters(self.get_params(deep=False))
 
     def _n_components(self, n_features: int, W: Any, H: Any) -> int:
         return n_components_for(self, n_features, W, H)
@@ -190,22 +194,25 @@ class NMF(Factorization):
     def _penalties(self, shape: tuple[int, int]) -> engine.Penalties:
         return penalties_for(self, shape)
 
-    def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
-        return objective_for(self, matrix, stats)
-
-    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
-        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, and its
-        labels if it came from a store. A mask that hides nothing is dropped, so the fit is the unmasked one."""
+    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any], Runtime]:
+        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, its
+        labels if it came from a store, and the runtime the fit runs on. A mask that hides nothing is dropped, so
+        the fit is the unmasked one."""
         labels: tuple[Any, Any] = (None, None)
         if isinstance(X, (str, os.PathLike)):
             labels = read_labels(X)
             X = open_matrix(X, chunks=self.chunks)
-        matrix = mask_input(as_input_matrix(X, chunks=self.chunks), mask, nan_is_missing=self.missing == "nan")
+        runtime = current_runtime(in_memory_input=not isinstance(X, da.Array) and not is_zarr_array(X))
+        matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
+                            nan_is_missing=self.missing == "nan")
         stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
-        matrix = persist_input(matrix, stats)
+        matrix = persist_input(matrix, stats, runtime)
         if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
             matrix = InputMatrix(matrix.array, matrix.kind)
-        return matrix, stats, labels
+        return matrix, stats, labels, runtime
+
+    def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
+        return objective_for(self, matrix, stats)
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
@@ -255,7 +262,7 @@ class NMF(Factorization):
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
-        matrix, stats, labels = self._as_input(X, mask)
+        matrix, stats, labels, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
@@ -268,29 +275,34 @@ class NMF(Factorization):
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        self._fingerprint = fingerprint(A, stats)
+        # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there
+        # it is made only where a checkpoint or a result store keeps it.
+        kept = self.checkpoint is not None or out is not None or runtime.name != "in-process"
+        input_fingerprint = fingerprint(A, stats) if kept else None
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
-               "init": method, "fingerprint": self._fingerprint}
+               "init": method, "fingerprint": input_fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
         if resumed is not None:
-            W0, H0, progress = resumed.W, resumed.H, Progress.from_json(resumed.state["progress"])
+            W0, H0 = runtime.adopt(resumed.W), runtime.adopt(resumed.H)
+            progress = Progress.from_json(resumed.state["progress"])
         elif method == "custom":
-            W0, H0, progress = *self._custom_factors(A, k, W, H), None
+            W0, H0, progress = *self._custom_factors(A, k, W, H, runtime), None
         else:
             W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
                                                mean=stats.mean)
             if matrix.masked:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
-                W0, H0 = dask.persist(W0 * scale, H0 * scale)
+                W0, H0 = products.persist(W0 * scale, H0 * scale)
             progress = None
-        link = dashboard_link()
+        link = runtime.dashboard_link
         if link:
             logger.info("Dask dashboard: %s", link)
         bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
                            description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
         try:
             result = engine.run(
-                A, W0, H0, rule=get_rule(solver), objective=objective, stream_input=matrix.streamed,
+                A, W0, H0, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime,
+                objective=objective, stream_input=matrix.streamed,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
                 callback=chain_callbacks(bar, self.callback),
                 progress=progress,
@@ -312,51 +324,24 @@ class NMF(Factorization):
         residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
                     beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
         if matrix.returns_dask:
-            W_out = result.W
-            self.components_, residual = dask.compute(result.H, residual)
+            W_out = runtime.to_dask(result.W)
+            self.components_, residual = runtime.compute(result.H, residual)
         else:
-            W_out, self.components_, residual = dask.compute(result.W, result.H, residual)
-        self.n_components_ = k
-        self.n_features_in_ = A.shape[1]
-        self.n_iter_ = result.n_iter
-        self.reconstruction_err_ = float(np.sqrt(max(float(residual), 0.0)))
-        self.loss_history_ = list(result.loss_history)
-        self.converged_ = result.converged
-        self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
-                         "tasks_per_iteration": list(result.progress.tasks_per_iteration),
-                         "checkpoint_seconds": list(result.progress.checkpoint_seconds),
-                         "phase_seconds": list(result.progress.phase_seconds)}
-        self._fit_column_chunks = A.chunks[1]
-        self._W = W_out
-        self._labels = labels
+            W_out, self.components_, residual = runtime.compute(result.W, result.H, residual)
+        self._set_fitted(W_out, A.chunks[1], labels, n_iter=result.n_iter,
+                         reconstruction_err=float(np.sqrt(max(float(residual), 0.0))),
+                         loss_history=list(result.loss_history), converged=result.converged,
+                         fingerprint=input_fingerprint,
+                         timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
+                                  "tasks_per_iteration": list(result.progress.tasks_per_iteration),
+                                  "checkpoint_seconds": list(result.progress.checkpoint_seconds),
+                                  "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name})
         if out is not None:
             self.save(out)
         return W_out
 
-    def save(self, url: Any, *, overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
-        """Write W, H, labels and the record of the fit to a result store (see :mod:`dnmf.data.results`).
-
-        Raises
-        ------
-        FileExistsError
-            If a store exists at ``url`` and ``overwrite`` is False.
-        """
-        self._check_is_fitted()
-        record = {
-            "params": self.get_params(),
-            "n_components": self.n_components_,
-            "n_iter": self.n_iter_,
-            "converged": self.converged_,
-            "reconstruction_err": self.reconstruction_err_,
-            "loss_history": self.loss_history_,
-            "timings": self.timings_,
-            "fingerprint": self._fingerprint,
-        }
-        save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
-                    overwrite=overwrite, storage_options=storage_options)
-
-    def _custom_factors(self, A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
-        return custom_factors(A, k, W, H)
+    def _custom_factors(self, A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
+        return custom_factors(A, k, W, H, runtime)
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.
@@ -375,20 +360,21 @@ class NMF(Factorization):
         self._check_is_fitted()
         self._validate_params()
         X = check_X(self, X, reset=False, mask=mask)
-        matrix, stats, _ = self._as_input(X, mask)
+        matrix, stats, _, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         if A.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
                              "as input.")
         k = self.n_components_
-        H = as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1])).array
+        H = runtime.hold(as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1]),
+                                         runtime=runtime).array)
         solver = canonical_solver(self.solver)
         mean = stats.sum / max(n_observed(matrix, stats), 1)
         start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
-        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
+        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype, like=A)
         result = engine.run(
-            A, W0, H, rule=get_rule(solver), objective=objective,
+            A, W0, H, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime, objective=objective,
             penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
-        return result.W if matrix.returns_dask else result.W.compute()
+        return runtime.to_dask(result.W) if matrix.returns_dask else runtime.compute(result.W)[0]

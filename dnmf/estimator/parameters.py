@@ -9,21 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from dnmf.core import initialization
-from dnmf.core.engine import Penalties
-from dnmf.core.rules import canonical_solver, solver_names
+from dnmf.core import initialization, rules
+from dnmf.core.records import Penalties
+from dnmf.core.rules import solver_names
 
-__all__ = ["BETA_LOSSES", "BETA_VALUES", "MASKED_SOLVERS", "PARAMETER_CONSTRAINTS", "RESULT_PARAMETERS",
-           "SUPPORTED_LOSSES", "beta_of", "entropy_of", "is_int", "is_real", "n_components_for", "penalties_for",
-           "validate"]
+__all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "PARAMETER_CONSTRAINTS", "PARAMETER_ROLES",
+           "RESULT_PARAMETERS", "parameters_with_role", "validate_parameters", "entropy_of", "is_int",
+           "is_real", "n_components_for", "penalties_for"]
 
-BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
-#: (solver, beta_loss) pairs this version implements.
-SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
-#: beta_loss names as scikit-learn's β.
-BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
-#: Solvers that handle missing values (an observation mask).
-MASKED_SOLVERS = ("mu",)
+#: beta_loss names, and as scikit-learn's β (from the solver registry, :data:`dnmf.core.rules.BETA_LOSSES`).
+BETA_VALUES = dict(rules.BETA_LOSSES)
+BETA_LOSSES = tuple(BETA_VALUES)
 
 
 def is_int(value: Any, low: int) -> bool:
@@ -63,9 +59,32 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint_seconds": (lambda v: v is None or is_real(v, 0.0), "None or a non-negative number of seconds"),
 }
 
-#: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
-RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "missing", "tol", "random_state", "alpha_W", "alpha_H",
-                     "l1_ratio")
+#: What each parameter that matters to a run's identity is part of: ``"factors"``, it changes the factors a fit
+#: produces (a checkpoint resumes only under equal values); ``"job"``, it decides which result a batch job
+#: produces (a finished result counts as the job's only under equal values).
+PARAMETER_ROLES: dict[str, tuple[str, ...]] = {
+    "n_components": ("factors", "job"),
+    "init": ("factors", "job"),
+    "solver": ("factors", "job"),
+    "beta_loss": ("factors", "job"),
+    "missing": ("factors", "job"),
+    "tol": ("factors", "job"),
+    "random_state": ("factors", "job"),
+    "alpha_W": ("factors", "job"),
+    "alpha_H": ("factors", "job"),
+    "l1_ratio": ("factors", "job"),
+    "max_iter": ("job",),
+    "chunks": ("job",),
+}
+
+
+def parameters_with_role(role: str) -> tuple[str, ...]:
+    """The parameters of :data:`PARAMETER_ROLES` that play ``role``, in table order."""
+    return tuple(name for name, roles in PARAMETER_ROLES.items() if role in roles)
+
+
+RESULT_PARAMETERS = parameters_with_role("factors")
+JOB_PARAMETERS = parameters_with_role("job")
 
 
 def entropy_of(random_state: Any) -> int:
@@ -79,29 +98,20 @@ def entropy_of(random_state: Any) -> int:
     return int(random_state)
 
 
-def validate(model: Any) -> None:
-    """Check every parameter of ``model`` against :data:`PARAMETER_CONSTRAINTS`, and the solver against β.
+def validate_parameters(params: dict[str, Any]) -> None:
+    """Check every parameter against :data:`PARAMETER_CONSTRAINTS`, and the solver against the loss, before any
+    pass over the data.
 
     Raises
     ------
     ValueError
-        Naming the parameter, what it accepts and the value given; for a solver and β that do not go together,
-        scikit-learn's "Invalid beta_loss parameter" and the supported pairs.
+        Naming the parameter, what it accepts and what it got.
     """
     for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
-        value = getattr(model, name)
+        value = params[name]
         if not accepts(value):
             raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
-    solver = canonical_solver(model.solver)
-    loss = "frobenius" if model.beta_loss in (2, 2.0) else model.beta_loss
-    if not isinstance(loss, str):
-        loss = "any float"
-    if loss not in SUPPORTED_LOSSES[solver]:
-        combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
-        raise ValueError(
-            f"Invalid beta_loss parameter: solver {model.solver!r} does not handle beta_loss = "
-            f"{model.beta_loss!r}. Supported: {combos}."
-        )
+    rules.rule_for(params["solver"], params["beta_loss"])
 
 
 def n_components_for(model: Any, n_features: int, W: Any, H: Any) -> int:
@@ -123,8 +133,3 @@ def penalties_for(model: Any, shape: tuple[int, int]) -> Penalties:
     ``shape``."""
     alpha_h = model.alpha_W if model.alpha_H == "same" else model.alpha_H
     return Penalties.from_alphas(shape, model.alpha_W, alpha_h, model.l1_ratio)
-
-
-def beta_of(beta_loss: str | float) -> float:
-    """scikit-learn's β for a ``beta_loss``."""
-    return BETA_VALUES[beta_loss] if isinstance(beta_loss, str) else float(beta_loss)

@@ -34,7 +34,7 @@ def summary_of_model(model: Any) -> FitSummary:
     """The summary of a fitted :class:`dnmf.NMF`."""
     return FitSummary(
         kind="NMF",
-        shape=(int(model._W.shape[0]), int(model.n_features_in_)),
+        shape=(int(model.n_samples_fit_), int(model.n_features_in_)),
         rank=int(model.n_components_),
         solver=str(model.solver),
         n_iter=int(model.n_iter_),

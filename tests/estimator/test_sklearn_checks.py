@@ -1,5 +1,5 @@
 """scikit-learn's generic estimator checks over ``dnmf.NMF``, configured as scikit-learn configures its own NMF in
-its test suite (``sklearn/utils/_test_common/instance_generator.py``: ``max_iter=500``, and ``n_components=1``
+its test suite (``sklearn/utils/_test_common/instance_generator.py``: ``max_iter=500``, a small ``n_components``, 1
 for ``check_dict_unchanged``), with dnmf's own tags, and the output checks scikit-learn's suite adds for its
 transformers."""
 
@@ -22,7 +22,8 @@ from dnmf import NMF
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-@parametrize_with_checks([NMF(max_iter=500)], expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS)
+@parametrize_with_checks([NMF(n_components=2, max_iter=500)],
+                         expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -36,7 +37,7 @@ def test_sklearn_estimator_checks(estimator, check):
 ], ids=lambda check: check.__name__)
 def test_sklearn_output_checks(check):
     """The checks scikit-learn's own test suite (``sklearn/tests/test_common.py``) adds for its transformers."""
-    check("NMF", NMF(max_iter=500))
+    check("NMF", NMF(n_components=2, max_iter=500))
 
 
 def test_sklearn_dict_unchanged_check():

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import pytest
 
 import dnmf
-from dnmf.view.display import format_loss, sparkline_svg
 from dnmf.datasets import make_low_rank
+from dnmf.view.display import format_loss, sparkline_svg
 
 
 class CardParser(HTMLParser):
