@@ -33,11 +33,13 @@ def _in_memory(X: Any) -> bool:
 
 
 def _check_form(X: Any) -> None:
-    """scikit-learn's refusals of complex, non-2-D and empty input, worded as ``check_array`` words them, with
-    dnmf's advice and without printing the array."""
+    """scikit-learn's refusals of complex, non-2-D and empty arrays, worded as ``check_array`` words them, with
+    dnmf's advice and without printing the array; other array-likes are left to ``check_array``."""
+    if not hasattr(X, "shape"):
+        return
     if hasattr(X, "dtype") and np.iscomplexobj(X):
         raise ValueError("Complex data not supported: NMF needs real, non-negative values. Pass np.abs(X) or X.real.")
-    shape = tuple(np.shape(X))
+    shape = tuple(X.shape)
     if len(shape) == 1:
         raise ValueError(f"Expected 2D array, got 1D array instead (shape {shape}). Reshape your data either using "
                          "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) if it "
