@@ -226,9 +226,9 @@ class NMF(FittedState, Factorization):
             Non-negative data, or the path or URL of a matrix store (see :func:`dnmf.open_matrix`).
         y : Ignored
         W : array-like of shape (n_samples, n_components), optional
-            Initial W when ``init='custom'``.
+            Initial W when ``init='custom'``, of X's dtype after conversion (float32 stays, the rest is float64).
         H : array-like of shape (n_components, n_features), optional
-            Initial H when ``init='custom'``.
+            Initial H when ``init='custom'``, of the same dtype; neither may be all zeros.
         out : str or path, optional
             Write the result store there as part of the fit (see :meth:`save`).
         resume : bool, default=False
