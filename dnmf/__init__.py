@@ -29,7 +29,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 #: Names imported on first use, and the module that defines each.
-_LAZY = {"NMF": "dnmf.estimator.nmf", "ConvergenceWarning": "dnmf.estimator.sklearn"}
+_LAZY = {"NMF": "dnmf.estimator.nmf", "ConvergenceWarning": "dnmf.exceptions"}
 
 
 def __getattr__(name: str) -> object:

@@ -23,6 +23,7 @@ def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool
     ``(m_i, 2k)``; for unmasked KL only the numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H).
     ``WH`` is formed at the stored positions of sparse blocks only (see :mod:`dnmf.core.divergence`).
     """
+    graph.count_pass()
     if is_blocks(A):
         return blocks.beta_aht(A, W, H, beta=float(beta), masked=masked)
     graph.check_rows_aligned(A, W)
@@ -43,6 +44,7 @@ def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool
     Block j is ``Σ_i [W_iᵀ(M ⊙ A ⊙ (WH)^(β−2)); W_iᵀ(M ⊙ (WH)^(β−1))]`` of shape ``(2k, n_j)``; for unmasked KL
     only the numerator, ``(k, n_j)`` (the denominator is :func:`sum_rows` of W).
     """
+    graph.count_pass()
     if is_blocks(A):
         return blocks.beta_wta(A, W, H, beta=float(beta), masked=masked)
     graph.check_rows_aligned(A, W)
@@ -62,6 +64,7 @@ def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, maske
     """``2·D_β(A | WH)`` as a float64 scalar, clipped at zero: its square root is scikit-learn's
     ``_beta_divergence(A, W, H, beta, square_root=True)``. With ``masked``, over the observed entries only (for
     β = 2, ``‖M ⊙ (A − WH)‖²``). One pass over A; sparse blocks cost O(nnz · k)."""
+    graph.count_pass()
     if is_blocks(A):
         return blocks.beta_divergence(A, W, H, beta=float(beta), masked=masked, name=name)
     graph.check_rows_aligned(A, W)

@@ -208,7 +208,8 @@ def run(
             if callback is not None or logger.isEnabledFor(logging.INFO):
                 W_now, H_now = state.W, state.H
                 record = IterationRecord(iteration, error, progress.seconds_per_iteration[-1],
-                                         lambda: (runtime.to_dask(W_now), runtime.to_dask(H_now)))
+                                         lambda: (runtime.to_dask(W_now), runtime.to_dask(H_now)),
+                                         progress.phase_seconds[-1])
                 logger.info(ITERATION_MESSAGE, iteration, error, record.seconds, extra={"dnmf_event": record.event()})
                 if callback is not None:
                     try:

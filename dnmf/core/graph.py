@@ -1,16 +1,41 @@
-"""The graph-building helpers the product modules share: tree sums of partial products and grid checks."""
+"""What the product modules share: tree sums of partial products, grid checks, and the count of passes over A."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import dask.array as da
 import numpy as np
 
 from dnmf.core import kernels
 
-__all__ = ["SPLIT_EVERY", "check_cols_aligned", "check_rows_aligned", "result_dtype", "tree_sum"]
+__all__ = ["SPLIT_EVERY", "check_cols_aligned", "check_rows_aligned", "count_pass", "counting_passes", "result_dtype",
+           "tree_sum"]
 
 #: Fan-in of the tree sums that combine partial products.
 SPLIT_EVERY = 8
+
+_passes: ContextVar[list[int] | None] = ContextVar("dnmf_passes_over_a", default=None)
+
+
+@contextmanager
+def counting_passes() -> Iterator[list[int]]:
+    """Count, while open, the products built that read every block of A (``[count]``, updated in place)."""
+    count = [0]
+    token = _passes.set(count)
+    try:
+        yield count
+    finally:
+        _passes.reset(token)
+
+
+def count_pass() -> None:
+    """One more pass over A, for :func:`counting_passes`."""
+    count = _passes.get()
+    if count is not None:
+        count[0] += 1
 
 
 def tree_sum(stack: da.Array, axis: int, name: str) -> da.Array:

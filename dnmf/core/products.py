@@ -106,6 +106,7 @@ def _ready(block: Any) -> bool:
 
 def wta(A: da.Array, W: da.Array) -> da.Array:
     """``WᵀA`` (k × n), column-aligned with A: block j is ``Σ_i W_iᵀ A_ij``."""
+    graph.count_pass()
     if is_blocks(A):
         return blocks.wta(A, W)
     graph.check_rows_aligned(A, W)
@@ -120,6 +121,7 @@ def wta(A: da.Array, W: da.Array) -> da.Array:
 
 def aht(A: da.Array, H: da.Array) -> da.Array:
     """``AHᵀ`` (m × k), row-aligned with A: block i is ``Σ_j A_ij H_jᵀ``."""
+    graph.count_pass()
     if is_blocks(A):
         return blocks.aht(A, H)
     graph.check_cols_aligned(A, H)
@@ -245,6 +247,7 @@ def residual_norm_squared(A: da.Array, W: da.Array, H: da.Array) -> da.Array:
     """``‖A − WH‖²`` accurate to float64 rounding, at one extra pass over A; never forms a dense ``WH`` for sparse
     blocks. The trace identity of :func:`frobenius_loss_squared` is free but loses accuracy in float32 once
     ``‖A − WH‖ / ‖A‖`` nears ``sqrt(eps)``; this is the exact figure for the end of a fit."""
+    graph.count_pass()
     if is_blocks(A):
         return blocks.residual_norm_squared(A, W, H)
     graph.check_rows_aligned(A, W)
@@ -297,6 +300,7 @@ def block_stats(A: da.Array) -> da.Array:
     non-finite values, which are counted separately (``n_nonfinite``, of which ``n_nan`` are NaN). ``n_stored`` is
     the number of stored values: the block's size if dense.
     """
+    graph.count_pass()
     if is_blocks(A):
         return blocks.block_stats(A)
     return da.blockwise(

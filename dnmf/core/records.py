@@ -28,12 +28,16 @@ class IterationRecord:
     W, H : dask.array.Array
         The factors after this iteration, persisted where the fit runs: ``record.H.compute()`` fetches H, and
         nothing moves unless asked for. Built on first access (``factors`` returns them).
+    phase_seconds : dict of str to float
+        Task seconds per phase of this iteration (see :mod:`dnmf.runtime.phases`), and ``"graph"``, the
+        client's seconds to build and submit it.
     """
 
     iteration: int
     loss: float
     seconds: float
     factors: Callable[[], tuple[Any, Any]] = field(repr=False, compare=False)
+    phase_seconds: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def W(self) -> Any:

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from dask.base import tokenize
 
-from dnmf.core import products
+from dnmf.core import graph, products
 from dnmf.core.blocks import Blocks, is_blocks
 from dnmf.core.grid import (
     STRIP_MEMORY_FRACTION,
@@ -373,4 +373,6 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> 
         return InputMatrix(array, matrix.kind, matrix.masked, streamed=matrix.returns_dask)
     if dense:
         array = array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
+    if matrix.returns_dask:
+        graph.count_pass()  # a lazy input is read from its source once more to be held
     return InputMatrix(runtime.hold(array), matrix.kind, matrix.masked)

@@ -26,6 +26,7 @@ from distributed.comm.core import CommClosedError
 from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
 from dnmf.core.engine import IterationRecord, Progress
+from dnmf.core.graph import counting_passes
 from dnmf.core.objectives import Frobenius, Objective
 from dnmf.core.products import beta_divergence, residual_norm_squared
 from dnmf.core.rules import canonical_solver, rule_for
@@ -57,6 +58,7 @@ from dnmf.estimator.parameters import (
 from dnmf.estimator.sklearn import Factorization
 from dnmf.exceptions import ClusterLostError
 from dnmf.runtime import current as current_runtime
+from dnmf.runtime import dashboard
 from dnmf.runtime.client import active_client
 from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.view.verbose import iteration_log
@@ -258,7 +260,7 @@ class NMF(FittedState, Factorization):
         """
         self._validate_params()
         X = check_X(self, X, reset=True, mask=mask)
-        with iteration_log(self.verbose):
+        with iteration_log(self.verbose), dashboard.publishing(self), counting_passes() as self._passes:
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
@@ -299,12 +301,13 @@ class NMF(FittedState, Factorization):
             logger.info("Dask dashboard: %s", link)
         bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
                            description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
+        passes_before_loop = self._passes[0]
         try:
             result = engine.run(
                 A, W0, H0, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime,
                 objective=objective, stream_input=matrix.streamed,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
-                callback=chain_callbacks(bar, self.callback),
+                callback=chain_callbacks(bar, dashboard.publisher(), self.callback),
                 progress=progress,
                 checkpoint=None if store is None else store.checkpointer(jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
@@ -321,6 +324,7 @@ class NMF(FittedState, Factorization):
             if bar is not None:
                 bar.close()
         self.resumed_from_ = None if resumed is None else resumed.iteration
+        passes_in_loop = self._passes[0] - passes_before_loop
         residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
                     beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
         if matrix.returns_dask:
@@ -335,7 +339,9 @@ class NMF(FittedState, Factorization):
                          timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
                                   "tasks_per_iteration": list(result.progress.tasks_per_iteration),
                                   "checkpoint_seconds": list(result.progress.checkpoint_seconds),
-                                  "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name})
+                                  "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name,
+                                  "passes_over_a": {"before_loop": passes_before_loop, "loop": passes_in_loop,
+                                                    "total": self._passes[0]}})
         if out is not None:
             self.save(out)
         return W_out

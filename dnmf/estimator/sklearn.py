@@ -1,7 +1,7 @@
-"""What ties :class:`dnmf.NMF` to scikit-learn: its base classes, tags and output names, and the warning class.
+"""What ties :class:`dnmf.NMF` to scikit-learn: its base classes, tags, output names and views.
 
-This is the one module of dnmf that imports scikit-learn at import time. Only the client process imports it (see
-:mod:`dnmf.exceptions`); Dask workers never do.
+This is the one module of dnmf that imports scikit-learn at import time (:mod:`dnmf.estimator.inputs` uses its
+input checks). Only the client process imports it (see :mod:`dnmf.exceptions`); Dask workers never do.
 """
 
 from __future__ import annotations
@@ -13,22 +13,13 @@ from typing import Any
 import dask.array as da
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
 
 from dnmf.core.products import reconstruct
 from dnmf.estimator.parameters import is_real
 from dnmf.exceptions import NotFittedError
 from dnmf.view import display
 
-__all__ = ["ConvergenceWarning", "Factorization"]
-
-
-class ConvergenceWarning(_SklearnConvergenceWarning):
-    """The solver stopped at ``max_iter`` before meeting ``tol``; a :class:`sklearn.exceptions.ConvergenceWarning`,
-    so that scikit-learn's warning filters catch it."""
-
-
-ConvergenceWarning.__module__ = "dnmf.exceptions"
+__all__ = ["Factorization"]
 
 
 class Factorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
