@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 
 from dnmf.core import initialization, rules
+from dnmf.core.records import Penalties
 from dnmf.core.rules import solver_names
 
 __all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "PARAMETER_CONSTRAINTS", "PARAMETER_ROLES",
            "RESULT_PARAMETERS", "parameters_with_role", "validate_parameters", "entropy_of", "is_int",
-           "is_real"]
+           "is_real", "n_components_for", "penalties_for"]
 
 #: beta_loss names, and as scikit-learn's β (from the solver registry, :data:`dnmf.core.rules.BETA_LOSSES`).
 BETA_VALUES = dict(rules.BETA_LOSSES)
@@ -112,3 +113,24 @@ def validate_parameters(params: dict[str, Any]) -> None:
         if not accepts(value):
             raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
     rules.rule_for(params["solver"], params["beta_loss"])
+
+
+def n_components_for(model: Any, n_features: int, W: Any, H: Any) -> int:
+    """``k``: ``n_components``, or for ``None`` the number of features, or for ``'auto'`` the custom factors' rank
+    when given."""
+    if model.n_components is None:
+        return n_features
+    if model.n_components == "auto":
+        if W is not None:
+            return int(np.shape(W)[1])
+        if H is not None:
+            return int(np.shape(H)[0])
+        return n_features
+    return int(model.n_components)
+
+
+def penalties_for(model: Any, shape: tuple[int, int]) -> Penalties:
+    """The scaled L1 and L2 penalties of ``model``'s ``alpha_W``, ``alpha_H`` and ``l1_ratio`` for an input of
+    ``shape``."""
+    alpha_h = model.alpha_W if model.alpha_H == "same" else model.alpha_H
+    return Penalties.from_alphas(shape, model.alpha_W, alpha_h, model.l1_ratio)
