@@ -207,7 +207,7 @@ class NMF(FittedState, Factorization):
         runtime = current_runtime(in_memory_input=not isinstance(X, da.Array) and not is_zarr_array(X))
         matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
                             nan_is_missing=self.missing == "nan")
-        stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
+        stats = matrix_stats(matrix.array, what="data passed to NMF (input X)", allow_nan=matrix.masked)
         matrix = persist_input(matrix, stats, runtime)
         if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
             matrix = InputMatrix(matrix.array, matrix.kind)
