@@ -39,16 +39,29 @@ from dnmf.core.seam import Runtime
 from dnmf import exceptions
 from dnmf.exceptions import DivergenceError
 
-__all__ = ["CONVERGENCE_CHECK_EVERY", "FitResult", "IterationRecord", "Penalties", "Progress", "run"]
+__all__ = ["CONVERGENCE_CHECK_EVERY", "EXACT_SHARE", "FitResult", "IterationRecord", "Penalties", "Progress", "resolution", "run"]
 
 logger = logging.getLogger("dnmf")
 
 #: The stopping test runs every this many iterations, as in scikit-learn's ``solver="mu"``.
 CONVERGENCE_CHECK_EVERY = 10
 
+#: At a convergence check, a loss whose rounding error (see :func:`resolution`) reaches this share of the decrease
+#: the test looks for (``tol`` times the initial error) is evaluated exactly instead, so that no stopping decision
+#: rests on rounding noise.
+EXACT_SHARE = 0.1
+
 #: The message logged after every iteration; its record carries the :meth:`IterationRecord.event` fields as
 #: ``dnmf_event``, which the CLI's JSON log writes out.
 ITERATION_MESSAGE = "iteration %d: loss %.6g (%.3f s)"
+
+
+def resolution(loss_squared: float, rounding: float) -> float:
+    """The rounding error of ``sqrt(loss_squared)`` when ``loss_squared`` is known to ``± rounding``: about
+    ``rounding / (2·loss)`` for a loss well above the noise, ``sqrt(rounding)`` at the noise floor."""
+    if rounding <= 0:
+        return 0.0
+    return rounding / (math.sqrt(max(loss_squared, 0.0)) + math.sqrt(rounding))
 
 
 @dataclass
@@ -70,9 +83,13 @@ class _Submitted:
 
     state: _State
     loss: Any
+    rounding: Any | None
     initial_loss: Any | None
     n_tasks: int
     graph_seconds: float
+
+    def scalars(self) -> list[Any]:
+        return [self.loss, *(x for x in (self.rounding, self.initial_loss) if x is not None)]
 
 
 def run(
@@ -168,7 +185,7 @@ def run(
             values, n_tasks = runtime.persist(step, priority=-iteration, persisted=(A, *state.collections()))
             after = _State(values["W"], values.get("H", state.H),
                            {name: values.get(name, value) for name, value in state.carried.items()})
-            return _Submitted(after, values["loss"], values.get("initial_loss"), n_tasks,
+            return _Submitted(after, values["loss"], values.get("loss_rounding"), values.get("initial_loss"), n_tasks,
                               time.perf_counter() - began)
 
         def checkpoint_due(iteration: int) -> bool:
@@ -190,18 +207,26 @@ def run(
                 state = current.state
                 if pipelined and iteration < max_iter and not checkpoint_due(iteration):
                     ahead = submit(state, iteration + 1, with_initial_loss=False)
-                losses = runtime.gather([current.loss] + ([current.initial_loss]
-                                                          if current.initial_loss is not None else []))
-            if not all(math.isfinite(loss) for loss in losses):
+                scalars = runtime.gather(current.scalars())
+            if not all(math.isfinite(value) for value in scalars):
                 raise DivergenceError(
-                    f"The loss is no longer finite after iteration {iteration} (got {losses[0]}): the factors "
+                    f"The loss is no longer finite after iteration {iteration} (got {scalars[0]}): the factors "
                     "overflowed. Scale the data down (e.g. divide X by its maximum), use float64 input, or lower "
                     "alpha_W/alpha_H; nothing of this fit was kept.")
-            error = math.sqrt(losses[0])
+            loss_squared = scalars[0]
+            rounding = scalars[1] if current.rounding is not None else 0.0
             if current.initial_loss is not None:
-                progress.error_at_init = progress.previous_error = math.sqrt(losses[1])
+                progress.error_at_init = progress.previous_error = math.sqrt(scalars[-1])
+            check = tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0
+            if rounding > 0 and (loss_squared <= rounding or (check and resolution(loss_squared, rounding)
+                                                              >= EXACT_SHARE * tol * progress.error_at_init)):
+                exact, _ = runtime.persist({"loss": objective.exact_loss(A, state.W, state.H)})
+                loss_squared, rounding = runtime.gather([exact["loss"]])[0], 0.0
+                progress.exact_losses += 1
+            error = math.sqrt(loss_squared)
             progress.iteration = iteration
             progress.loss_history.append(error)
+            progress.loss_resolution.append(resolution(loss_squared, rounding))
             progress.tasks_per_iteration.append(current.n_tasks)
             progress.seconds_per_iteration.append(time.perf_counter() - started)
             progress.phase_seconds.append({"graph": round(current.graph_seconds, 6), **clock.seconds})
@@ -209,14 +234,14 @@ def run(
                 W_now, H_now = state.W, state.H
                 record = IterationRecord(iteration, error, progress.seconds_per_iteration[-1],
                                          lambda: (runtime.to_dask(W_now), runtime.to_dask(H_now)),
-                                         progress.phase_seconds[-1])
+                                         progress.phase_seconds[-1], progress.loss_resolution[-1])
                 logger.info(ITERATION_MESSAGE, iteration, error, record.seconds, extra={"dnmf_event": record.event()})
                 if callback is not None:
                     try:
                         callback(record)
                     except StopIteration:
                         stopped_by_callback = True
-            if tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0:
+            if check:
                 decrease = progress.previous_error - error
                 if progress.error_at_init == 0 or decrease / progress.error_at_init < tol:
                     progress.converged = True

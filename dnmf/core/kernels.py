@@ -19,7 +19,7 @@ from dnmf.core import divergence
 from dnmf.core.divergence import sampled_product
 
 __all__ = ["ALIGNMENT", "STAT_FIELDS", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
-           "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block",
+           "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
            "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "matmul", "residual_block",
            "sampled_product", "sum_blocks", "sum_cols_block", "sum_rows_block", "wta_block"]
 
@@ -80,6 +80,20 @@ def inner_block(f: Any, g: Any) -> Any:
 def frobenius_loss_block(cross_inner: Any, gram_w: Any, gram_h: Any, norm_squared_a: float) -> Any:
     gram_term = np.sum(aligned(gram_w.astype(np.float64) * gram_h.astype(np.float64)))
     return np.asarray(max(norm_squared_a - 2.0 * float(cross_inner) + float(gram_term), 0.0))
+
+
+#: The rounding error of the trace identity is taken as this many units of roundoff of the products' dtype, times
+#: the size of its terms: the Grams and cross products are sums of products formed in that dtype, and
+#: ``‖A‖² − 2⟨WᵀA, H⟩ + ⟨WᵀW, HHᵀ⟩`` cancels them.
+ROUNDING_UNITS = 4.0
+
+
+def frobenius_rounding_block(cross_inner: Any, gram_w: Any, gram_h: Any, norm_squared_a: float) -> Any:
+    """An estimate of the rounding error of :func:`frobenius_loss_block`'s ``‖A − WH‖²``, from the dtype of the
+    factors and the sizes of the identity's terms (a float64 scalar)."""
+    eps = float(np.finfo(gram_w.dtype).eps)
+    gram_term = abs(float(np.sum(aligned(gram_w.astype(np.float64) * gram_h.astype(np.float64)))))
+    return np.asarray(ROUNDING_UNITS * eps * (norm_squared_a + 2.0 * abs(float(cross_inner)) + gram_term))
 
 
 def residual_block(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -42,11 +42,16 @@ class Objective(Protocol):
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         """Collections the first iteration needs besides W and H, built from them; the engine persists them."""
 
+    def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
+        """The loss of W and H (the square of what the engine reports) accurate to float64 rounding, at one pass
+        over A: what the engine evaluates where an iteration's ``"loss_rounding"`` says its loss is noise."""
+
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
         """The graph of one iteration: ``"W"``, ``"H"`` (if ``update_h``), ``"loss"`` (a squared error, a float64
-        scalar), ``"initial_loss"`` (the same at the incoming W and H, if asked) and new values of ``carried``.
+        scalar), optionally ``"loss_rounding"`` (an estimate of the rounding error of ``"loss"``; absent means
+        exact), ``"initial_loss"`` (the loss at the incoming W and H, if asked) and new values of ``carried``.
 
         Every pass over A after the first uses ``read_again(A, after=X)``, X being a one-chunk product the pass
         needs anyway: A itself when A is held in memory; when it streams from its store, a copy under keys of its
@@ -88,6 +93,10 @@ class Frobenius:
 
     norm_squared_a: float
 
+    def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
+        """``‖A − WH‖²`` from A's stored entries, accurate to float64 rounding, at one pass over A."""
+        return products.residual_norm_squared(A, W, H)
+
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         carried = {"gram_h": products.gram_cols(H)}
         if not update_h:
@@ -113,6 +122,7 @@ class Frobenius:
             gram_h = carried["gram_h"]
             cross_inner = products.inner(aht, W_new, name="dnmf-loss-inner")
         out["loss"] = products.frobenius_loss_squared(self.norm_squared_a, cross_inner, gram_w, gram_h)
+        out["loss_rounding"] = products.frobenius_rounding(self.norm_squared_a, cross_inner, gram_w, gram_h)
         if with_initial_loss:
             out["initial_loss"] = products.frobenius_loss_squared(
                 self.norm_squared_a, products.inner(aht, W, name="dnmf-loss-inner"),
@@ -182,6 +192,11 @@ class BetaDivergence:
 
     def _loss(self, A: Any, W: Any, H: Any) -> Any:
         return products.beta_divergence(A, W, H, beta=self.beta, masked=self.masked)
+
+    def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
+        """``2·D_β(A | WH)`` (over the observed entries if masked), entry by entry in float64: the same value as
+        every iteration's loss, which is exact already."""
+        return self._loss(A, W, H)
 
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: BetaRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,

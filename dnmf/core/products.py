@@ -41,6 +41,7 @@ __all__ = [
     "beta_wta",
     "block_stats",
     "frobenius_loss_squared",
+    "frobenius_rounding",
     "gram_cols",
     "gram_rows",
     "inner",
@@ -184,13 +185,24 @@ def frobenius_loss_squared(
     ``cross_inner`` is ``⟨WᵀA, H⟩`` (equivalently ``⟨AHᵀ, W⟩``) from :func:`inner`. The terms are combined in float64
     and the result is clipped at zero against rounding.
     """
+    return _of_trace_terms(kernels.frobenius_loss_block, norm_squared_a, cross_inner, gram_w, gram_h, "dnmf-loss")
+
+
+def frobenius_rounding(norm_squared_a: float, cross_inner: Any, gram_w: Any, gram_h: Any) -> Any:
+    """An estimate of the rounding error of :func:`frobenius_loss_squared` (see
+    :func:`dnmf.core.kernels.frobenius_rounding_block`), a float64 scalar: below it, the trace identity's value is
+    noise."""
+    return _of_trace_terms(kernels.frobenius_rounding_block, norm_squared_a, cross_inner, gram_w, gram_h,
+                           "dnmf-loss-rounding")
+
+
+def _of_trace_terms(kernel: Callable[..., Any], norm_squared_a: float, cross_inner: Any, gram_w: Any, gram_h: Any,
+                    name: str) -> Any:
     if not isinstance(cross_inner, da.Array):
-        return kernels.frobenius_loss_block(cross_inner, gram_w, gram_h, float(norm_squared_a))
-    return da.blockwise(
-        kernels.frobenius_loss_block, "", cross_inner, "", gram_w, "ab", gram_h, "ab",
-        norm_squared_a=float(norm_squared_a), dtype=np.float64, token="dnmf-loss", concatenate=True,
-        meta=np.empty((), dtype=np.float64),
-    )
+        return kernel(cross_inner, gram_w, gram_h, float(norm_squared_a))
+    return da.blockwise(kernel, "", cross_inner, "", gram_w, "ab", gram_h, "ab",
+                        norm_squared_a=float(norm_squared_a), dtype=np.float64, token=name, concatenate=True,
+                        meta=np.empty((), dtype=np.float64))
 
 
 

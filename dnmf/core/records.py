@@ -31,6 +31,9 @@ class IterationRecord:
     phase_seconds : dict of str to float
         Task seconds per phase of this iteration (see :mod:`dnmf.runtime.phases`), and ``"graph"``, the
         client's seconds to build and submit it.
+    loss_resolution : float
+        An estimate of the rounding error of ``loss``: 0 where the loss was evaluated exactly; a loss not above it
+        is noise (see :func:`dnmf.core.engine.resolution`).
     """
 
     iteration: int
@@ -38,6 +41,7 @@ class IterationRecord:
     seconds: float
     factors: Callable[[], tuple[Any, Any]] = field(repr=False, compare=False)
     phase_seconds: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    loss_resolution: float = 0.0
 
     @property
     def W(self) -> Any:
@@ -49,7 +53,8 @@ class IterationRecord:
 
     def event(self) -> dict[str, Any]:
         """The record as the JSON fields of the per-iteration log event (``iteration``, ``loss``, ``seconds``)."""
-        return {"iteration": self.iteration, "loss": self.loss, "seconds": round(self.seconds, 6)}
+        return {"iteration": self.iteration, "loss": self.loss, "loss_resolution": self.loss_resolution,
+                "seconds": round(self.seconds, 6)}
 
 
 Callback = Callable[[IterationRecord], Any]
@@ -85,6 +90,11 @@ class Progress:
     error_at_init: float = math.nan
     previous_error: float = math.nan
     loss_history: list[float] = field(default_factory=list)
+    #: Per iteration, the rounding error of its entry of ``loss_history`` (0 where it was evaluated exactly);
+    #: NaN for iterations of a run checkpointed by a release that did not record it.
+    loss_resolution: list[float] = field(default_factory=list)
+    #: Losses evaluated exactly because the trace identity's were within their rounding error.
+    exact_losses: int = 0
     seconds_per_iteration: list[float] = field(default_factory=list)
     tasks_per_iteration: list[int] = field(default_factory=list)
     checkpoint_seconds: list[float] = field(default_factory=list)
@@ -98,7 +108,10 @@ class Progress:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        progress = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        missing = len(progress.loss_history) - len(progress.loss_resolution)
+        progress.loss_resolution = [*progress.loss_resolution, *[math.nan] * max(missing, 0)]
+        return progress
 
 
 #: ``checkpoint(W, H, progress)``: persist the state after an iteration. It may return equal factors to continue

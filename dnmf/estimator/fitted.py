@@ -21,7 +21,7 @@ class FittedState:
 
     def _set_fitted(self, W: Any, column_chunks: tuple[int, ...], labels: tuple[Any, Any], *, n_iter: int,
                     reconstruction_err: float, loss_history: list[float], converged: bool,
-                    fingerprint: dict[str, Any], timings: dict[str, Any]) -> None:
+                    loss_resolution: list[float], fingerprint: dict[str, Any], timings: dict[str, Any]) -> None:
         """Every fitted attribute, in one place: after a fit, or from a result store (:meth:`from_result`)."""
         self.n_components_ = int(self.components_.shape[0])
         self.n_features_in_ = int(self.components_.shape[1])
@@ -29,6 +29,7 @@ class FittedState:
         self.n_iter_ = int(n_iter)
         self.reconstruction_err_ = float(reconstruction_err)
         self.loss_history_ = [float(loss) for loss in loss_history]
+        self.loss_resolution_ = [float(value) for value in loss_resolution]
         self.converged_ = bool(converged)
         self.fingerprint_ = fingerprint
         self.timings_ = timings
@@ -67,6 +68,7 @@ class FittedState:
                           n_iter=info.get("n_iter", len(history)),
                           reconstruction_err=info.get("reconstruction_err", history[-1] if history else float("nan")),
                           loss_history=history, converged=info.get("converged", False),
+                          loss_resolution=info.get("loss_resolution", [float("nan")] * len(history)),
                           fingerprint=info.get("fingerprint", {}), timings=info.get("timings", {}))
         return model
 
@@ -86,6 +88,7 @@ class FittedState:
             "converged": self.converged_,
             "reconstruction_err": self.reconstruction_err_,
             "loss_history": self.loss_history_,
+            "loss_resolution": self.loss_resolution_,
             "timings": self.timings_,
             "fingerprint": self.fingerprint_,
         }

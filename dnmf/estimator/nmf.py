@@ -27,8 +27,7 @@ from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
 from dnmf.core.engine import IterationRecord, Progress
 from dnmf.core.graph import counting_passes
-from dnmf.core.objectives import Frobenius, Objective
-from dnmf.core.products import beta_divergence, residual_norm_squared
+from dnmf.core.objectives import Objective
 from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.core.seam import Runtime
 from dnmf.data.checkpoint import open_run
@@ -134,9 +133,14 @@ class NMF(FittedState, Factorization):
     n_iter_ : int
     n_features_in_ : int
     loss_history_ : list of float
-        ``‖X − WH‖_F`` after every iteration, by the trace identity (no extra pass over X). In float32 it is
-        accurate to about ``sqrt(eps) · ‖X‖``. For other β or with missing values, the same measure as
+        ``‖X − WH‖_F`` after every iteration, by the trace identity (no extra pass over X), or exactly (from X's
+        stored entries, in float64) where the trace identity's value was within its rounding error or a
+        convergence check needed it. For other β or with missing values, the same measure as
         ``reconstruction_err_``, from one more pass over X per iteration.
+    loss_resolution_ : list of float
+        For every entry of ``loss_history_``, an estimate of its rounding error: 0 where it was evaluated exactly.
+        In float32 the trace identity resolves about ``sqrt(eps) · ‖X‖``; a value no larger than its resolution
+        is noise, and is then evaluated exactly instead.
     converged_ : bool
         Whether ``tol`` was met before ``max_iter``.
     timings_ : dict
@@ -325,8 +329,7 @@ class NMF(FittedState, Factorization):
                 bar.close()
         self.resumed_from_ = None if resumed is None else resumed.iteration
         passes_in_loop = self._passes[0] - passes_before_loop
-        residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
-                    beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
+        residual = objective.exact_loss(A, result.W, result.H)
         if matrix.returns_dask:
             W_out = runtime.to_dask(result.W)
             self.components_, residual = runtime.compute(result.H, residual)
@@ -335,13 +338,14 @@ class NMF(FittedState, Factorization):
         self._set_fitted(W_out, A.chunks[1], labels, n_iter=result.n_iter,
                          reconstruction_err=float(np.sqrt(max(float(residual), 0.0))),
                          loss_history=list(result.loss_history), converged=result.converged,
-                         fingerprint=input_fingerprint,
+                         loss_resolution=list(result.progress.loss_resolution), fingerprint=input_fingerprint,
                          timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
                                   "tasks_per_iteration": list(result.progress.tasks_per_iteration),
                                   "checkpoint_seconds": list(result.progress.checkpoint_seconds),
                                   "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name,
                                   "passes_over_a": {"before_loop": passes_before_loop, "loop": passes_in_loop,
-                                                    "total": self._passes[0]}})
+                                                    "total": self._passes[0]},
+                                  "exact_losses": result.progress.exact_losses})
         if out is not None:
             self.save(out)
         return W_out
