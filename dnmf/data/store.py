@@ -36,11 +36,14 @@ from dask.highlevelgraph import HighLevelGraph
 
 from dnmf.runtime.client import n_workers, worker_memory
 from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
+from dnmf.data.safety import NotOwnStoreError, replaceable_store
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "write_blocks"]
 
 SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
+#: The ``dnmf`` attribute of a matrix store's root: what marks it as written by dnmf (see :mod:`dnmf.data.safety`).
+MATRIX_FORMAT = {"kind": "matrix", "version": 1}
 #: Elements per Zarr chunk of the 1-D ``data``/``indices``/``indptr`` arrays of a sparse store.
 SPARSE_ARRAY_CHUNK = 1 << 20
 
@@ -90,8 +93,12 @@ class Location:
         return {"storage_options": self.storage_options} if not self.is_local and self.storage_options else {}
 
     def remove(self) -> None:
+        """Delete what is here; a symbolic link is removed itself, never what it points to."""
         if self.is_local:
-            shutil.rmtree(self.url, ignore_errors=True)
+            if os.path.islink(self.url) or os.path.isfile(self.url):
+                os.unlink(self.url)
+            else:
+                shutil.rmtree(self.url, ignore_errors=True)
         else:
             fs, path = self._fs
             if fs.exists(path):
@@ -406,7 +413,7 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
     array = as_input_matrix(A, chunks=chunks).array
     row_labels, col_labels = _check_labels(labels, array.shape)
     with staged_group(url, storage_options, overwrite) as root:
-        root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0", "dnmf": MATRIX_FORMAT})
         sparse = sp.issparse(getattr(array, "_meta", None))
         dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
         for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
@@ -419,17 +426,31 @@ def staged_group(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
     """A new Zarr group written under a temporary sibling name and moved to ``url`` only once the block exits
     without error; on error the staging copy is removed and whatever was at ``url`` is untouched.
 
+    With ``overwrite``, only a store dnmf wrote (its metadata says so, and it holds nothing else) is replaced.
+    A local staging folder gets no group or other write permission, whatever the umask.
+
     Raises
     ------
     FileExistsError
         If a store exists at ``url`` and ``overwrite`` is False.
+    dnmf.data.safety.NotOwnStoreError
+        If something that is not a dnmf store is at ``url``: a folder holding other files, a file, another
+        program's Zarr store. It is left untouched.
     """
     location = Location.parse(url, storage_options)
-    if location.exists() and not overwrite:
-        raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
+    if location.exists():
+        if not overwrite:
+            raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
+        reason = replaceable_store(location)
+        if reason is not None:
+            raise NotOwnStoreError(f"Refusing to replace {location.url!r}: {reason}. dnmf only ever replaces a "
+                                   "store it wrote itself; move it away or choose another path.")
     staging = location.sibling(f".{location.url.rpartition('/')[2]}.dnmf-tmp-{uuid.uuid4().hex[:12]}")
     try:
-        yield zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
+        root = zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
+        if staging.is_local:
+            os.chmod(staging.url, os.stat(staging.url).st_mode & 0o755)
+        yield root
         location.replace_with(staging)
     except BaseException:
         staging.remove()
