@@ -63,7 +63,12 @@ def output_lock(out: str, command: str = "fit") -> Iterator[None]:
     path = lock_path(out)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise UsageError(f"Cannot take the lock of {out!r}: the lock file {path!r} cannot be opened "
+                             f"({error.strerror}); if it is a link or someone else's file, remove it, or choose "
+                             "another --out.") from error
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

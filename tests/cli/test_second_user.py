@@ -9,12 +9,17 @@ the attacker could get in if the door were open).
 from __future__ import annotations
 
 import json
+import os
 import select
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
-from cli_helpers import start_dnmf
+from cli_helpers import run_dnmf, start_dnmf
 from second_user import remove, second_user_python
 
 pytestmark = pytest.mark.cluster
@@ -134,3 +139,43 @@ def test_another_user_cannot_run_code_in_the_fit_cluster(tmp_path, counts_store,
     assert not [r for r in results if r["ran"]], results
     assert not marker.exists()
     assert address.startswith("tls://127.0.0.1:")
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder every user may create entries in (sticky, like /tmp), outside root's private pytest folders."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        reason = "needs root and runuser to act as user nobody"
+        print(f"SKIPPED second-user test: {reason}")
+        pytest.skip(reason)
+    folder = Path(tempfile.mkdtemp(prefix="dnmf-shared-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_nobody(*command: str) -> None:
+    subprocess.run(["runuser", "-u", "nobody", "--", *command], check=True, timeout=60)
+
+
+def test_a_checkpoint_folder_planted_by_another_user_is_refused(shared_folder, counts_store, scheduler):
+    planted = shared_folder / "r.zarr.checkpoint"
+    as_nobody("mkdir", "-m", "0755", str(planted))
+    done = run_dnmf("fit", counts_store, "--rank", "2", "--max-iter", "3", "--out", shared_folder / "r.zarr",
+                    "--scheduler", scheduler, timeout=180)
+    assert done.returncode == 2, done.stderr
+    assert "belongs to user 'nobody'" in done.stderr and "Traceback" not in done.stderr
+    assert planted.stat().st_uid == 65534 and list(planted.iterdir()) == []
+    assert not (shared_folder / "r.zarr").exists()
+
+
+def test_a_result_store_planted_by_another_user_is_not_taken_as_done(shared_folder, counts_store, scheduler):
+    planted = shared_folder / "r.zarr"
+    as_nobody("mkdir", "-m", "0755", str(planted))
+    as_nobody("sh", "-c", f"echo '{{\"zarr_format\": 3, \"node_type\": \"group\", \"attributes\": "
+              f"{{\"dnmf\": {{\"kind\": \"result\", \"version\": 1}}}}}}' > {planted}/zarr.json")
+    done = run_dnmf("fit", counts_store, "--rank", "2", "--max-iter", "3", "--out", planted, "--scheduler",
+                    scheduler, "--force", timeout=180)
+    assert done.returncode == 2, done.stderr
+    assert "result store" in done.stderr and "belongs to user 'nobody'" in done.stderr
+    assert sorted(p.name for p in planted.iterdir()) == ["zarr.json"] and planted.stat().st_uid == 65534
