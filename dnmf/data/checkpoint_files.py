@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 
 from dnmf.data.safety import NotOwnStoreError, check_private
-from dnmf.data.store import Location
+from dnmf.data.location import Location
 
 __all__ = ["HASH", "MARKER", "CheckpointFolder", "block_hashes", "check_version_tree", "hash_list"]
 
