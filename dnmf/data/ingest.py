@@ -34,8 +34,8 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.runtime.client import n_workers, worker_memory
 from dnmf.data.matrix import Chunks, default_grid, even_chunks
+from dnmf.runtime.client import n_workers, worker_memory
 
 __all__ = ["FORMATS", "READ_BLOCKSIZE", "ingest"]
 

@@ -33,10 +33,10 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from dnmf.runtime.client import n_workers, worker_memory
 from dnmf.data.location import Location
 from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
 from dnmf.data.safety import NotOwnStoreError, replaceable_store
+from dnmf.runtime.client import n_workers, worker_memory
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "write_blocks"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,6 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
-
-import importlib
 
 ingest_module = importlib.import_module("dnmf.data.ingest")  # the package exports the function under the same name
 from dnmf.data.ingest import FORMATS, ingest
