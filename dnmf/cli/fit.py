@@ -4,6 +4,10 @@
 * A rerun after success finds the result, checks it was made from the same parameters and input, and does
   nothing; ``--force`` recomputes it and swaps it in only once complete.
 * A result made from other parameters or another input is never overwritten without ``--force``.
+* Only what dnmf wrote is ever replaced or deleted: ``--force`` replaces a dnmf result store and deletes a
+  checkpoint's own files, never a folder holding other files; ``INPUT``, ``--out`` and ``--checkpoint`` must be
+  three separate places. A result or checkpoint folder of another user, or that others may write to, is refused.
+* One fit per ``--out`` at a time: a second one exits 2 naming the job that holds the lock.
 """
 
 from __future__ import annotations
@@ -79,12 +83,31 @@ def _check_input(url: str) -> None:
         open_matrix(url)
 
 
+def _check_paths(values: dict[str, Any]) -> None:
+    """Refuse an ``--out`` or ``--checkpoint`` that is the input, holds it or lies inside it, and a checkpoint
+    that is the result or lies inside it (or holds it)."""
+    from dnmf.data.safety import overlapping
+
+    pairs = [("--out", values["out"], "INPUT", values["input"])]
+    if values["checkpoint"]:
+        pairs += [("--checkpoint", values["checkpoint"], "INPUT", values["input"]),
+                  ("--checkpoint", values["checkpoint"], "--out", values["out"])]
+    for name, path, other_name, other in pairs:
+        if overlapping(path, other):
+            raise UsageError(f"{name} {path!r} and {other_name} {other!r} are the same place or one lies inside the "
+                             f"other; a fit writes (and may later delete) {name}. Choose a separate {name}.")
+
+
 def _previous_result(out: str) -> Any:
     from dnmf import load_result
+    from dnmf.data.safety import check_private
     from dnmf.data.store import Location, StoreError
 
-    if not Location.parse(out, None).exists():
+    location = Location.parse(out, None)
+    if not location.exists():
         return None
+    if location.is_local:
+        check_private(location.url, "result store")
     try:
         return load_result(out)
     except StoreError as error:
@@ -146,7 +169,7 @@ def _exit_code(values: dict[str, Any], converged: bool) -> int:
 
 def run_fit(values: dict[str, Any]) -> Outcome:
     """Run ``dnmf fit`` with resolved option ``values`` (see :data:`dnmf.cli.options.FIT_OPTIONS`)."""
-    from dnmf.data.checkpoint import CheckpointError, CheckpointStore
+    from dnmf.cli.lock import output_lock
 
     started = time.perf_counter()
     for name in ("input", "out"):
@@ -157,6 +180,14 @@ def run_fit(values: dict[str, Any]) -> Outcome:
         values["checkpoint"] = None
     elif not values["checkpoint"]:
         values["checkpoint"] = default_checkpoint(values["out"])
+    _check_paths(values)
+    with output_lock(values["out"]):
+        return _locked_fit(values, started)
+
+
+def _locked_fit(values: dict[str, Any], started: float) -> Outcome:
+    from dnmf.data.checkpoint import CheckpointError, CheckpointStore
+
     model = _model(values)
     config = cluster_config(values)
     _check_input(values["input"])
@@ -171,9 +202,11 @@ def run_fit(values: dict[str, Any]) -> Outcome:
                     "recompute it).", values["out"])
         summary = _summary(values, "already-done", previous.info, started)
         return Outcome(_exit_code(values, bool(previous.info.get("converged"))), summary)
+    if values["checkpoint"]:
+        CheckpointStore(values["checkpoint"]).check()
     if values["force"] and values["checkpoint"] and CheckpointStore(values["checkpoint"]).exists():
         logger.info("--force: discarding the checkpoint at %s", values["checkpoint"])
-        CheckpointStore(values["checkpoint"]).location.remove()
+        CheckpointStore(values["checkpoint"]).discard()
     cluster: dict[str, Any] = {}
     with connected(config, values["connect_timeout"], cluster):
         connected_at = time.perf_counter()
@@ -187,7 +220,7 @@ def run_fit(values: dict[str, Any]) -> Outcome:
     logger.info("Wrote %s: %d iterations, converged=%s, loss %.6g", values["out"], model.n_iter_, model.converged_,
                 model.loss_history_[-1] if model.loss_history_ else math.nan)
     if values["checkpoint"] == default_checkpoint(values["out"]):
-        CheckpointStore(values["checkpoint"]).location.remove()
+        CheckpointStore(values["checkpoint"]).discard()
     resumed_from = model.resumed_from_
     record = {"n_components": model.n_components_, "n_iter": model.n_iter_, "converged": model.converged_,
               "loss_history": model.loss_history_, "reconstruction_err": model.reconstruction_err_,

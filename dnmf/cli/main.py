@@ -60,16 +60,15 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
     import scipy.sparse.linalg
-    from distributed import Client, LocalCluster
-
     from dnmf import NMF, IterationRecord
     from dnmf.datasets import make_sparse_low_rank
+    from dnmf.runtime import cluster
 
     A, _, _ = make_sparse_low_rank(args.rows, args.cols, args.rank, column_density=args.density,
                                    random_state=args.seed, dtype=np.float32)
     print(f"Synthetic sparse matrix: {A.shape[0]:,} × {A.shape[1]:,}, {A.nnz:,} non-zeros, planted rank {args.rank}")
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+    config = cluster.local_config(n_workers=args.workers, dashboard_address="127.0.0.1:0")
+    with cluster.connect(config) as client:
         print(f"LocalCluster: {args.workers} worker processes. Dashboard: {client.dashboard_link}")
         started = time.perf_counter()
 
@@ -376,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as error:
+    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError,
+            ImportError) as error:
         print(f"dnmf {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -22,11 +22,16 @@ logger = logging.getLogger("dnmf")
 def run_transform(values: dict[str, Any]) -> Outcome:
     """Run ``dnmf transform`` with resolved option ``values``."""
     from dnmf import NMF, load_result, open_matrix, read_labels, save_matrix
+    from dnmf.data.safety import overlapping
     from dnmf.data.store import Location
 
     started = time.perf_counter()
     if "://" not in values["result"]:
         values["result"] = os.path.abspath(values["result"])
+    for name in ("input", "result"):
+        if values.get("out") and overlapping(values["out"], values[name]):
+            raise UsageError(f"--out {values['out']!r} and {name.upper()} {values[name]!r} are the same place or "
+                             "one lies inside the other; choose a separate --out.")
     result = load_result(values["result"])
     if Location.parse(values["out"], None).exists() and not values["overwrite"]:
         raise UsageError(f"A store already exists at {values['out']!r}; pass --overwrite to replace it.")

@@ -2,7 +2,8 @@
 
 Layout::
 
-    checkpoint/
+    checkpoint/               mode 0700 when dnmf creates it
+      dnmf-checkpoint.json    the marker: {"kind": "checkpoint", "format": 1, "created_folder": true}
       manifest.json           {"format": 1, "versions": ["v00000012", "v00000011"]}, newest first
       v00000012/              a Zarr v3 group: arrays W and H, attributes {"state": {...}}
       v00000011/
@@ -12,6 +13,13 @@ workers, block by block; the state (JSON, never pickle) carries checksums of bot
 manifest replaced (write to a temporary file and rename, or one object put on an object store). Versions beyond
 the last :data:`KEEP` are deleted after the manifest moved. On load, versions are tried newest first; one whose
 arrays are missing, truncated or do not match their checksums is skipped with a warning.
+
+Trust (see :mod:`dnmf.data.safety`): a local checkpoint folder is used only if it belongs to the current user and
+no one else may write to it, and only if dnmf made it (its marker, or a layout of nothing but dnmf's files, as
+checkpoints of dnmf 0.1.0 have) or it is empty. Each block of W and H carries a BLAKE2b hash of its bytes
+(``state["hashes"]``); checkpoints of dnmf 0.1.0, which have per-block sums only, are still read. A version
+folder that is a symbolic link, or holds one, is skipped as damaged and never written through. :meth:`discard`
+deletes only dnmf's own files, and the folder itself only if dnmf created it and nothing else is left in it.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import zarr
 from dask.base import tokenize
 
 from dnmf.core.engine import Progress
+from dnmf.data.checkpoint_files import HASH, CheckpointFolder, block_hashes, check_version_tree, hash_list
 from dnmf.data.store import Location, write_blocks
 from dnmf.runtime.client import active_client
 
@@ -69,7 +78,8 @@ def _block_sum(block: np.ndarray) -> np.ndarray:
 
 
 def checksum(x: da.Array) -> da.Array:
-    """Per-block float64 sums, in block order: equal for equal bytes on the same grid."""
+    """Per-block float64 sums, in block order: the checksums of dnmf 0.1.0, still written for it to read, and
+    checked for checkpoints without hashes."""
     return x.map_blocks(_block_sum, chunks=((1,) * x.numblocks[0], (1,) * x.numblocks[1]), dtype=np.float64,
                         token="dnmf-checkpoint-sum", meta=np.empty((0, 0), dtype=np.float64))
 
@@ -87,10 +97,19 @@ class CheckpointStore:
 
     def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         self.location = Location.parse(url, storage_options)
+        self.folder = CheckpointFolder(self.location)
 
     @property
     def url(self) -> str:
         return self.location.url
+
+    def check(self) -> None:
+        """Refuse a folder this run may not use (see :meth:`CheckpointFolder.check`)."""
+        self.folder.check()
+
+    def discard(self) -> bool:
+        """Delete dnmf's checkpoint files here (see :meth:`CheckpointFolder.discard`)."""
+        return self.folder.discard()
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -98,6 +117,7 @@ class CheckpointStore:
         """Write version ``iteration`` and commit it; returns the version name."""
         version = f"v{iteration:08d}"
         target = self.location.child(version)
+        self.folder.prepare()
         target.remove()
         group = zarr.open_group(store=target.url, mode="w", zarr_format=3, **target.zarr_kwargs())
         stores = []
@@ -106,9 +126,11 @@ class CheckpointStore:
             array = group.create_array(name, shape=factor.shape, dtype=factor.dtype, compressors=None,
                                        chunks=tuple(c[0] for c in regular.chunks))
             stores.append(write_blocks(regular, array, f"dnmf-checkpoint-write-{name.lower()}"))
-        _, w_sums, h_sums = dask.compute(stores, checksum(W), checksum(H))
+        _, w_sums, h_sums, w_hashes, h_hashes = dask.compute(stores, checksum(W), checksum(H), block_hashes(W),
+                                                             block_hashes(H))
         full_state = {**state, "iteration": iteration,
                       "checksums": {"W": w_sums.ravel().tolist(), "H": h_sums.ravel().tolist()},
+                      "hashes": {"kind": HASH, "W": hash_list(w_hashes), "H": hash_list(h_hashes)},
                       "chunks": {"W": [list(map(int, c)) for c in W.chunks],
                                  "H": [list(map(int, c)) for c in H.chunks]}}
         group.attrs.update({"dnmf": {"kind": "checkpoint", "format": FORMAT}, "state": full_state})
@@ -195,14 +217,25 @@ class CheckpointStore:
         return sorted((name for name in names if _VERSION.match(name)), reverse=True)
 
     def exists(self) -> bool:
-        """Whether any checkpoint (complete or not) is here."""
+        """Whether any checkpoint (complete or not) is here (a marker alone is none)."""
         return bool(self._manifest_versions() or self._version_folders())
 
     def _load_version(self, version: str) -> Checkpoint:
         target = self.location.child(version)
+        if self.location.is_local:
+            check_version_tree(target.url)
         group = zarr.open_group(store=target.url, mode="r", **target.zarr_kwargs())
         state = dict(group.attrs["state"])
         W, H = dask.persist(*_read_factors(group, state, target.url))
+        hashes = state.get("hashes")
+        if hashes is not None:
+            if not isinstance(hashes, dict) or hashes.get("kind") != HASH:
+                raise ValueError(f"the hashes are not {HASH} hashes")
+            w_hashes, h_hashes = dask.compute(block_hashes(W), block_hashes(H))
+            if hash_list(w_hashes) != hashes["W"] or hash_list(h_hashes) != hashes["H"]:
+                raise ValueError("the arrays do not match their checksums (BLAKE2b hashes of their blocks): "
+                                 "missing, truncated or changed chunks")
+            return Checkpoint(int(state["iteration"]), W, H, state)
         w_sums, h_sums = dask.compute(checksum(W), checksum(H))
         if w_sums.ravel().tolist() != state["checksums"]["W"] or h_sums.ravel().tolist() != state["checksums"]["H"]:
             raise ValueError("the arrays do not match their checksums (missing or truncated chunks)")
@@ -261,12 +294,16 @@ def open_run(url: str | os.PathLike[str] | None, *, resume: bool,
         If a checkpoint exists and ``resume`` is False: a user's checkpoint is never overwritten.
     CheckpointError
         If the checkpoint belongs to another run (the message lists what differs), or none is complete.
+    dnmf.data.safety.UnsafeLocationError, dnmf.data.safety.NotOwnStoreError
+        If the folder belongs to another user, others may write to it, or dnmf did not make it
+        (:meth:`CheckpointStore.check`).
     """
     if url is None:
         if resume:
             raise ValueError("resume=True needs a checkpoint folder: NMF(..., checkpoint='path/to/folder').")
         return None, None
     store = CheckpointStore(url)
+    store.check()
     if not resume:
         if store.exists():
             raise FileExistsError(f"A checkpoint already exists at {store.url!r}. Pass fit(..., resume=True) to "

@@ -140,11 +140,14 @@ def ingest(source: str | os.PathLike[str], url: str | os.PathLike[str], *, forma
     FileNotFoundError
         If ``source`` does not exist.
     FileExistsError
-        If a store exists at ``url`` and ``overwrite`` is False (checked before reading anything).
+        If a store exists at ``url`` and ``overwrite`` is False (checked before reading anything); also, whatever
+        ``overwrite`` says, if ``url`` is the source, lies inside it or holds it, or is something other than a store
+        dnmf wrote (:class:`dnmf.data.safety.NotOwnStoreError`).
     ValueError
         For an unknown format, an unreadable source, a missing or non-numeric column, or values that are
         negative, NaN or infinite; the message names the source.
     """
+    from dnmf.data.safety import NotOwnStoreError, overlapping
     from dnmf.data.store import Location, save_matrix
 
     source, url = os.fspath(source), os.fspath(url)
@@ -160,6 +163,10 @@ def ingest(source: str | os.PathLike[str], url: str | os.PathLike[str], *, forma
                          f"CSV triplet table; got {row_col_value!r} for a {fmt} source.")
     if block_rows is not None and (not isinstance(block_rows, (int, np.integer)) or block_rows < 1):
         raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}.")
+    if overlapping(source, url):
+        raise NotOwnStoreError(f"The store {url!r} and the source {source!r} are the same path or one lies inside "
+                               "the other: writing the store would replace or change the source. Choose a store "
+                               "path outside the source.")
     if Location.parse(url, storage_options).exists() and not overwrite:
         raise FileExistsError(f"A store already exists at {url!r}; pass overwrite=True to replace it.")
 

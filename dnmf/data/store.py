@@ -19,7 +19,6 @@ Sparse blocks are read inside tasks: one task per row strip slices ``indptr`` an
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,92 +33,23 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from dnmf.data.location import Location
 from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
+from dnmf.data.safety import NotOwnStoreError, replaceable_store
 from dnmf.runtime.client import n_workers, worker_memory
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "write_blocks"]
 
 SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
+#: The ``dnmf`` attribute of a matrix store's root: what marks it as written by dnmf (see :mod:`dnmf.data.safety`).
+MATRIX_FORMAT = {"kind": "matrix", "version": 1}
 #: Elements per Zarr chunk of the 1-D ``data``/``indices``/``indptr`` arrays of a sparse store.
 SPARSE_ARRAY_CHUNK = 1 << 20
 
 
 class StoreError(ValueError):
     """A store that is missing, of an unknown layout, or inconsistent."""
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where a store lives: a local directory, or an fsspec URL."""
-
-    url: str
-    storage_options: dict[str, Any]
-
-    @classmethod
-    def parse(cls, url: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Location:
-        text = os.fspath(url)
-        if text.startswith("file://"):
-            text = text[len("file://"):]
-        return cls(text.rstrip("/") or text, dict(storage_options or {}))
-
-    @property
-    def is_local(self) -> bool:
-        return "://" not in self.url
-
-    @property
-    def _fs(self) -> tuple[Any, str]:
-        import fsspec
-
-        return fsspec.core.url_to_fs(self.url, **self.storage_options)
-
-    def exists(self) -> bool:
-        if self.is_local:
-            return os.path.exists(self.url)
-        fs, path = self._fs
-        return fs.exists(path)
-
-    def child(self, name: str) -> Location:
-        return Location(f"{self.url}/{name}", self.storage_options)
-
-    def sibling(self, name: str) -> Location:
-        parent, _, _ = self.url.rpartition("/")
-        return Location(f"{parent}/{name}" if parent else name, self.storage_options)
-
-    def zarr_kwargs(self) -> dict[str, Any]:
-        return {"storage_options": self.storage_options} if not self.is_local and self.storage_options else {}
-
-    def remove(self) -> None:
-        if self.is_local:
-            shutil.rmtree(self.url, ignore_errors=True)
-        else:
-            fs, path = self._fs
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-
-    def replace_with(self, source: Location) -> None:
-        """Move ``source`` to this location, replacing what is here.
-
-        On a local file system this is an atomic rename. Object stores have no rename: the objects are copied,
-        so a crash during the copy can leave a partial store there (the staging copy stays complete).
-        """
-        if self.is_local:
-            trash = None
-            if os.path.exists(self.url):
-                trash = f"{self.url}.dnmf-old-{uuid.uuid4().hex[:8]}"
-                os.replace(self.url, trash)
-            os.replace(source.url, self.url)
-            if trash:
-                shutil.rmtree(trash, ignore_errors=True)
-            return
-        fs, path = self._fs
-        fs.invalidate_cache()
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        source_path = source._fs[1]
-        for name in fs.find(source_path):
-            fs.copy(name, path + name[len(source_path):])
-        fs.rm(source_path, recursive=True)
 
 
 def open_node(location: Location) -> zarr.Array | zarr.Group:
@@ -406,7 +336,7 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
     array = as_input_matrix(A, chunks=chunks).array
     row_labels, col_labels = _check_labels(labels, array.shape)
     with staged_group(url, storage_options, overwrite) as root:
-        root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0", "dnmf": MATRIX_FORMAT})
         sparse = sp.issparse(getattr(array, "_meta", None))
         dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
         for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
@@ -419,17 +349,31 @@ def staged_group(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
     """A new Zarr group written under a temporary sibling name and moved to ``url`` only once the block exits
     without error; on error the staging copy is removed and whatever was at ``url`` is untouched.
 
+    With ``overwrite``, only a store dnmf wrote (its metadata says so, and it holds nothing else) is replaced.
+    A local staging folder gets no group or other write permission, whatever the umask.
+
     Raises
     ------
     FileExistsError
         If a store exists at ``url`` and ``overwrite`` is False.
+    dnmf.data.safety.NotOwnStoreError
+        If something that is not a dnmf store is at ``url``: a folder holding other files, a file, another
+        program's Zarr store. It is left untouched.
     """
     location = Location.parse(url, storage_options)
-    if location.exists() and not overwrite:
-        raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
+    if location.exists():
+        if not overwrite:
+            raise FileExistsError(f"A store already exists at {location.url!r}; pass overwrite=True to replace it.")
+        reason = replaceable_store(location)
+        if reason is not None:
+            raise NotOwnStoreError(f"Refusing to replace {location.url!r}: {reason}. dnmf only ever replaces a "
+                                   "store it wrote itself; move it away or choose another path.")
     staging = location.sibling(f".{location.url.rpartition('/')[2]}.dnmf-tmp-{uuid.uuid4().hex[:12]}")
     try:
-        yield zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
+        root = zarr.open_group(store=staging.url, mode="w-", zarr_format=3, **staging.zarr_kwargs())
+        if staging.is_local:
+            os.chmod(staging.url, os.stat(staging.url).st_mode & 0o755)
+        yield root
         location.replace_with(staging)
     except BaseException:
         staging.remove()

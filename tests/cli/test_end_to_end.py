@@ -36,7 +36,7 @@ def test_ingest_fit_inspect_transform_on_a_local_cluster(tmp_path, scheduler):
     assert report["status"] == "completed" and report["exit_code"] == 0 and report["iterations"] == 6
     assert report["result"] == str(tmp_path / "topics.zarr") and report["relative_error"] < 0.2
     assert report["cluster"]["kind"] == "local" and report["cluster"]["workers"] == 2
-    assert report["cluster"]["scheduler"].startswith("tcp://127.0.0.1:")
+    assert report["cluster"]["scheduler"].startswith("tls://127.0.0.1:")
     assert report["cluster"]["dashboard"].startswith("http://127.0.0.1:")
     assert fitted.stdout == ""
     records = [json.loads(line) for line in fitted.stderr.splitlines() if line.startswith("{")]

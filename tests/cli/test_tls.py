@@ -3,6 +3,7 @@ clients without them refused."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -55,3 +56,47 @@ def test_fit_over_tls_and_clients_without_the_certificates_are_refused(tmp_path,
         assert attempt_connection(address.replace("tls://", "tcp://")).returncode != 0
         assert attempt_connection(address, tmp_path / "other").returncode != 0
         assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_make_certs_replaces_a_readable_key_by_a_private_one(tmp_path):
+    folder = tmp_path / "certs"
+    folder.mkdir(mode=0o700)
+    (folder / "key.pem").write_text("old key")
+    (folder / "key.pem").chmod(0o644)
+    made = run_dnmf("cluster", "make-certs", folder, timeout=120)
+    assert made.returncode == 0, made.stderr
+    key = folder / "key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert sorted(p.name for p in folder.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
+
+
+def test_make_certs_refuses_a_key_symlink_and_leaves_its_target_alone(tmp_path):
+    folder = tmp_path / "certs"
+    folder.mkdir(mode=0o700)
+    elsewhere = tmp_path / "someone-elses-file"
+    elsewhere.write_text("theirs")
+    elsewhere.chmod(0o644)
+    (folder / "key.pem").symlink_to(elsewhere)
+    made = run_dnmf("cluster", "make-certs", folder, timeout=120)
+    assert made.returncode == 2, made.stderr
+    assert "symbolic link" in made.stderr and "key.pem" in made.stderr and "Traceback" not in made.stderr
+    assert elsewhere.read_text() == "theirs" and elsewhere.stat().st_mode & 0o777 == 0o644
+    assert (folder / "key.pem").is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == ["key.pem"]
+
+
+def test_make_certs_refuses_a_folder_others_may_write(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    made = run_dnmf("cluster", "make-certs", folder, timeout=120)
+    assert made.returncode == 2 and "only you can write" in made.stderr, made.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_make_certs_creates_a_private_folder(tmp_path):
+    paths = cluster.make_certificates(tmp_path / "new" / "certs")
+    assert (tmp_path / "new" / "certs").stat().st_mode & 0o777 == 0o700
+    assert {name: oct(os.stat(path).st_mode & 0o777) for name, path in paths.items()} == {
+        "ca_file": "0o644", "cert": "0o644", "key": "0o600"}

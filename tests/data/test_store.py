@@ -95,6 +95,35 @@ def test_refuses_to_overwrite_and_leaves_the_store_untouched(tmp_path, matrix):
     assert os.listdir(tmp_path) == ["m.zarr"]
 
 
+def test_overwrite_replaces_only_a_store_dnmf_wrote(tmp_path, matrix):
+    from dnmf.data.safety import NotOwnStoreError
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("mine")
+    foreign = zarr.open_group(tmp_path / "foreign.zarr", mode="w")
+    foreign.attrs["made-by"] = "another program"
+    for target in (folder, plain, tmp_path / "foreign.zarr"):
+        with pytest.raises(NotOwnStoreError, match="Refusing to replace"):
+            save_matrix(matrix, target, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine" and plain.read_text() == "mine"
+    assert dict(zarr.open_group(tmp_path / "foreign.zarr", mode="r").attrs) == {"made-by": "another program"}
+
+    save_matrix(matrix, tmp_path / "m.zarr")
+    assert zarr.open_group(tmp_path / "m.zarr", mode="r").attrs["dnmf"] == {"kind": "matrix", "version": 1}
+    (tmp_path / "m.zarr" / "extra.txt").write_text("mine")
+    with pytest.raises(NotOwnStoreError, match="extra.txt"):
+        save_matrix(matrix * 2, tmp_path / "m.zarr", overwrite=True)
+    (tmp_path / "m.zarr" / "extra.txt").unlink()
+    legacy = zarr.open_group(tmp_path / "m.zarr", mode="r+")
+    del legacy.attrs["dnmf"]
+    save_matrix(matrix * 2, tmp_path / "m.zarr", overwrite=True)
+    np.testing.assert_array_equal(open_matrix(tmp_path / "m.zarr").compute(), matrix * 2)
+    assert anndata.read_zarr(tmp_path / "m.zarr").shape == matrix.shape
+
+
 def _fail(block):
     raise RuntimeError("disk full")
 

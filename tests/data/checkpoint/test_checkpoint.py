@@ -49,7 +49,9 @@ def manifest(folder) -> dict:
 def test_protocol_keeps_two_committed_versions(store, tmp_path):
     fitted = model(tmp_path / "ck", max_iter=5).fit(store)
     assert manifest(tmp_path / "ck") == {"format": 1, "versions": ["v00000005", "v00000004"]}
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["manifest.json", "v00000004", "v00000005"]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["dnmf-checkpoint.json", "manifest.json", "v00000004",
+                                                                   "v00000005"]
+    assert (tmp_path / "ck").stat().st_mode & 0o777 == 0o700
     state = zarr.open_group(tmp_path / "ck" / "v00000005", mode="r").attrs["state"]
     assert state["iteration"] == 5 and state["progress"]["loss_history"] == fitted.loss_history_
     assert state["run"]["params"]["solver"] == "hals" and state["run"]["fingerprint"]["shape"] == [300, 120]
