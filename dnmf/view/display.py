@@ -67,7 +67,11 @@ def summary_of_result(result: Any) -> FitSummary:
     )
 
 
-def format_loss(loss: float) -> str:
+def format_loss(loss: float, resolution: float = 0.0) -> str:
+    """A loss as people should read it: with ``± resolution`` where its rounding error is not negligible (more
+    than 1e-6 of it), nothing where it was evaluated exactly (``resolution`` 0)."""
+    if resolution > 1e-6 * abs(loss):
+        return f"{loss:.6g} ± {resolution:.2g}"
     return f"{loss:.6g}"
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from dnmf.core.engine import IterationRecord
+from dnmf.view.display import format_loss
 
 __all__ = ["ProgressBar", "TextBar", "chain_callbacks", "relative_improvement", "tqdm_available"]
 
@@ -163,7 +164,7 @@ class ProgressBar:
         improvement = relative_improvement(self.losses[-1] if self.losses else math.nan, record.loss)
         self.losses.append(record.loss)
         shown = "n/a" if math.isnan(improvement) else f"{improvement:.2e}"
-        postfix = f"loss={record.loss:.5g}, rel.impr.={shown}"
+        postfix = f"loss={format_loss(record.loss, record.loss_resolution)}, rel.impr.={shown}"
         if self._tqdm:
             self._bar.set_postfix_str(postfix, refresh=False)
             self._bar.update(record.iteration - self._bar.n)
