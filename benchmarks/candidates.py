@@ -155,7 +155,16 @@ def _dnmf_cluster(spec: dict[str, Any], A: Any, W0: np.ndarray, H0: np.ndarray, 
 def _dnmf_threads(spec: dict[str, Any], A: Any, W0: np.ndarray, H0: np.ndarray, norm_squared: float) -> dict[str, Any]:
     import dask
 
-    with dask.config.set(scheduler="threads", num_workers=spec.get("workers", 2)):
+    with dask.config.set({"scheduler": "threads", "num_workers": spec.get("workers", 2), "dnmf.executor": "dask"}):
+        return _dnmf_fit(spec, A, W0, H0)
+
+
+def _dnmf_in_process(spec: dict[str, Any], A: Any, W0: np.ndarray, H0: np.ndarray,
+                     norm_squared: float) -> dict[str, Any]:
+    """dnmf with no cluster on in-memory input: the in-process executor (no Dask graph per iteration)."""
+    import dask
+
+    with dask.config.set({"dnmf.executor": "in-process"}):
         return _dnmf_fit(spec, A, W0, H0)
 
 
@@ -193,6 +202,7 @@ def _sklearn_minibatch(spec: dict[str, Any]) -> Any:
 CANDIDATES: dict[str, Callable[..., dict[str, Any]]] = {
     "dnmf-cluster": _dnmf_cluster,
     "dnmf-threads": _dnmf_threads,
+    "dnmf-inprocess": _dnmf_in_process,
     "inmemory": _inmemory,
     "sklearn-cd": _sklearn(_sklearn_nmf),
     "sklearn-mu": _sklearn(_sklearn_nmf),

@@ -78,6 +78,7 @@ def plan(cases: list[str], iterations: int, target_iterations: int,
             runs.append(Run("S1", "dnmf-cluster", solver, iterations=iterations))
             if "S1" in cases and solver == "hals":
                 runs.append(Run("S1", "dnmf-threads", solver, iterations=iterations))
+                runs.append(Run("S1", "dnmf-inprocess", solver, iterations=iterations))
         if "S4" in cases:
             runs.append(Run("S1", "dnmf-cluster", "hals", workers=1, iterations=iterations))
     if "S1" in cases:
@@ -278,7 +279,8 @@ def markdown(summaries: dict[str, dict[str, Any]], target_rows: list[dict[str, A
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default="S1,S2,S3,S4", help="comma-separated cases (default: %(default)s)")
+    parser.add_argument("--cases", default="sizes,S1,S2,S3,S4",
+                        help="comma-separated cases; 'sizes' runs benchmarks.sizes (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of interleaved runs (default: %(default)s)")
     parser.add_argument("--only", default="",
                         help="comma-separated substrings: run only candidates whose label holds one of them")
@@ -296,9 +298,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take (default: %(default)s)")
     args = parser.parse_args(argv)
     args.cases = [c.strip().upper() for c in args.cases.split(",") if c.strip()]
-    unknown = set(args.cases) - {*CASES, "S4"}
+    unknown = set(args.cases) - {*CASES, "S4", "SIZES"}
     if unknown:
-        parser.error(f"unknown case(s) {sorted(unknown)}; choose from S1, S2, S3, S4")
+        parser.error(f"unknown case(s) {sorted(unknown)}; choose from sizes, S1, S2, S3, S4")
     if args.iterations < 2 or args.repeats < 1 or not 0 < args.scale <= 1:
         parser.error("--iterations must be ≥ 2, --repeats ≥ 1 and 0 < --scale ≤ 1")
     return args
@@ -314,6 +316,12 @@ def scaled(case: Case, factor: float) -> Case:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.perf_counter()
+    sizes_table = ""
+    if "SIZES" in args.cases:
+        from benchmarks import sizes
+
+        sizes_table = "**Sizes: no cluster, dnmf vs scikit-learn cd**\n\n" + sizes.main(
+            ["--repeats", str(max(args.repeats, 3))])["table"] + "\n\n"
     for name in list(CASES):
         CASES[name] = scaled(CASES[name], args.scale)
     workdir = args.workdir if args.scale == 1 else args.workdir / f"scale-{args.scale:g}"
@@ -374,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.target_iterations, prepared)
     table = markdown({k: s for k, s in summaries.items() if "seconds_per_iteration" in s}, target_rows, prepared)
     elapsed = time.perf_counter() - began
+    table = sizes_table + table
     print("\n" + table + f"\n\nWhole benchmark: {elapsed / 60:.1f} minutes.", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {

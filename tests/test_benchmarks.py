@@ -40,3 +40,17 @@ def test_harness_reports_medians_targets_and_memory(tmp_path):
     figures = {row["figure"] for row in report["targets"]}
     assert any(figure.startswith("time to scikit-learn cd's loss") for figure in figures)
     assert "| case | figure | target | measured | met |" in report["table_markdown"]
+
+
+def test_sizes_benchmark_races_scikit_learn_from_the_same_start():
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import sizes
+
+    report = sizes.main(["--cases", "tiny", "--repeats", "1"])
+    (result,) = report["results"]
+    custom = result["custom"]
+    assert custom["executor"] == "in-process" and custom["dnmf_seconds"] > 0 and custom["sklearn_seconds"] > 0
+    assert custom["dnmf_error"] == pytest.approx(custom["sklearn_error"], rel=1e-3)  # same rule, same start
+    assert "tiny 50×40 k=5" in report["table"] and "Fixed cost per iteration" in report["table"]
