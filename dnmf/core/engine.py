@@ -61,7 +61,8 @@ def resolution(loss_squared: float, rounding: float) -> float:
     ``rounding / (2·loss)`` for a loss well above the noise, ``sqrt(rounding)`` at the noise floor."""
     if rounding <= 0:
         return 0.0
-    return rounding / (math.sqrt(max(loss_squared, 0.0)) + math.sqrt(rounding))
+    loss_squared = max(loss_squared, 0.0)
+    return math.sqrt(loss_squared + rounding) - math.sqrt(loss_squared)
 
 
 @dataclass
