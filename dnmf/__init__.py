@@ -1,7 +1,8 @@
 """dnmf: distributed Non-negative Matrix Factorization on Dask.
 
-:class:`NMF` and :class:`ConvergenceWarning` are built on scikit-learn and are imported on first use (PEP 562), so
-that a Dask worker, which imports this package to unpickle its tasks, never imports scikit-learn.
+:class:`NMF`, :class:`ConvergenceWarning`, :func:`select_rank` and :class:`RankSelection` are built on
+scikit-learn and are imported on first use (PEP 562), so that a Dask worker, which imports this package to unpickle
+its tasks, never imports scikit-learn.
 """
 
 from dnmf.core.engine import IterationRecord
@@ -16,6 +17,7 @@ __all__ = [
     "ConvergenceWarning",
     "IterationRecord",
     "NotFittedError",
+    "RankSelection",
     "Result",
     "StoreError",
     "__version__",
@@ -24,12 +26,14 @@ __all__ = [
     "open_matrix",
     "read_labels",
     "save_matrix",
+    "select_rank",
 ]
 
 __version__ = "0.1.0"
 
 #: Names imported on first use, and the module that defines each.
-_LAZY = {"NMF": "dnmf.estimator.nmf", "ConvergenceWarning": "dnmf.exceptions"}
+_LAZY = {"NMF": "dnmf.estimator.nmf", "ConvergenceWarning": "dnmf.exceptions",
+         "select_rank": "dnmf.estimator.rank", "RankSelection": "dnmf.estimator.rank"}
 
 
 def __getattr__(name: str) -> object:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from dnmf.core.divergence import divergence
 
-__all__ = ["held_out", "held_out_block", "training_block", "held_out_loss", "holdout_seeds"]
+__all__ = ["held_out", "held_out_block", "held_out_loss", "holdout_seeds", "training_block"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from dnmf.core.holdout import held_out, held_out_block, held_out_loss, holdout_seeds, training_block
+from dnmf.core.holdout import (
+    held_out,
+    held_out_block,
+    held_out_loss,
+    holdout_seeds,
+    training_block,
+)
 
 
 def test_the_holdout_is_the_same_on_every_block_grid() -> None:
@@ -14,7 +22,7 @@ def test_the_holdout_is_the_same_on_every_block_grid() -> None:
     whole = held_out_block(slice(0, m), slice(0, n), n, seed=7, test_fraction=0.1)
     for rows, cols in [((0, 40, 97), (0, 30, 61)), ((0, 13, 50, 51, 97), (0, 1, 60, 61))]:
         pieces = np.block([[held_out_block(slice(r0, r1), slice(c0, c1), n, seed=7, test_fraction=0.1)
-                            for c0, c1 in zip(cols[:-1], cols[1:])] for r0, r1 in zip(rows[:-1], rows[1:])])
+                            for c0, c1 in itertools.pairwise(cols)] for r0, r1 in itertools.pairwise(rows)])
         np.testing.assert_array_equal(pieces, whole)
     i, j = np.nonzero(whole)
     assert held_out(i, j, n, seed=7, test_fraction=0.1).all()

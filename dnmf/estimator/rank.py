@@ -1,0 +1,259 @@
+"""Choosing the number of components by cross-validation: :func:`select_rank` and its :class:`RankSelection`.
+
+Each replicate holds out a random ``test_fraction`` of the entries (:mod:`dnmf.core.holdout`: a hash of the entry
+and a seed, never stored), fits every candidate rank on the rest with a masked fit, and measures the loss at the
+held-out entries. Replicates differ in their holdout seed; every rank of one replicate sees the same holdout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+
+from dnmf.core.holdout import held_out_loss, holdout_seeds, training_block
+from dnmf.core.rules import loss_name, rule_for
+from dnmf.data.store import open_matrix
+from dnmf.exceptions import ConvergenceWarning
+
+__all__ = ["RankSelection", "select_rank"]
+
+#: Entries of one row strip handled at once when X is in memory.
+_STRIP_ELEMENTS = 1 << 22
+
+#: The rule :func:`select_rank` chooses ``best_rank`` by, as stored in the result.
+RULE = "smallest rank whose mean test error is within one standard deviation (over replicates) of the minimum"
+
+
+@dataclass
+class RankSelection:
+    """The outcome of :func:`select_rank`: per-rank test and train errors, and the rank chosen.
+
+    Errors are mean β-divergences per entry (for ``beta_loss='frobenius'``, half the mean squared error): the test
+    error over the held-out entries, the train error over the entries the fit saw.
+
+    Attributes
+    ----------
+    best_rank : int
+        The smallest rank whose mean test error is within one standard deviation (over replicates, ``ddof=1``) of
+        the smallest mean test error: the simplest model the data cannot tell apart from the best one.
+    ranks : list of int
+    test_error, test_error_std, train_error : list of float
+        Per rank: mean test error and its standard deviation over replicates, and mean train error.
+    test_errors : list of list of float
+        Per rank, the test error of each replicate.
+    n_iter : list of list of int
+        Per rank, the iterations each replicate's fit ran.
+    test_fraction : float
+    seeds : list of int
+        The holdout seed of each replicate.
+    solver, beta_loss : str
+    rule : str
+        The rule ``best_rank`` was chosen by, in words.
+    """
+
+    best_rank: int
+    ranks: list[int]
+    test_error: list[float]
+    test_error_std: list[float]
+    train_error: list[float]
+    test_errors: list[list[float]]
+    n_iter: list[list[int]]
+    test_fraction: float
+    seeds: list[int]
+    solver: str
+    beta_loss: str
+    rule: str = field(default=RULE)
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One row per rank: ``rank``, ``test_error``, ``test_error_std``, ``train_error``."""
+        return [{"rank": k, "test_error": t, "test_error_std": s, "train_error": e}
+                for k, t, s, e in zip(self.ranks, self.test_error, self.test_error_std, self.train_error)]
+
+    def to_json(self) -> str:
+        """The result as a JSON document; :meth:`from_json` reads it back."""
+        return json.dumps({**asdict(self), "table": self.table}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RankSelection:
+        """The result :meth:`to_json` wrote."""
+        fields = json.loads(text)
+        fields.pop("table", None)
+        return cls(**fields)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Test error (mean ± one standard deviation) and train error against rank, ``best_rank`` marked.
+
+        Needs matplotlib (``pip install 'dnmf[plot]'``); returns the ``Axes``.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError("RankSelection.plot needs matplotlib: pip install 'dnmf[plot]'") from error
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        ax.errorbar(self.ranks, self.test_error, yerr=self.test_error_std, marker="o", capsize=3,
+                    label="test error")
+        ax.plot(self.ranks, self.train_error, marker=".", linestyle="--", label="train error")
+        ax.axvline(self.best_rank, color="grey", linestyle=":", label=f"best rank = {self.best_rank}")
+        ax.set_xlabel("rank")
+        ax.set_ylabel(f"mean {self.beta_loss} loss per entry")
+        ax.legend()
+        return ax
+
+
+def choose_rank(ranks: list[int], mean: list[float], std: list[float]) -> int:
+    """The smallest rank whose mean is within one standard deviation (of the best rank's) of the minimum mean."""
+    best = int(np.argmin(mean))
+    spread = std[best] if math.isfinite(std[best]) else 0.0
+    return next(k for k, m in zip(ranks, mean) if m <= mean[best] + spread)
+
+
+def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float = 0.1, replicates: int = 3,
+                solver: str = "mu", beta_loss: str | float = "frobenius", init: str | None = None,
+                max_iter: int = 500, tol: float = 1e-5, chunks: Any = "auto",
+                random_state: int | None = None) -> RankSelection:
+    """Choose the number of components of ``X`` by cross-validation on held-out entries.
+
+    For each replicate, a random ``test_fraction`` of the entries is held out (the same for every rank; another
+    holdout for each replicate), every rank in ``ranks`` is fitted on the other entries with a masked fit, and the
+    fit is scored by its loss at the held-out entries. Too small a rank misses structure, too large a rank fits the
+    noise of the training entries: the test error is smallest near the true rank.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix, dask.array.Array, str, path} of shape (n_samples, n_features)
+        Non-negative data with no missing values, or the path or URL of a matrix store. Every entry can be held
+        out, the zeros of sparse input included (see :mod:`dnmf.core.holdout` for why). The training input is
+        dense with NaN at the held-out entries, built block by block, so sparse input costs 8 bytes per entry of
+        the whole matrix during the fits.
+    ranks : iterable of int
+        Candidate numbers of components, each at least 1 and at most ``min(n_samples, n_features)``.
+    method : {'cv'}, default='cv'
+        Cross-validation on held-out entries ("speckled" CV); the only method so far.
+    test_fraction : float, default=0.1
+        Expected fraction of the entries held out, in ``(0, 1)``.
+    replicates : int, default=3
+        Holdouts, each fitted at every rank; at least 2, so that the test error has a spread.
+    solver : str, default='mu'
+        A solver that handles masks (``dnmf.core.rules.SOLVERS``).
+    beta_loss : float or str, default='frobenius'
+        The loss fitted and scored, as in :class:`dnmf.NMF`.
+    init, max_iter, tol, chunks
+        As in :class:`dnmf.NMF`; more iterations and a lower ``tol`` than its defaults, since a rank is judged by
+        a converged fit.
+    random_state : int or None
+        Seeds the holdouts and the fits; the same seed gives the same result.
+
+    Returns
+    -------
+    RankSelection
+        ``best_rank``, chosen as the smallest rank whose mean test error is within one standard deviation (over
+        replicates) of the smallest mean test error, and the per-rank table.
+    """
+    from dnmf.estimator.nmf import NMF
+
+    ranks = _check_ranks(ranks)
+    if method != "cv":
+        raise ValueError(f"method={method!r} is not supported: use method='cv' (cross-validation).")
+    if not isinstance(replicates, (int, np.integer)) or replicates < 2:
+        raise ValueError(f"replicates must be an integer of at least 2, got {replicates!r}: the rule that picks "
+                         "best_rank needs a spread over replicates.")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}.")
+    rule_for(solver, beta_loss, masked=True)
+    if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
+        X = open_matrix(X)
+    if len(np.shape(X)) != 2:
+        raise ValueError(f"X must be a 2-D matrix, got shape {np.shape(X)}.")
+    m, n = (int(s) for s in X.shape)
+    if ranks[-1] > min(m, n):
+        raise ValueError(f"ranks go up to {ranks[-1]}, but X of shape {(m, n)} has at most {min(m, n)} "
+                         "components: pass ranks no larger than min(n_samples, n_features).")
+    beta = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}.get(loss_name(beta_loss))
+    beta = float(beta_loss) if beta is None else beta
+    seeds = holdout_seeds(random_state, replicates)
+    fit_seeds = [int(s) % 2**31 for s in np.random.SeedSequence(seeds).generate_state(replicates)]
+    test = np.empty((len(ranks), replicates))
+    train = np.empty((len(ranks), replicates))
+    n_iter = [[0] * replicates for _ in ranks]
+    for r, seed in enumerate(seeds):
+        held = {"seed": seed, "test_fraction": test_fraction}
+        training = _training_input(X, **held)
+        for q, k in enumerate(ranks):
+            model = NMF(k, solver=solver, beta_loss=beta_loss, init=init, missing="nan", max_iter=max_iter,
+                        tol=tol, chunks=chunks, random_state=fit_seeds[r])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                W = model.fit_transform(training)
+            loss, count = _held_out_loss(X, np.asarray(W), np.asarray(model.components_), beta=beta, **held)
+            test[q, r] = loss / count
+            train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
+            n_iter[q][r] = int(model.n_iter_)
+    mean, std = test.mean(axis=1).tolist(), test.std(axis=1, ddof=1).tolist()
+    return RankSelection(best_rank=choose_rank(ranks, mean, std), ranks=ranks, test_error=mean, test_error_std=std,
+                         train_error=train.mean(axis=1).tolist(), test_errors=test.tolist(), n_iter=n_iter,
+                         test_fraction=float(test_fraction), seeds=seeds, solver=solver,
+                         beta_loss=str(loss_name(beta_loss)))
+
+
+def _check_ranks(ranks: Any) -> list[int]:
+    try:
+        values = sorted({int(k) for k in ranks})
+        exact = all(float(k) == int(k) for k in ranks)
+    except (TypeError, ValueError):
+        values, exact = [], False
+    if not values or not exact or values[0] < 1:
+        raise ValueError(f"ranks must be a non-empty collection of positive integers (e.g. range(2, 11)), got "
+                         f"{ranks!r}.")
+    return values
+
+
+def _strips(X: Any) -> list[slice]:
+    """Row strips of X: its row chunks for a Dask array, else strips of about ``_STRIP_ELEMENTS`` entries."""
+    if isinstance(X, da.Array):
+        bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(int)
+    else:
+        step = max(1, _STRIP_ELEMENTS // max(1, X.shape[1]))
+        bounds = np.append(np.arange(0, X.shape[0], step), X.shape[0])
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _training_input(X: Any, *, seed: int, test_fraction: float) -> Any:
+    """X with NaN at the held-out entries, dense, computed block by block (a Dask array stays lazy)."""
+    n = X.shape[1]
+    if isinstance(X, da.Array):
+        def block(b: Any, block_info: Any = None) -> np.ndarray:
+            (r0, r1), (c0, c1) = block_info[0]["array-location"]
+            return training_block(b, slice(r0, r1), slice(c0, c1), n, seed=seed, test_fraction=test_fraction)
+
+        dtype = np.result_type(X.dtype, np.float32)
+        return X.map_blocks(block, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    return np.concatenate([training_block(X[s], s, slice(0, n), n, seed=seed, test_fraction=test_fraction)
+                           for s in _strips(X)])
+
+
+def _held_out_loss(X: Any, W: np.ndarray, H: np.ndarray, *, seed: int, test_fraction: float,
+                   beta: float) -> tuple[float, int]:
+    """``(Σ D_β(A_ij | (WH)_ij), count)`` over the held-out entries, one row strip of X at a time."""
+    n = X.shape[1]
+    total, count = 0.0, 0
+    for s in _strips(X):
+        strip = X[s]
+        strip = strip.compute() if isinstance(strip, da.Array) else strip
+        loss, c = held_out_loss(strip, W[s], H, s, slice(0, n), n, seed=seed, test_fraction=test_fraction,
+                                beta=beta)
+        if not math.isfinite(loss):
+            raise ValueError(f"The held-out entries of rows {s.start}..{s.stop - 1} of X give a non-finite test "
+                             "error: X must be finite, with no missing values, for select_rank.")
+        total, count = total + loss, count + c
+    return total, count

@@ -1,0 +1,104 @@
+"""select_rank recovers planted ranks by cross-validation; its holdout ignores the block grid; its result is JSON."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import dnmf
+from dnmf.datasets import make_low_rank
+from dnmf.estimator.rank import RankSelection, _training_input, choose_rank
+
+
+def noisy_low_rank(rank: int, seed: int) -> np.ndarray:
+    """A planted rank-``rank`` matrix plus Gaussian noise of half its spread, clipped at zero."""
+    A = make_low_rank(120, 80, rank, random_state=seed)[0]
+    return np.maximum(A + np.random.default_rng(seed).normal(scale=0.5 * A.std(), size=A.shape), 0.0)
+
+
+def poisson_counts(rank: int, seed: int) -> sp.csr_matrix:
+    """Poisson counts around a planted rank-``rank`` mean of 3 per entry, as a sparse matrix."""
+    mean = make_low_rank(200, 150, rank, random_state=seed)[0]
+    counts = np.random.default_rng(seed).poisson(mean * (3.0 / mean.mean()))
+    return sp.csr_matrix(counts.astype(np.float64))
+
+
+@pytest.mark.parametrize(("rank", "seed"), [(3, 10), (5, 11)])
+def test_the_planted_rank_of_noisy_dense_data_is_found(rank: int, seed: int) -> None:
+    result = dnmf.select_rank(noisy_low_rank(rank, seed), range(rank - 2, rank + 3), max_iter=600, tol=1e-6,
+                              random_state=seed)
+    assert result.best_rank == rank, result.table
+    assert result.ranks == list(range(rank - 2, rank + 3))
+    assert all(t >= e for t, e in zip(result.test_error, result.train_error))
+
+
+@pytest.mark.parametrize(("rank", "seed"), [(3, 20), (4, 21)])
+def test_the_planted_rank_of_sparse_poisson_counts_is_found(rank: int, seed: int) -> None:
+    X = poisson_counts(rank, seed)
+    assert X.nnz < 0.96 * X.shape[0] * X.shape[1]
+    result = dnmf.select_rank(X, range(rank - 2, rank + 3), beta_loss="kullback-leibler", max_iter=600, tol=1e-6,
+                              random_state=seed)
+    assert result.best_rank == rank, result.table
+    assert result.beta_loss == "kullback-leibler"
+
+
+def test_the_training_input_is_the_same_on_two_chunk_grids_and_in_memory() -> None:
+    X = sp.random(90, 70, density=0.3, random_state=1, format="csr")
+    in_memory = _training_input(X, seed=9, test_fraction=0.1)
+    grids = [da.from_array(X.toarray(), chunks=(30, 70)), da.from_array(X, chunks=(17, 23))]
+    for lazy in grids:
+        training = _training_input(lazy, seed=9, test_fraction=0.1).compute()
+        np.testing.assert_array_equal(np.isnan(training), np.isnan(in_memory))
+        np.testing.assert_array_equal(np.nan_to_num(training, nan=-1), np.nan_to_num(in_memory, nan=-1))
+    assert 0.05 < np.isnan(in_memory).mean() < 0.15
+
+
+def test_a_dask_input_gives_the_same_test_errors_as_its_numpy_form() -> None:
+    X = noisy_low_rank(2, 3)
+    kwargs = {"replicates": 2, "max_iter": 30, "random_state": 4}
+    eager = dnmf.select_rank(X, [1, 2], **kwargs)
+    lazy = dnmf.select_rank(da.from_array(X, chunks=(40, 80)), [1, 2], chunks=(40, 80), **kwargs)
+    np.testing.assert_allclose(lazy.test_errors, eager.test_errors, rtol=1e-6)
+
+
+def test_the_json_form_round_trips() -> None:
+    result = dnmf.select_rank(noisy_low_rank(2, 5), [1, 2, 3], replicates=2, max_iter=20, random_state=6)
+    again = RankSelection.from_json(result.to_json())
+    assert again == result
+    assert [row["rank"] for row in again.table] == [1, 2, 3]
+    assert again.rule.startswith("smallest rank")
+
+
+def test_the_rule_takes_the_smallest_rank_within_one_spread_of_the_minimum() -> None:
+    assert choose_rank([2, 3, 4, 5], [5.0, 1.05, 1.0, 1.2], [0.1, 0.1, 0.1, 0.1]) == 3
+    assert choose_rank([2, 3, 4, 5], [5.0, 1.2, 1.0, 1.2], [0.1, 0.1, 0.1, 0.1]) == 4
+
+
+def test_plot_draws_the_curves() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result = RankSelection(best_rank=2, ranks=[1, 2, 3], test_error=[3.0, 1.0, 1.1], test_error_std=[0.1] * 3,
+                           train_error=[2.9, 0.9, 0.8], test_errors=[[3.0] * 2, [1.0] * 2, [1.1] * 2],
+                           n_iter=[[10] * 2] * 3, test_fraction=0.1, seeds=[1, 2], solver="mu",
+                           beta_loss="frobenius")
+    ax = result.plot()
+    assert len(ax.lines) >= 3 and "best rank = 2" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"ranks": []}, "ranks must be a non-empty collection of positive integers"),
+    ({"ranks": [0, 1]}, "ranks must be a non-empty collection of positive integers"),
+    ({"ranks": [2.5]}, "ranks must be a non-empty collection of positive integers"),
+    ({"ranks": [2, 50]}, "at most 10 components"),
+    ({"ranks": [2], "replicates": 1}, "replicates must be an integer of at least 2"),
+    ({"ranks": [2], "test_fraction": 1.0}, "test_fraction must lie strictly between 0 and 1"),
+    ({"ranks": [2], "method": "consensus"}, "method='consensus' is not supported"),
+    ({"ranks": [2], "solver": "hals"}, "does not handle missing values"),
+])
+def test_bad_arguments_are_refused_by_name(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dnmf.select_rank(np.ones((12, 10)), **kwargs)
