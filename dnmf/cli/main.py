@@ -1,6 +1,6 @@
 """The ``dnmf`` command (also ``python -m dnmf``): batch factorizations from a shell, a cron or a workflow task.
 
-Subcommands: ``ingest``, ``fit``, ``transform``, ``inspect``, ``cluster`` and ``demo``. ``fit`` and ``transform``
+Subcommands: ``ingest``, ``fit``, ``rank``, ``transform``, ``inspect``, ``cluster`` and ``demo``. ``fit`` and ``transform``
 log to stderr and end with a JSON summary on stdout (or ``--summary FILE``). Exit status: 0 success, 2 usage
 or bad input, 3 a failure that rerunning the same command recovers from (lost or unreachable scheduler, killed
 job: a ``fit`` resumes from its checkpoint), 4 not converged with ``--require-convergence``, 1 an unexpected
@@ -36,6 +36,7 @@ from dnmf.cli.options import (
     add_options,
     resolve,
 )
+from dnmf.cli.rank import add_rank
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_RESUMABLE", "build_parser", "main"]
 
@@ -205,6 +206,10 @@ def _dispatch(runner_name: str, values: dict[str, Any]) -> Outcome:
             from dnmf.cli.fit import run_fit
 
             return run_fit(values)
+        if runner_name == "rank":
+            from dnmf.cli.rank import run_rank
+
+            return run_rank(values)
         from dnmf.cli.transform import run_transform
 
         return run_transform(values)
@@ -372,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ingest(commands)
     _add_fit(commands)
+    add_rank(commands, _batch, EXIT_STATUS_HELP)
     _add_transform(commands)
     _add_inspect(commands)
     _add_cluster(commands)

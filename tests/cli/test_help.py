@@ -8,7 +8,7 @@ from cli_helpers import REPO, run_dnmf
 from dnmf.cli.main import build_parser
 from dnmf.cli.options import CLUSTER_OPTIONS, FIT_OPTIONS, OUTPUT_OPTIONS
 
-SUBCOMMANDS = ("ingest", "fit", "transform", "inspect", "cluster", "demo")
+SUBCOMMANDS = ("ingest", "fit", "rank", "transform", "inspect", "cluster", "demo")
 
 
 def help_of(*words: str) -> str:

@@ -1,0 +1,54 @@
+"""``dnmf rank``: the planted rank of a store, found on a real cluster, in a JSON summary; bad ranks exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from cli_helpers import run_dnmf, summary
+
+from dnmf.cli.main import build_parser
+from dnmf.datasets import make_low_rank
+
+
+@pytest.fixture(scope="module")
+def planted_store(tmp_path_factory) -> str:
+    """A dense 90 × 60 store of planted rank 3 plus noise of half its spread, on a 2 × 1 grid."""
+    from dnmf import save_matrix
+
+    A = make_low_rank(90, 60, 3, random_state=31)[0]
+    X = np.maximum(A + np.random.default_rng(31).normal(scale=0.5 * A.std(), size=A.shape), 0.0)
+    url = tmp_path_factory.mktemp("planted") / "planted.zarr"
+    save_matrix(X, url, chunks=(45, 60))
+    return str(url)
+
+
+def test_rank_finds_the_planted_rank_and_writes_the_table(tmp_path, scheduler, planted_store):
+    out = tmp_path / "ranks.json"
+    done = run_dnmf("rank", planted_store, "--ranks", "2:4", "--replicates", "2", "--max-iter", "30",
+                    "--tol", "1e-6", "--seed", "7", "--log-level", "WARNING",
+                    "--scheduler", scheduler, "--summary", out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["command"] == "rank" and report["exit_code"] == 0
+    assert report["best_rank"] == 3, report["table"]
+    assert [row["rank"] for row in report["table"]] == [2, 3, 4]
+    assert len(report["test_errors"][0]) == 2 and report["cluster"]
+
+
+@pytest.mark.parametrize(("ranks", "message"), [("two", "--ranks must be FIRST:LAST"),
+                                                 ("0:3", "each at least 1")])
+def test_bad_ranks_exit_2_naming_the_flag(planted_store, ranks, message):
+    done = run_dnmf("rank", planted_store, "--ranks", ranks, "--scheduler", "tcp://127.0.0.1:1", timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert summary(done)["status"] == "failed"
+
+
+def test_rank_help_names_its_flags(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rank", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("INPUT", "--ranks", "--replicates", "--test-fraction", "--summary", "--scheduler", "exit status"):
+        assert flag in text, flag
