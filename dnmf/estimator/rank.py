@@ -238,6 +238,10 @@ def _training_input(X: Any, *, seed: int, test_fraction: float) -> Any:
         dtype = np.result_type(X.dtype, np.float32)
         return X.map_blocks(block, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
     X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    values = X.data if sp.issparse(X) else X
+    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
+        raise ValueError("X has NaN entries: select_rank needs a matrix with no missing values, since it makes "
+                         "its own (the held-out entries). Impute or drop the missing entries first.")
     return np.concatenate([training_block(X[s], s, slice(0, n), n, seed=seed, test_fraction=test_fraction)
                            for s in _strips(X)])
 

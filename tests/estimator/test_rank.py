@@ -102,3 +102,10 @@ def test_plot_draws_the_curves() -> None:
 def test_bad_arguments_are_refused_by_name(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dnmf.select_rank(np.ones((12, 10)), **kwargs)
+
+
+def test_missing_values_in_x_are_refused() -> None:
+    X = np.ones((12, 10))
+    X[5, 5] = np.nan
+    with pytest.raises(ValueError, match="X has NaN entries: select_rank needs a matrix with no missing values"):
+        dnmf.select_rank(X, [1, 2], max_iter=5)
