@@ -5,7 +5,7 @@ scikit-learn is deliberately not imported: it would cost every worker process ov
 
 from __future__ import annotations
 
-__all__ = ["ClusterLostError", "ConvergenceWarning", "NotFittedError"]
+__all__ = ["ClusterLostError", "ConvergenceWarning", "NotFittedError", "StoreError"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -18,3 +18,7 @@ class NotFittedError(ValueError, AttributeError):
 
 class ClusterLostError(RuntimeError):
     """The connection to the Dask scheduler was lost during a fit; a checkpointed run can be resumed."""
+
+
+class StoreError(ValueError):
+    """A store that is missing, of an unknown layout, inconsistent or damaged."""

@@ -20,6 +20,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from dnmf.core import products
+from dnmf.data.sparse import canonical_csr
 from dnmf.runtime.client import active_client, cluster_memory, n_workers, worker_memory
 
 __all__ = [
@@ -193,7 +194,7 @@ def _from_blocks(blocks: dict[tuple[int, int], Any], rows: tuple[int, ...], cols
 
 def _as_csr_block(block: Any, out_dtype: np.dtype) -> Any:
     if sp.issparse(block):
-        return sp.csr_matrix(block, dtype=out_dtype)
+        return canonical_csr(block, out_dtype)
     return np.asarray(block, dtype=out_dtype)
 
 
@@ -235,7 +236,7 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto") -> InputMatrix:
     if sp.issparse(X):
         _check_shape(X.shape)
         dtype = _float_dtype(X.dtype)
-        csr = sp.csr_matrix(X, dtype=dtype)
+        csr = canonical_csr(X, dtype)
         rows, cols = _resolve_chunks(chunks, csr.shape, _nbytes(csr))
         token = tokenize(csr.data, csr.indices, csr.indptr, csr.shape, rows, cols)
         return InputMatrix(_from_blocks(_split(csr, rows, cols), rows, cols, dtype, True, token), "scipy")
