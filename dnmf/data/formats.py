@@ -143,6 +143,20 @@ def _mtx_positions(part: pd.DataFrame, symmetry: str) -> Coo:
     return np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]]), np.concatenate([values, mirrored])
 
 
+def _check_entry_count(source: str, entries: int, shortest_line: int) -> None:
+    """Refuse a size line that declares more entries than the file's bytes can hold (``shortest_line`` bytes
+    each, as in ``"1 1 1\n"``); a compressed file is checked by its entry count only, after reading."""
+    import fsspec
+
+    if source.lower().endswith(".gz"):
+        return
+    fs, path = fsspec.core.url_to_fs(source)
+    size = int(fs.size(path))
+    if entries * shortest_line > size:
+        raise ValueError(f"{source!r} declares {entries:,} entries on its size line, but its {size:,} bytes hold "
+                         f"at most {size // shortest_line:,}: the file is truncated, or its size line is wrong.")
+
+
 def _read_mtx(plan: Plan) -> Converted:
     import dask.dataframe as dd
 
@@ -163,8 +177,9 @@ def _read_mtx(plan: Plan) -> Converted:
     if layout != "coordinate" or len(size) != 3:
         raise ValueError(f"{plan.source!r}: unknown Matrix Market layout {layout!r} or size line {size}.")
     m, n, nnz = size
-    if m < 1 or n < 1:
-        raise ValueError(f"{plan.source!r} declares an empty {m} × {n} matrix.")
+    if m < 1 or n < 1 or nnz < 0:
+        raise ValueError(f"{plan.source!r} declares an empty {m} × {n} matrix, or {nnz} entries.")
+    _check_entry_count(plan.source, nnz, 4 if field == "pattern" else 6)
     names = ["row", "col"] if field == "pattern" else list(_COO)
     try:
         frame = dd.read_csv(plan.source, sep=r"\s+", header=None, names=names, usecols=range(len(names)),
@@ -175,7 +190,7 @@ def _read_mtx(plan: Plan) -> Converted:
     dtype = np.dtype(np.float64)
     grid = plan.grid((m, n), nnz * (dtype.itemsize + 4), sparse=True)
     strips = triplet_strips(frame.to_delayed(), _mtx_positions, (symmetry,), grid[0])
-    return Converted(assemble(strips, (m, n), grid, dtype, True, plan.source))
+    return Converted(assemble(strips, (m, n), grid, dtype, True, plan.source, entries=nnz))
 
 
 # ---- Triplet tables --------------------------------------------------------------------------------------------

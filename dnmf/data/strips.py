@@ -17,13 +17,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from dnmf.data.matrix import Chunks, default_grid, even_chunks
-from dnmf.runtime.client import n_workers, worker_memory
+from dnmf.runtime.client import cluster_memory, n_workers, worker_memory
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
 
-__all__ = ["Converted", "Coo", "Plan", "SourceError", "assemble", "describe", "finish", "out_dtype", "split_rows",
-           "triplet_strips", "unreadable"]
+__all__ = ["Converted", "Coo", "Plan", "SourceError", "assemble", "check_fits", "describe", "finish", "out_dtype",
+           "split_rows", "triplet_strips", "unreadable"]
 
 #: Triplets: row positions, column positions, values.
 Coo = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -44,8 +44,18 @@ class Plan:
 
     def grid(self, shape: tuple[int, int], nbytes: int, sparse: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Row strips and column blocks: from ``chunks`` (``"auto"``: :func:`dnmf.data.matrix.default_grid`), rows
-        overridden by ``block_rows``. Sparse strips stay whole: a CSR store has no column blocks."""
+        overridden by ``block_rows``. Sparse strips stay whole: a CSR store has no column blocks. Sparse strips
+        are sized for the row pointers too (8 bytes a row), so that a source of many rows streams.
+
+        Raises
+        ------
+        ValueError
+            If the shape the source declares is too large for any fit here (see :func:`check_fits`).
+        """
         m, n = shape
+        check_fits(shape, self.source)
+        if sparse:
+            nbytes += 8 * (m + 1)
         if isinstance(self.chunks, str) and self.chunks == "auto":
             p, q = default_grid(shape, nbytes, n_workers(), worker_memory())
             rows, cols = even_chunks(m, p), even_chunks(n, q)
@@ -61,6 +71,23 @@ class Plan:
         if self.block_rows is not None:
             rows = da.core.normalize_chunks(self.block_rows, (m,))[0]
         return tuple(int(r) for r in rows), (n,) if sparse else tuple(int(c) for c in cols)
+
+
+def check_fits(shape: tuple[int, int], source: str) -> None:
+    """Refuse a declared shape whose factors could not be held even at rank 1 in float32 (4 bytes a row and a
+    column) in the cluster's memory (this machine's when no cluster is active): a crafted or mistyped header
+    must not make dnmf allocate for it.
+
+    Raises
+    ------
+    ValueError
+        Naming the source, the shape and both sizes.
+    """
+    need, have = 4 * (shape[0] + shape[1]), cluster_memory()
+    if need > have:
+        raise ValueError(f"{source!r} declares a {shape[0]:,} × {shape[1]:,} matrix: its factors alone would need "
+                         f"{need / 2**30:.3g} GiB even at rank 1, more than the {have / 2**30:.3g} GiB of memory "
+                         "available. Check the file's header (size line or shape).")
 
 
 @dataclass(frozen=True)
@@ -92,28 +119,36 @@ def unreadable(source: str, fmt: str, error: Exception) -> ValueError:
 
 
 def finish(raw: Any, r0: int, shape: tuple[int, int], height: int, dtype: np.dtype, source: str,
-           what: str) -> np.ndarray | sp.csr_matrix:
+           what: str, entries: int | None = None) -> np.ndarray | sp.csr_matrix:
     """One row strip, rows ``r0:r0+height``, from a NumPy array, a SciPy sparse matrix, or a list of COO pieces
-    ``(rows, cols, values)`` (CSR with duplicates summed); its values checked."""
+    ``(rows, cols, values, lines)`` (CSR with duplicates summed); its values checked.
+
+    ``entries``: the number of entries the source declares. Every strip receives one piece from each partition,
+    and each piece carries its partition's number of lines, so every strip can check the total.
+    """
     span = f"rows {r0}–{r0 + height - 1}"
     if isinstance(raw, np.ndarray):
         block = np.asarray(raw, dtype=dtype)
     elif sp.issparse(raw):
         block = sp.csr_matrix(raw, dtype=dtype)
     else:
-        rows, cols, values = (np.concatenate(arrays) for arrays in zip(*raw))
+        *arrays, lines = zip(*raw)
+        if entries is not None and sum(lines) != entries:
+            raise SourceError(f"{source!r} declares {entries} entries on its size line but holds {sum(lines)}: it "
+                              "is truncated, or its size line is wrong.")
+        rows, cols, values = (np.concatenate(column) for column in arrays)
         rows = rows - r0
         if len(rows) and (rows.min() < 0 or rows.max() >= height or cols.min() < 0 or cols.max() >= shape[1]):
             raise SourceError(f"Entries of {source!r} ({span}) lie outside the {shape[0]} × {shape[1]} matrix it "
-                               "declares.")
+                              "declares.")
         block = sp.csr_matrix((values.astype(dtype, copy=False), (rows, cols)), shape=(height, shape[1]))
     values = block.data if sp.issparse(block) else block
     if values.size and not np.isfinite(values).all():
         raise SourceError(f"NaN or infinite values in {source!r} ({what}{span}). NMF needs finite values: impute "
-                           "or drop missing entries first.")
+                          "or drop missing entries first.")
     if values.size and values.min() < 0:
         raise SourceError(f"Negative values in {source!r} ({what}smallest {values.min():g}, {span}). NMF needs "
-                           "non-negative data: shift or clip it first.")
+                          "non-negative data: shift or clip it first.")
     if sp.issparse(block):
         block.sum_duplicates()
         block.eliminate_zeros()
@@ -125,14 +160,15 @@ def _columns(strip: Any, start: int, stop: int) -> Any:
 
 
 def assemble(raws: list[Any], shape: tuple[int, int], grid: tuple[tuple[int, ...], tuple[int, ...]],
-             dtype: np.dtype, sparse: bool, source: str, what: str = "") -> da.Array:
-    """A Dask array from one raw row strip per row block of ``grid`` (values or Delayed), cut into its columns."""
+             dtype: np.dtype, sparse: bool, source: str, what: str = "", entries: int | None = None) -> da.Array:
+    """A Dask array from one raw row strip per row block of ``grid`` (values or Delayed), cut into its columns;
+    ``entries`` is checked by :func:`finish`."""
     rows, cols = grid
     meta = sp.csr_matrix((0, 0), dtype=dtype) if sparse else np.empty((0, 0), dtype=dtype)
     starts, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
     blocks = []
     for raw, r0, height in zip(raws, starts, rows):
-        strip = dask.delayed(finish, pure=True)(raw, int(r0), shape, height, dtype, source, what)
+        strip = dask.delayed(finish, pure=True)(raw, int(r0), shape, height, dtype, source, what, entries)
         pieces = [strip] if len(cols) == 1 else [dask.delayed(_columns, pure=True)(strip, int(c0), int(c1))
                                                  for c0, c1 in zip(col_edges[:-1], col_edges[1:])]
         blocks.append([da.from_delayed(piece, shape=(height, width), dtype=dtype, meta=meta)
@@ -140,17 +176,19 @@ def assemble(raws: list[Any], shape: tuple[int, int], grid: tuple[tuple[int, ...
     return da.block(blocks)
 
 
-def split_rows(part: Any, to_coo: Callable[..., Coo], args: tuple[Any, ...], starts: np.ndarray) -> list[Coo]:
-    """One partition of a triplet table as COO pieces, one per row strip (rows outside the matrix go to the first
-    or last piece, where :func:`finish` reports them)."""
+def split_rows(part: Any, to_coo: Callable[..., Coo], args: tuple[Any, ...],
+               starts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """One partition of a triplet table as COO pieces, one per row strip, each with the partition's number of
+    lines (rows outside the matrix go to the first or last piece, where :func:`finish` reports them)."""
+    lines = len(part)
     rows, cols, values = to_coo(part, *args)
     if len(starts) == 1:
-        return [(rows, cols, values)]
+        return [(rows, cols, values, lines)]
     strip = np.clip(np.searchsorted(starts, rows, side="right") - 1, 0, len(starts) - 1)
     order = np.argsort(strip, kind="stable")
     bounds = np.searchsorted(strip[order], np.arange(len(starts) + 1))
     rows, cols, values = rows[order], cols[order], values[order]
-    return [(rows[a:b], cols[a:b], values[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(rows[a:b], cols[a:b], values[a:b], lines) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def triplet_strips(parts: list[Delayed], to_coo: Callable[..., Coo], args: tuple[Any, ...],
