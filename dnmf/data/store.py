@@ -14,6 +14,10 @@ half-written store under the final name.
 
 Sparse blocks are read inside tasks: one task per row strip slices ``indptr`` and reads only that strip's
 ``data`` and ``indices``; the strip is then cut into the column blocks of the grid.
+
+What is read is checked: a missing or undecodable chunk, a shape or array that disagrees with the others, or a
+chunk too large for a worker is a :class:`StoreError` naming the store, never zeros and never a huge allocation
+(see :mod:`dnmf.data.sparse`). Sparse blocks come out in canonical CSR (duplicate entries summed).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from dnmf.data.labels import check_labels, read_index, write_index
 from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
 from dnmf.data.sparse import (SPARSE_ARRAY_CHUNK, SparseLayout, read_strip, row_strip, sparse_layout, strip_nnz,
                               strip_part)
@@ -267,46 +272,7 @@ def read_labels(url: str | os.PathLike[str],
     _, _, root = _matrix_node(location)
     if root is None:
         return None, None
-    return _read_index(root, "obs"), _read_index(root, "var")
-
-
-def _read_index(root: zarr.Group, name: str) -> np.ndarray | None:
-    if name not in root:
-        return None
-    frame = root[name]
-    index = frame.attrs.get("_index", "_index")
-    return np.asarray(frame[index][:], dtype=object).astype(str) if index in frame else None
-
-
-def _check_labels(labels: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if labels is None:
-        return None, None
-    if not isinstance(labels, (tuple, list)) or len(labels) != 2:
-        raise ValueError("labels must be a (row_labels, column_labels) pair; either may be None.")
-    checked = []
-    for axis, (values, size) in enumerate(zip(labels, shape)):
-        if values is None:
-            checked.append(None)
-            continue
-        values = np.asarray(values, dtype=object).astype(str)
-        if values.shape != (size,):
-            what = "row" if axis == 0 else "column"
-            raise ValueError(f"Got {values.size} {what} labels for a matrix with {size} {what}s.")
-        checked.append(values)
-    return checked[0], checked[1]
-
-
-def _write_index(root: zarr.Group, name: str, size: int, values: np.ndarray | None) -> None:
-    """An AnnData data frame with only an index: the labels, or ``"0" … "size-1"`` (as AnnData's default)."""
-    frame = root.create_group(name)
-    frame.attrs.update({"_index": "_index", "column-order": [], "encoding-type": "dataframe",
-                        "encoding-version": "0.2.0"})
-    chunk = max(1, min(size, SPARSE_ARRAY_CHUNK))
-    index = frame.create_array("_index", shape=(size,), dtype=str, chunks=(chunk,))
-    for start in range(0, size, chunk):
-        stop = min(start + chunk, size)
-        index[start:stop] = values[start:stop] if values is not None else np.arange(start, stop).astype(str)
-    index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+    return read_index(root, "obs"), read_index(root, "var")
 
 
 def _write_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:
@@ -385,13 +351,13 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
         If a store exists at ``url`` and ``overwrite`` is False.
     """
     array = as_input_matrix(A, chunks=chunks).array
-    row_labels, col_labels = _check_labels(labels, array.shape)
+    row_labels, col_labels = check_labels(labels, array.shape)
     with staged_group(url, storage_options, overwrite) as root:
         root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         sparse = sp.issparse(getattr(array, "_meta", None))
         dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
         for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
-            _write_index(root, name, size, values)
+            write_index(root, name, size, values)
 
 
 @contextmanager
