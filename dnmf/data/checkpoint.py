@@ -11,7 +11,8 @@ Protocol (see DESIGN.md §5): every checkpoint goes into a new version folder; W
 workers, block by block; the state (JSON, never pickle) carries checksums of both arrays; only then is the
 manifest replaced (write to a temporary file and rename, or one object put on an object store). Versions beyond
 the last :data:`KEEP` are deleted after the manifest moved. On load, versions are tried newest first; one whose
-arrays are missing, truncated or do not match their checksums is skipped with a warning.
+arrays are missing, truncated or do not match their checksums, or whose state does not match its schema
+(:mod:`dnmf.data.checkpoint_state`), is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dask.base import tokenize
 
 from dnmf.runtime.client import active_client
 from dnmf.core.engine import Progress
+from dnmf.data.checkpoint_state import check_state
 from dnmf.data.store import Location, write_blocks
 
 __all__ = ["KEEP", "Checkpoint", "CheckpointError", "CheckpointStore", "CheckpointWarning", "open_run"]
@@ -201,6 +203,7 @@ class CheckpointStore:
     def _load_version(self, version: str) -> Checkpoint:
         target = self.location.child(version)
         group = zarr.open_group(store=target.url, mode="r", **target.zarr_kwargs())
+        check_state(group.attrs.get("state"), version)
         state = dict(group.attrs["state"])
         W, H = dask.persist(*_read_factors(group, state, target.url))
         w_sums, h_sums = dask.compute(checksum(W), checksum(H))
