@@ -33,8 +33,8 @@ def connected(config: clusters.ClusterConfig, connect_timeout: float,
     record.update({"kind": config.kind, "config": config.source})
     logger.info("Connecting to the cluster (kind %s, from %s)", config.kind, config.source)
     with clusters.connect(config, connect_timeout=connect_timeout) as client:
-        record.update({"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
+        record.update({"scheduler": client.scheduler.address, "dashboard": client.dashboard_link or None,
                        "workers": len(client.scheduler_info().get("workers", {}))})
-        logger.info("Scheduler %s with %d workers; dashboard %s", record["scheduler"], record["workers"],
-                    record["dashboard"])
+        logger.info("Scheduler %s with %d workers; %s", record["scheduler"], record["workers"],
+                    f"dashboard {record['dashboard']}" if record["dashboard"] else "no dashboard")
         yield client
