@@ -266,6 +266,8 @@ def _open_table(plan: Plan, fmt: str) -> tuple[Any, tuple[str, str, str], np.dty
             raise ValueError(f"Column {name!r} not found in {plan.source!r}; {listing}.")
     r, c, v = names
     kind = table[v].dtype.kind if hasattr(table[v].dtype, "kind") else "O"
+    if kind not in "biuf" and not len(table.head(1, npartitions=-1)):
+        raise ValueError(f"{plan.source!r} holds no entries: it has a header line ({listing}) but no rows.")
     if kind not in "biuf":
         raise ValueError(f"Column {v!r} of {plan.source!r} holds {table[v].dtype} values, not numbers; pass "
                          f"row_col_value=(row id, column id, value) naming a numeric value column ({listing}).")
