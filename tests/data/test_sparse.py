@@ -72,9 +72,10 @@ def _inputs(tmp_path):
     duplicated = blocks.map_blocks(lambda b: sp.csr_matrix((np.repeat(b.data / 2, 2), np.repeat(b.indices, 2),
                                                             2 * b.indptr), shape=b.shape),
                                    meta=sp.csr_matrix((0, 0)))
+    save_matrix(duplicated, tmp_path / "saved-dask.zarr")
     return {"scipy": matrix, "coo": sp.coo_matrix(matrix), "csc": sp.csc_matrix(matrix), "dask": duplicated,
             "raw store": str(tmp_path / "raw.zarr"), "saved store": str(tmp_path / "saved.zarr"),
-            "ingested store": str(tmp_path / "ingested.zarr")}
+            "ingested store": str(tmp_path / "ingested.zarr"), "saved dask store": str(tmp_path / "saved-dask.zarr")}
 
 
 def test_reported_error_is_the_true_error_on_every_input_path(tmp_path):
@@ -88,9 +89,10 @@ def test_reported_error_is_the_true_error_on_every_input_path(tmp_path):
 def test_stores_hold_and_read_canonical_csr(tmp_path):
     with dask.config.set(scheduler="sync"):
         inputs = _inputs(tmp_path)
-        saved = zarr.open_group(inputs["saved store"] + "/X", mode="r")
-        stored = sp.csr_matrix((saved["data"][:], saved["indices"][:], saved["indptr"][:]), shape=SHAPE)
-        assert stored.has_canonical_format
-        for name in ("raw store", "saved store", "ingested store"):
+        for name in ("saved store", "saved dask store"):
+            saved = zarr.open_group(inputs[name] + "/X", mode="r")
+            stored = sp.csr_matrix((saved["data"][:], saved["indices"][:], saved["indptr"][:]), shape=SHAPE)
+            assert stored.has_canonical_format, name
+        for name in ("raw store", "saved store", "ingested store", "saved dask store"):
             for block in open_matrix(inputs[name], chunks=(15, 10)).to_delayed().ravel():
                 assert block.compute().has_canonical_format, name
