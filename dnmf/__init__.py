@@ -1,11 +1,11 @@
 """dnmf: distributed Non-negative Matrix Factorization on Dask."""
 
 from dnmf.core.engine import IterationRecord
-from dnmf.estimator.nmf import NMF
-from dnmf.exceptions import ClusterLostError, ConvergenceWarning, NotFittedError
 from dnmf.data.ingest import ingest
 from dnmf.data.results import Result, load_result
 from dnmf.data.store import StoreError, open_matrix, read_labels, save_matrix
+from dnmf.estimator.nmf import NMF
+from dnmf.exceptions import ClusterLostError, ConvergenceWarning, NotFittedError
 
 __all__ = [
     "NMF",

@@ -5,7 +5,7 @@ scikit-learn is deliberately not imported: it would cost every worker process ov
 
 from __future__ import annotations
 
-__all__ = ["ClusterLostError", "ConvergenceWarning", "NotFittedError", "StoreError"]
+__all__ = ["ClusterLostError", "ConvergenceWarning", "DivergenceError", "NotFittedError", "StoreError"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -18,6 +18,10 @@ class NotFittedError(ValueError, AttributeError):
 
 class ClusterLostError(RuntimeError):
     """The connection to the Dask scheduler was lost during a fit; a checkpointed run can be resumed."""
+
+
+class DivergenceError(ValueError):
+    """The loss stopped being finite during a fit (overflowing data or penalties): nothing of the fit is kept."""
 
 
 class StoreError(ValueError):

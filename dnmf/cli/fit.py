@@ -20,14 +20,12 @@ from dnmf.cli.exits import EXIT_NOT_CONVERGED, EXIT_OK, Outcome
 from dnmf.cli.options import UsageError
 from dnmf.cli.session import cluster_config, connected
 from dnmf.cli.writable import check_writable
+from dnmf.estimator.parameters import JOB_PARAMETERS, validate_parameters
 
 __all__ = ["default_checkpoint", "run_fit"]
 
 logger = logging.getLogger("dnmf")
 
-#: Parameters of a result that must equal this run's for the result to count as this job's.
-JOB_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "tol", "max_iter", "random_state", "alpha_W",
-                  "alpha_H", "l1_ratio", "chunks")
 
 
 def parse_chunks(text: str) -> Any:
@@ -44,6 +42,18 @@ def parse_chunks(text: str) -> Any:
     return (rows, cols)
 
 
+def beta_loss(text: str) -> str | float:
+    """``--beta-loss``: a loss name, or a number β."""
+    from dnmf.core.rules import BETA_LOSSES
+
+    if text in BETA_LOSSES:
+        return text
+    try:
+        return float(text)
+    except ValueError as error:
+        raise UsageError(f"--beta-loss must be one of {', '.join(BETA_LOSSES)} or a number; got {text!r}.") from error
+
+
 def default_checkpoint(out: str) -> str:
     """The checkpoint folder of a job whose result goes to ``out``: ``out`` + ``.checkpoint``."""
     return out.rstrip("/") + ".checkpoint"
@@ -55,13 +65,14 @@ def _model(values: dict[str, Any]) -> Any:
     if values["rank"] is None:
         raise UsageError("--rank is required (the flag, or 'rank' in the job file).")
     model = NMF(
-        values["rank"], solver=values["solver"], init=values["init"], max_iter=values["max_iter"],
+        values["rank"], solver=values["solver"], beta_loss=beta_loss(values.get("beta_loss", "frobenius")),
+        init=values["init"], max_iter=values["max_iter"],
         tol=values["tol"], random_state=values["seed"], alpha_W=values["alpha_w"],
         alpha_H="same" if values["alpha_h"] is None else values["alpha_h"], l1_ratio=values["l1_ratio"],
         chunks=parse_chunks(values["chunks"]), checkpoint=values["checkpoint"],
         checkpoint_every=values["checkpoint_every"], verbose=values.get("verbose", 0),
     )
-    model._validate_params()
+    validate_parameters(model.get_params())
     return model
 
 
@@ -96,7 +107,8 @@ def _input_differences(url: str, stored: dict[str, Any]) -> list[str]:
     """How ``url`` differs from the input a result was made from: shape, dtype, and the SHA-256 of its first and
     last blocks on the result's grid (two blocks are read, on this machine)."""
     from dnmf import open_matrix
-    from dnmf.data.matrix import MatrixStats, as_input_matrix, fingerprint
+    from dnmf.data.fingerprint import fingerprint
+    from dnmf.data.matrix import MatrixStats, as_input_matrix
 
     with dask.config.set(scheduler="sync"):
         shape = list(open_matrix(url).shape)
@@ -115,7 +127,7 @@ def _input_differences(url: str, stored: dict[str, Any]) -> list[str]:
 def _summary(values: dict[str, Any], status: str, record: dict[str, Any], started: float,
              cluster: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     loss_history = record.get("loss_history") or [math.nan]
-    norm = math.sqrt(record.get("fingerprint", {}).get("norm_squared") or math.nan)
+    norm = math.sqrt((record.get("fingerprint") or {}).get("norm_squared") or math.nan)
     return {
         "command": "fit", "status": status, "result": _display_url(values["out"]), "input": values["input"],
         "n_components": record.get("n_components"), "iterations": record.get("n_iter"),
@@ -184,7 +196,7 @@ def run_fit(values: dict[str, Any]) -> Outcome:
     resumed_from = model.resumed_from_
     record = {"n_components": model.n_components_, "n_iter": model.n_iter_, "converged": model.converged_,
               "loss_history": model.loss_history_, "reconstruction_err": model.reconstruction_err_,
-              "fingerprint": model._fingerprint}
+              "fingerprint": model.fingerprint_}
     seconds = model.timings_["seconds_per_iteration"]
     timings = {"connect_seconds": connected_at - started, "fit_seconds": fitted_at - connected_at,
                "save_seconds": saved_at - fitted_at,

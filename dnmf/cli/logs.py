@@ -19,9 +19,8 @@ __all__ = ["IterationFields", "JsonFormatter", "progress_bar_available", "setup_
 
 HUMAN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 #: Attributes every ``LogRecord`` has; anything else on a record was passed as ``extra`` and goes into the JSON.
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-#: The message the engine logs after every iteration, with (iteration, loss, seconds) as its arguments.
-ENGINE_ITERATION_MESSAGE = "iteration %d: loss %.6g (%.3f s)"
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime",
+                                                                                      "dnmf_event"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,7 +42,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class IterationFields(logging.Filter):
-    """Gives the engine's per-iteration records ``iteration``, ``loss`` and ``seconds`` fields; drops them when a
+    """Gives the engine's per-iteration records the fields of their structured event
+    (:meth:`dnmf.core.records.IterationRecord.event`: ``iteration``, ``loss``, ``seconds``); drops them when a
     progress bar shows the same."""
 
     def __init__(self, drop: bool = False) -> None:
@@ -51,9 +51,11 @@ class IterationFields(logging.Filter):
         self.drop = drop
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != ENGINE_ITERATION_MESSAGE or not isinstance(record.args, tuple) or len(record.args) != 3:
+        event = getattr(record, "dnmf_event", None)
+        if event is None:
             return True
-        record.iteration, record.loss, record.seconds = record.args
+        for name, value in event.items():
+            setattr(record, name, value)
         return not self.drop
 
 

@@ -88,8 +88,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from dnmf import open_matrix
-    from dnmf import ingest
+    from dnmf import ingest, open_matrix
 
     columns = tuple(args.row_col_value.split(",")) if args.row_col_value else None
     if columns is not None and len(columns) != 3:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dnmf.core.rules import ALIASES, BETA_LOSSES, solver_names
+from dnmf.core.rules import SOLVERS as SOLVERS_TABLE
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -54,14 +57,28 @@ class Option:
         return isinstance(value, str) and (self.choices is None or value in self.choices)
 
 
-SOLVERS = ("hals", "cd", "mu")
+SOLVERS = tuple(solver_names())
+BETA_LOSS_NAMES = tuple(BETA_LOSSES)
 INITS = ("random", "nndsvd", "nndsvda", "nndsvdar")
+
+
+def _solver_help() -> str:
+    lines = "; ".join(f"{name}: {spec.summary}" for name, spec in SOLVERS_TABLE.items())
+    aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+    return f"update rule (default: %(default)s). {lines} ({aliases})"
+
+
+def _beta_loss_help() -> str:
+    able = ", ".join(name for name, spec in SOLVERS_TABLE.items() if "beta" in spec.losses)
+    return (f"loss: {', '.join(BETA_LOSS_NAMES)}, or a number beta for the beta-divergence (other than "
+            f"frobenius: solver {able}; default: %(default)s)")
 
 FIT_OPTIONS: tuple[Option, ...] = (
     Option("input", "str", None, "matrix store to factorize (path or URL), when not given as INPUT", is_path=True),
     Option("rank", "int", None, "number of components k (required)", metavar="K"),
     Option("out", "str", None, "result store to write (required)", metavar="RESULT", is_path=True),
-    Option("solver", "str", "hals", "update rule (default: %(default)s)", choices=SOLVERS),
+    Option("solver", "str", "hals", _solver_help(), choices=SOLVERS),
+    Option("beta_loss", "str", "frobenius", _beta_loss_help(), metavar="LOSS"),
     Option("init", "str", None, "initialisation (default: nndsvda when k <= min(m, n), else random)",
            choices=INITS),
     Option("max_iter", "int", 200, "most iterations (default: %(default)s)", metavar="N"),

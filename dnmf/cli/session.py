@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dnmf.runtime import cluster as clusters
 from dnmf.cli.options import UsageError
+from dnmf.runtime import cluster as clusters
+from dnmf.runtime import dashboard
 
 __all__ = ["cluster_config", "connected"]
 
@@ -29,12 +30,15 @@ def cluster_config(values: dict[str, Any]) -> clusters.ClusterConfig:
 @contextmanager
 def connected(config: clusters.ClusterConfig, connect_timeout: float,
               record: dict[str, Any]) -> Iterator[Any]:
-    """A client for ``config``; fills ``record`` with the cluster's kind, source, dashboard and workers."""
+    """A client for ``config``; fills ``record`` with the cluster's kind, source, dashboard, dnmf page
+    (:mod:`dnmf.runtime.dashboard`) and workers."""
     record.update({"kind": config.kind, "config": config.source})
     logger.info("Connecting to the cluster (kind %s, from %s)", config.kind, config.source)
     with clusters.connect(config, connect_timeout=connect_timeout) as client:
         record.update({"scheduler": client.scheduler.address, "dashboard": client.dashboard_link or None,
-                       "workers": len(client.scheduler_info().get("workers", {}))})
-        logger.info("Scheduler %s with %d workers; %s", record["scheduler"], record["workers"],
-                    f"dashboard {record['dashboard']}" if record["dashboard"] else "no dashboard")
+                       "workers": len(client.scheduler_info().get("workers", {})),
+                       "dnmf_page": dashboard.install(client)})
+        logger.info("Scheduler %s with %d workers; %s%s", record["scheduler"], record["workers"],
+                    f"dashboard {record['dashboard']}" if record["dashboard"] else "no dashboard",
+                    f"; dnmf page {record['dnmf_page']}" if record["dnmf_page"] else "")
         yield client

@@ -18,27 +18,11 @@ __all__ = ["run_transform"]
 
 logger = logging.getLogger("dnmf")
 
-#: Parameters of the fit that the projection reuses.
-PROJECTION_PARAMETERS = ("solver", "beta_loss", "tol", "max_iter", "alpha_W", "alpha_H", "l1_ratio")
-
-
-def _fixed_h_model(result: Any, values: dict[str, Any]) -> Any:
-    """An NMF whose fitted H is the result's, with the fit's update rule and regularisation."""
-    from dnmf import NMF
-
-    stored = result.info.get("params", {})
-    params = {name: stored[name] for name in PROJECTION_PARAMETERS if name in stored}
-    params.update({name: values[name] for name in ("max_iter", "tol") if values.get(name) is not None})
-    model = NMF(result.n_components, **params)
-    model.components_ = result.H
-    model.n_components_ = result.n_components
-    model.n_features_in_ = result.H.shape[1]
-    return model
 
 
 def run_transform(values: dict[str, Any]) -> Outcome:
     """Run ``dnmf transform`` with resolved option ``values``."""
-    from dnmf import load_result, open_matrix, read_labels, save_matrix
+    from dnmf import NMF, load_result, open_matrix, read_labels, save_matrix
     from dnmf.data.store import Location
 
     started = time.perf_counter()
@@ -56,8 +40,8 @@ def run_transform(values: dict[str, Any]) -> Outcome:
     if n_features != result.H.shape[1]:
         raise UsageError(f"{values['input']!r} has {n_features} columns, but the result's H has "
                          f"{result.H.shape[1]}: transform needs the columns (features) the result was fitted on.")
-    model = _fixed_h_model(result, values)
-    model._validate_params()
+    overrides = {name: values[name] for name in ("max_iter", "tol") if values.get(name) is not None}
+    model = NMF.from_result(result, chunks="auto", checkpoint=None, verbose=0, **overrides)
     cluster: dict[str, Any] = {}
     with connected(cluster_config(values), values["connect_timeout"], cluster):
         W = model.transform(values["input"])

@@ -18,6 +18,7 @@ import dask.array as da
 import numpy as np
 
 from dnmf.core import products
+from dnmf.core.blocks import is_blocks
 
 __all__ = ["INIT_METHODS", "constant_rows", "gaussian", "initialize", "nndsvd", "randomized_svd", "resolve_init"]
 
@@ -58,10 +59,15 @@ def _gaussian_block(*, entropy: int, stream: int, blocked_axis: int, scale: floa
 
 
 def gaussian(chunks: tuple[tuple[int, ...], tuple[int, ...]], blocked_axis: int, *, entropy: int, stream: int,
-             scale: float | None, dtype: Any, name: str) -> da.Array:
+             scale: float | None, dtype: Any, name: str, like: Any = None) -> Any:
     """Per-block normal draws on a factor's grid: ``|scale · N(0, 1)|`` in ``dtype``, or raw float64 draws if
-    ``scale`` is None."""
+    ``scale`` is None; in-process blocks if ``like`` is :class:`~dnmf.core.blocks.Blocks`, else a Dask array."""
     dtype = np.dtype(np.float64 if scale is None else dtype)
+    if is_blocks(like):
+        return like.like([[_gaussian_block(entropy=entropy, stream=stream, blocked_axis=blocked_axis, scale=scale,
+                                           out_dtype=dtype, block_info={None: {
+                                               "chunk-shape": (rows, cols), "chunk-location": (i, j)}})
+                           for j, cols in enumerate(chunks[1])] for i, rows in enumerate(chunks[0])], chunks)
     return da.map_blocks(
         _gaussian_block, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype), token=name,
         entropy=entropy, stream=stream, blocked_axis=blocked_axis, scale=scale, out_dtype=dtype,
@@ -89,8 +95,9 @@ def _left_multiply(block: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def _orthonormal_rows_factor(Y: da.Array) -> da.Array:
     """Orthonormalise the columns of a row-blocked ``(m, l)`` array by Gram eigen-decomposition, twice."""
     for _ in range(2):
-        transform = _orthonormalizer(products.gram_rows(Y, name="dnmf-init-gram").compute())
-        (Y,) = dask.persist(products.map_rows(_right_multiply, Y, small=(transform,), name="dnmf-init-orth",
+        gram = products.value(products.gram_rows(Y, name="dnmf-init-gram"))
+        transform = _orthonormalizer(gram)
+        (Y,) = products.persist(products.map_rows(_right_multiply, Y, small=(transform,), name="dnmf-init-orth",
                                               width=transform.shape[1]))
     return Y
 
@@ -98,8 +105,9 @@ def _orthonormal_rows_factor(Y: da.Array) -> da.Array:
 def _orthonormal_cols_factor(Z: da.Array) -> da.Array:
     """Orthonormalise the rows of a column-blocked ``(l, n)`` array, twice."""
     for _ in range(2):
-        transform = _orthonormalizer(products.gram_cols(Z, name="dnmf-init-gram").compute())
-        (Z,) = dask.persist(products.map_cols(_left_multiply, Z, small=(transform.T,), name="dnmf-init-orth",
+        gram = products.value(products.gram_cols(Z, name="dnmf-init-gram"))
+        transform = _orthonormalizer(gram)
+        (Z,) = products.persist(products.map_cols(_left_multiply, Z, small=(transform.T,), name="dnmf-init-orth",
                                               height=transform.shape[1]))
     return Z
 
@@ -121,16 +129,17 @@ def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = 10
     if n_iter == "auto":
         n_iter = 7 if k < 0.1 * min(m, n) else 4
     sketch = gaussian(((width,), A.chunks[1]), 1, entropy=entropy, stream=_STREAM_SKETCH, scale=None,
-                      dtype=np.float64, name="dnmf-init-sketch")
-    (Q,) = dask.persist(products.aht(A, sketch))
+                      dtype=np.float64, name="dnmf-init-sketch", like=A)
+    (Q,) = products.persist(products.aht(A, sketch))
     for _ in range(int(n_iter)):
         Q = _orthonormal_rows_factor(Q)
-        (Z,) = dask.persist(products.wta(A, Q))
+        (Z,) = products.persist(products.wta(A, Q))
         Z = _orthonormal_cols_factor(Z)
-        (Q,) = dask.persist(products.aht(A, Z))
+        (Q,) = products.persist(products.aht(A, Z))
     Q = _orthonormal_rows_factor(Q)
-    (B,) = dask.persist(products.wta(A, Q))
-    eigenvalues, eigenvectors = np.linalg.eigh(products.gram_cols(B, name="dnmf-init-gram").compute())
+    (B,) = products.persist(products.wta(A, Q))
+    gram = products.value(products.gram_cols(B, name="dnmf-init-gram"))
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)
     order = np.argsort(eigenvalues)[::-1][:k]
     singular_values = np.sqrt(np.clip(eigenvalues[order], 0.0, None))
     left = eigenvectors[:, order]
@@ -142,7 +151,7 @@ def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = 10
         singular_values = np.concatenate([singular_values, np.zeros(pad)])
         U = products.map_rows(_pad_columns, U, name="dnmf-init-pad", width=k, padded_width=k)
         Vt = products.map_cols(_pad_rows, Vt, name="dnmf-init-pad", height=k, padded_height=k)
-    U, Vt = dask.persist(U, Vt)
+    U, Vt = products.persist(U, Vt)
     return U, singular_values, Vt
 
 
@@ -159,8 +168,12 @@ def _part_squares(block: np.ndarray, axis: int) -> np.ndarray:
     return np.stack([np.sum(positive**2, axis=axis), np.sum(negative**2, axis=axis)])[None]
 
 
-def _part_norms(U: da.Array, Vt: da.Array) -> tuple[np.ndarray, np.ndarray]:
+def _part_norms(U: Any, Vt: Any) -> tuple[np.ndarray, np.ndarray]:
     """Norms of the positive and negative parts of each column of U and each row of Vt: two ``(2, k)`` arrays."""
+    if is_blocks(U):
+        u_squares = sum(_part_squares(block, axis=0)[0] for (block,) in U.grid)
+        v_squares = sum(_part_squares(block, axis=1)[0] for block in Vt.grid[0])
+        return np.sqrt(u_squares), np.sqrt(v_squares)
     u_parts = da.blockwise(_part_squares, "isa", U, "ia", axis=0, new_axes={"s": 2}, adjust_chunks={"i": 1},
                            dtype=np.float64, token="dnmf-init-norms", meta=np.empty((0, 0, 0)))
     v_parts = da.blockwise(_part_squares, "jsa", Vt, "aj", axis=1, new_axes={"s": 2}, adjust_chunks={"j": 1},
@@ -212,7 +225,12 @@ def nndsvd(A: da.Array, k: int, variant: str, *, entropy: int, mean: float) -> t
                           fill=fill, out_dtype=dtype)
     H = products.map_cols(_nndsvd_block, Vt, small=(sign[:, None], v_scale[:, None], use_abs[:, None]),
                           name="dnmf-init-h", dtype=dtype, fill=fill, out_dtype=dtype)
-    if variant == "nndsvdar":
+    if variant == "nndsvdar" and is_blocks(W):
+        W, H = (F.like([[_nndsvdar_fill_block(block, entropy=entropy, stream=stream, blocked_axis=axis, scale=mean,
+                                              block_info={0: {"chunk-location": (i, j)}})
+                         for j, block in enumerate(row)] for i, row in enumerate(F.grid)], F.chunks)
+                for F, stream, axis in ((W, _STREAM_FILL_W, 0), (H, _STREAM_FILL_H, 1)))
+    elif variant == "nndsvdar":
         W = W.map_blocks(_nndsvdar_fill_block, entropy=entropy, stream=_STREAM_FILL_W, blocked_axis=0,
                          scale=mean, dtype=dtype, token="dnmf-init-w-fill")
         H = H.map_blocks(_nndsvdar_fill_block, entropy=entropy, stream=_STREAM_FILL_H, blocked_axis=1,
@@ -229,21 +247,24 @@ def initialize(A: da.Array, k: int, method: str, *, entropy: int, mean: float) -
     if method == "random":
         scale = float(np.sqrt(mean / k))
         W = gaussian((A.chunks[0], (k,)), 0, entropy=entropy, stream=_STREAM_W, scale=scale, dtype=A.dtype,
-                     name="dnmf-init-w")
+                     name="dnmf-init-w", like=A)
         H = gaussian(((k,), A.chunks[1]), 1, entropy=entropy, stream=_STREAM_H, scale=scale, dtype=A.dtype,
-                     name="dnmf-init-h")
+                     name="dnmf-init-h", like=A)
     elif method.startswith("nndsvd"):
         W, H = nndsvd(A, k, method, entropy=entropy, mean=mean)
     else:
         raise ValueError(f"initialize() does not build init={method!r}; custom factors are passed in directly.")
-    return dask.persist(W, H)
+    return products.persist(W, H)
 
 
 def _constant_block(*, value: float, out_dtype: Any, block_info: Any = None) -> np.ndarray:
     return np.full(block_info[None]["chunk-shape"], value, dtype=out_dtype)
 
 
-def constant_rows(chunks: tuple[int, ...], k: int, value: float, dtype: Any) -> da.Array:
-    """A row-blocked ``(m, k)`` array filled with ``value``: the starting W of ``transform``."""
+def constant_rows(chunks: tuple[int, ...], k: int, value: float, dtype: Any, like: Any = None) -> Any:
+    """A row-blocked ``(m, k)`` array filled with ``value``: the starting W of ``transform`` (blocks if ``like``
+    is :class:`~dnmf.core.blocks.Blocks`)."""
+    if is_blocks(like):
+        return like.like([[np.full((rows, k), value, dtype=dtype)] for rows in chunks], (chunks, (k,)))
     return da.map_blocks(_constant_block, chunks=(chunks, (k,)), dtype=dtype, meta=np.empty((0, 0), dtype=dtype),
                          token="dnmf-init-w", value=value, out_dtype=np.dtype(dtype))

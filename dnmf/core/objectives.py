@@ -17,36 +17,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-import dask.array as da
 import numpy as np
 
 from dnmf.core import products
-from dnmf.core.rules import UpdateRule, beta_mu
-
-if TYPE_CHECKING:
-    from dnmf.core.engine import Penalties
+from dnmf.core.kernels import aligned
+from dnmf.core.records import Penalties
+from dnmf.core.rules import BetaRule, UpdateRule
 
 __all__ = ["BetaDivergence", "Frobenius", "Objective", "read_in_place", "update_rows"]
 
 
 #: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
-ReadAgain = Callable[[da.Array, da.Array], da.Array]
+ReadAgain = Callable[[Any, Any], Any]
 
 
-def read_in_place(A: da.Array, after: da.Array) -> da.Array:
+def read_in_place(A: Any, after: Any) -> Any:
     """``read_again`` for an A held in memory: the same blocks serve every pass."""
     return A
 
 
 class Objective(Protocol):
-    def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
+    def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         """Collections the first iteration needs besides W and H, built from them; the engine persists them."""
 
-    def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
+    def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
-                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
+                  read_again: ReadAgain = read_in_place) -> dict[str, Any]:
         """The graph of one iteration: ``"W"``, ``"H"`` (if ``update_h``), ``"loss"`` (a squared error, a float64
         scalar), ``"initial_loss"`` (the same at the incoming W and H, if asked) and new values of ``carried``.
 
@@ -73,15 +71,15 @@ def update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule:
     rows = max(64, ROW_TILE_BYTES // max(1, block.shape[1] * block.itemsize))
     for start in range(0, block.shape[0], rows):
         stop = min(start + rows, block.shape[0])
-        tile = products.aligned(np.ascontiguousarray(block[start:stop].T))
-        tile_cross = products.aligned(np.ascontiguousarray(cross[start:stop].T))
+        tile = aligned(np.ascontiguousarray(block[start:stop].T))
+        tile_cross = aligned(np.ascontiguousarray(cross[start:stop].T))
         updated[start:stop] = rule(tile, tile_cross, gram, l1=l1, l2=l2).T
-    return products.aligned(updated)
+    return aligned(updated)
 
 
 def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
                  l2: float) -> np.ndarray:
-    return rule(block, cross, gram, l1=l1, l2=l2)
+    return aligned(rule(block, cross, gram, l1=l1, l2=l2))
 
 
 @dataclass(frozen=True)
@@ -90,24 +88,24 @@ class Frobenius:
 
     norm_squared_a: float
 
-    def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
+    def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         carried = {"gram_h": products.gram_cols(H)}
         if not update_h:
             carried["aht"] = products.aht(A, H)
         return carried
 
-    def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
+    def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
-                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
+                  read_again: ReadAgain = read_in_place) -> dict[str, Any]:
         aht = carried["aht"] if "aht" in carried else products.aht(A, H)
-        W_new = products.map_rows(update_rows, W, aht, small=(carried["gram_h"],), name="dnmf-update-w",
-                                  rule=rule, l1=penalties.l1_w, l2=penalties.l2_w)
+        W_new = products.map_rows(update_rows, W, aht, small=(products.regularized(carried["gram_h"], penalties.l2_w),),
+                                  name="dnmf-update-w", rule=rule, l1=penalties.l1_w, l2=0.0)
         gram_w = products.gram_rows(W_new)
-        out: dict[str, da.Array] = {"W": W_new}
+        out: dict[str, Any] = {"W": W_new}
         if update_h:
             wta = products.wta(read_again(A, gram_w), W_new)
-            H_new = products.map_cols(_update_cols, H, wta, small=(gram_w,), name="dnmf-update-h", rule=rule,
-                                      l1=penalties.l1_h, l2=penalties.l2_h)
+            H_new = products.map_cols(_update_cols, H, wta, small=(products.regularized(gram_w, penalties.l2_h),),
+                                      name="dnmf-update-h", rule=rule, l1=penalties.l1_h, l2=0.0)
             out["H"] = H_new
             out["gram_h"] = gram_h = products.gram_cols(H_new)
             cross_inner = products.inner(wta, H_new, name="dnmf-loss-inner")
@@ -131,18 +129,18 @@ def _split_gradient(parts: np.ndarray, k: int, axis: int, sums: np.ndarray | Non
     return numerator, parts[:, k:] if axis == 1 else parts[k:]
 
 
-def _beta_update_rows(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, gamma: float, flush_below: float,
+def _beta_update_rows(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, rule: BetaRule, beta: float,
                       l1: float, l2: float) -> np.ndarray:
     """The β W-step on one row block (rows of W), in the rule's transposed layout."""
     k = block.shape[1]
     numerator, denominator = _split_gradient(parts, k, 1, sums[0] if sums else None)
     denominator = denominator[:, None] if sums else denominator.T
-    updated = beta_mu.update(np.ascontiguousarray(block.T), np.ascontiguousarray(numerator.T), denominator,
-                             l1=l1, l2=l2, gamma=gamma, flush_below=flush_below)
-    return products.aligned(np.ascontiguousarray(updated.T))
+    updated = rule(np.ascontiguousarray(block.T), np.ascontiguousarray(numerator.T), denominator, beta=beta,
+                   side="W", l1=l1, l2=l2)
+    return aligned(np.ascontiguousarray(updated.T))
 
 
-def _beta_update_cols(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, gamma: float, flush_below: float,
+def _beta_update_cols(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, rule: BetaRule, beta: float,
                       l1: float, l2: float) -> np.ndarray:
     """The β H-step on one column block; a zero column sum of W counts as 1, as in scikit-learn."""
     k = block.shape[0]
@@ -152,7 +150,7 @@ def _beta_update_cols(block: np.ndarray, parts: np.ndarray, *sums: np.ndarray, g
     numerator, denominator = _split_gradient(parts, k, 0, column_sums)
     if sums:
         denominator = denominator[:, None]
-    return beta_mu.update(block, numerator, denominator, l1=l1, l2=l2, gamma=gamma, flush_below=flush_below)
+    return rule(block, numerator, denominator, beta=beta, side="H", l1=l1, l2=l2)
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,8 @@ class BetaDivergence:
         :mod:`dnmf.core.divergence`) and the objective is over observed entries only.
 
     The engine's loss is ``2·D_β`` (``‖M ⊙ (A − WH)‖²`` for β = 2), so that its square root is scikit-learn's
-    ``_beta_divergence(..., square_root=True)``. The update ignores the engine's ``rule``: it is always
-    :func:`dnmf.core.rules.beta_mu.update`, with scikit-learn's exponent and flushing of tiny entries.
+    ``_beta_divergence(..., square_root=True)``. The update is the :class:`~dnmf.core.rules.BetaRule` the engine
+    is given: the registry's ``"beta_mu"`` (:func:`dnmf.core.rules.beta_mu.step`) for ``solver="mu"``.
     """
 
     beta: float
@@ -179,22 +177,19 @@ class BetaDivergence:
     def _rank_one(self) -> bool:
         return self.beta == 1 and not self.masked
 
-    def carried(self, A: da.Array, W: da.Array, H: da.Array, *, update_h: bool) -> dict[str, da.Array]:
+    def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         return {}
 
-    def _loss(self, A: da.Array, W: da.Array, H: da.Array) -> da.Array:
+    def _loss(self, A: Any, W: Any, H: Any) -> Any:
         return products.beta_divergence(A, W, H, beta=self.beta, masked=self.masked)
 
-    def iteration(self, A: da.Array, W: da.Array, H: da.Array, carried: dict[str, da.Array], *, rule: UpdateRule,
+    def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: BetaRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
-                  read_again: ReadAgain = read_in_place) -> dict[str, da.Array]:
-        gamma = beta_mu.gamma(self.beta)
-        flush = beta_mu.FLUSH_BELOW
+                  read_again: ReadAgain = read_in_place) -> dict[str, Any]:
         rows = products.beta_aht(A, W, H, beta=self.beta, masked=self.masked)
         W_new = products.map_rows(
             _beta_update_rows, W, rows, small=(products.sum_cols(H),) if self._rank_one else (),
-            name="dnmf-update-w", gamma=gamma, flush_below=flush if self.beta < 1 else 0.0,
-            l1=penalties.l1_w, l2=penalties.l2_w)
+            name="dnmf-update-w", rule=rule, beta=float(self.beta), l1=penalties.l1_w, l2=penalties.l2_w)
         out: dict[str, Any] = {"W": W_new}
         H_new = H
         w_sums = products.sum_rows(W_new)
@@ -202,8 +197,7 @@ class BetaDivergence:
             cols = products.beta_wta(read_again(A, w_sums), W_new, H, beta=self.beta, masked=self.masked)
             out["H"] = H_new = products.map_cols(
                 _beta_update_cols, H, cols, small=(w_sums,) if self._rank_one else (),
-                name="dnmf-update-h", gamma=gamma, flush_below=flush if self.beta <= 1 else 0.0,
-                l1=penalties.l1_h, l2=penalties.l2_h)
+                name="dnmf-update-h", rule=rule, beta=float(self.beta), l1=penalties.l1_h, l2=penalties.l2_h)
         h_sums = products.sum_cols(H_new)
         out["loss"] = self._loss(read_again(A, h_sums), W_new, H_new)
         if with_initial_loss:

@@ -33,10 +33,10 @@ import numpy as np
 import zarr
 from dask.base import tokenize
 
-from dnmf.runtime.client import active_client
 from dnmf.core.engine import Progress
 from dnmf.data.checkpoint_state import check_state
 from dnmf.data.store import Location, write_blocks
+from dnmf.runtime.client import active_client
 
 __all__ = ["KEEP", "Checkpoint", "CheckpointError", "CheckpointStore", "CheckpointWarning", "open_run"]
 

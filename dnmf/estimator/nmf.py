@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import inspect
 import logging
-import numbers
 import os
 import sys
 import warnings
@@ -19,46 +18,47 @@ from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
-from dnmf.view import display
-from dnmf.core import engine
+from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
-from dnmf.runtime.client import active_client, dashboard_link
-from dnmf.data.checkpoint import open_run
 from dnmf.core.engine import IterationRecord, Progress
-from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.core.graph import counting_passes
+from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
+from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
+from dnmf.core.rules import canonical_solver, rule_for
+from dnmf.core.seam import Runtime
+from dnmf.data.checkpoint import open_run
+from dnmf.data.fingerprint import fingerprint
 from dnmf.data.matrix import (
     InputMatrix,
     MatrixStats,
     as_input_matrix,
-    fingerprint,
+    is_zarr_array,
     mask_input,
     matrix_stats,
     n_observed,
     persist_input,
     zero_filled,
 )
-from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
-from dnmf.view.progress import ProgressBar, chain_callbacks
-from dnmf.data.results import jsonable, save_result
-from dnmf.core.rules import canonical_solver, get_rule, solver_names
+from dnmf.data.results import jsonable, load_result, save_result
 from dnmf.data.store import open_matrix, read_labels
 from dnmf.estimator.parameters import (
-    BETA_LOSSES,
     BETA_VALUES,
-    MASKED_SOLVERS,
-    PARAMETER_CONSTRAINTS,
     RESULT_PARAMETERS,
-    SUPPORTED_LOSSES,
     entropy_of,
     is_real,
+    validate_parameters,
 )
+from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.runtime import current as current_runtime
+from dnmf.runtime import dashboard
+from dnmf.runtime.client import active_client
+from dnmf.view import display
+from dnmf.view.progress import ProgressBar, chain_callbacks
 
 __all__ = ["NMF"]
 
@@ -245,19 +245,7 @@ class NMF:
     # -- validation --------------------------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
-        for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
-            value = getattr(self, name)
-            if not accepts(value):
-                raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
-        solver = canonical_solver(self.solver)
-        loss = "frobenius" if self.beta_loss in (2, 2.0) else self.beta_loss
-        if not isinstance(loss, str):
-            loss = "any float"
-        if loss not in SUPPORTED_LOSSES[solver]:
-            combos = "; ".join(f"solver={s!r} with beta_loss in {losses!r}" for s, losses in SUPPORTED_LOSSES.items())
-            raise ValueError(
-                f"solver={self.solver!r} does not support beta_loss={self.beta_loss!r}. Supported: {combos}."
-            )
+        validate_parameters(self.get_params(deep=False))
 
     def _n_components(self, n_features: int, W: Any, H: Any) -> int:
         if self.n_components is None:
@@ -281,19 +269,22 @@ class NMF:
                 "estimator."
             )
 
-    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any]]:
-        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, and its
-        labels if it came from a store. A mask that hides nothing is dropped, so the fit is the unmasked one."""
+    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any], Runtime]:
+        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, its
+        labels if it came from a store, and the runtime the fit runs on. A mask that hides nothing is dropped, so
+        the fit is the unmasked one."""
         labels: tuple[Any, Any] = (None, None)
         if isinstance(X, (str, os.PathLike)):
             labels = read_labels(X)
             X = open_matrix(X, chunks=self.chunks)
-        matrix = mask_input(as_input_matrix(X, chunks=self.chunks), mask, nan_is_missing=self.missing == "nan")
+        runtime = current_runtime(in_memory_input=not isinstance(X, da.Array) and not is_zarr_array(X))
+        matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
+                            nan_is_missing=self.missing == "nan")
         stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
-        matrix = persist_input(matrix, stats)
+        matrix = persist_input(matrix, stats, runtime)
         if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
             matrix = InputMatrix(matrix.array, matrix.kind)
-        return matrix, stats, labels
+        return matrix, stats, labels, runtime
 
     def _beta(self) -> float:
         return BETA_VALUES[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
@@ -301,11 +292,7 @@ class NMF:
     def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
         """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu)."""
         beta = self._beta()
-        if matrix.masked and canonical_solver(self.solver) not in MASKED_SOLVERS:
-            raise ValueError(
-                f"solver={self.solver!r} does not handle missing values: use solver='mu', whose update weighs "
-                "each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing entries first."
-            )
+        rule_for(self.solver, self.beta_loss, masked=matrix.masked)
         if beta <= 0:
             implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
                               and stats.n_stored < stats.shape[0] * stats.shape[1])
@@ -361,11 +348,11 @@ class NMF:
             NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
         """
         self._validate_params()
-        with _iteration_log(self.verbose):
+        with _iteration_log(self.verbose), dashboard.publishing(self), counting_passes() as self._passes:
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
-        matrix, stats, labels = self._as_input(X, mask)
+        matrix, stats, labels, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
@@ -378,31 +365,37 @@ class NMF:
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        self._fingerprint = fingerprint(A, stats)
+        # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there
+        # it is made only where a checkpoint or a result store keeps it.
+        kept = self.checkpoint is not None or out is not None or runtime.name != "in-process"
+        input_fingerprint = fingerprint(A, stats) if kept else None
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
-               "init": method, "fingerprint": self._fingerprint}
+               "init": method, "fingerprint": input_fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
         if resumed is not None:
-            W0, H0, progress = resumed.W, resumed.H, Progress.from_json(resumed.state["progress"])
+            W0, H0 = runtime.adopt(resumed.W), runtime.adopt(resumed.H)
+            progress = Progress.from_json(resumed.state["progress"])
         elif method == "custom":
-            W0, H0, progress = *self._custom_factors(A, k, W, H), None
+            W0, H0, progress = *self._custom_factors(A, k, W, H, runtime), None
         else:
             W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
                                                mean=stats.mean)
             if matrix.masked:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
-                W0, H0 = dask.persist(W0 * scale, H0 * scale)
+                W0, H0 = products.persist(W0 * scale, H0 * scale)
             progress = None
-        link = dashboard_link()
+        link = runtime.dashboard_link
         if link:
             logger.info("Dask dashboard: %s", link)
         bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
                            description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
+        passes_before_loop = self._passes[0]
         try:
             result = engine.run(
-                A, W0, H0, rule=get_rule(solver), objective=objective, stream_input=matrix.streamed,
+                A, W0, H0, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime,
+                objective=objective, stream_input=matrix.streamed,
                 penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
-                callback=chain_callbacks(bar, self.callback),
+                callback=chain_callbacks(bar, dashboard.publisher(), self.callback),
                 progress=progress,
                 checkpoint=None if store is None else store.checkpointer(jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
@@ -419,29 +412,78 @@ class NMF:
             if bar is not None:
                 bar.close()
         self.resumed_from_ = None if resumed is None else resumed.iteration
+        passes_in_loop = self._passes[0] - passes_before_loop
         residual = (residual_norm_squared(A, result.W, result.H) if isinstance(objective, Frobenius) else
                     beta_divergence(A, result.W, result.H, beta=objective.beta, masked=objective.masked))
         if matrix.returns_dask:
-            W_out = result.W
-            self.components_, residual = dask.compute(result.H, residual)
+            W_out = runtime.to_dask(result.W)
+            self.components_, residual = runtime.compute(result.H, residual)
         else:
-            W_out, self.components_, residual = dask.compute(result.W, result.H, residual)
-        self.n_components_ = k
-        self.n_features_in_ = A.shape[1]
-        self.n_iter_ = result.n_iter
-        self.reconstruction_err_ = float(np.sqrt(max(float(residual), 0.0)))
-        self.loss_history_ = list(result.loss_history)
-        self.converged_ = result.converged
-        self.timings_ = {"seconds_per_iteration": list(result.progress.seconds_per_iteration),
-                         "tasks_per_iteration": list(result.progress.tasks_per_iteration),
-                         "checkpoint_seconds": list(result.progress.checkpoint_seconds),
-                         "phase_seconds": list(result.progress.phase_seconds)}
-        self._fit_column_chunks = A.chunks[1]
-        self._W = W_out
-        self._labels = labels
+            W_out, self.components_, residual = runtime.compute(result.W, result.H, residual)
+        self._set_fitted(W_out, A.chunks[1], labels, n_iter=result.n_iter,
+                         reconstruction_err=float(np.sqrt(max(float(residual), 0.0))),
+                         loss_history=list(result.loss_history), converged=result.converged,
+                         fingerprint=input_fingerprint,
+                         timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
+                                  "tasks_per_iteration": list(result.progress.tasks_per_iteration),
+                                  "checkpoint_seconds": list(result.progress.checkpoint_seconds),
+                                  "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name,
+                                  "passes_over_a": {"before_loop": passes_before_loop, "loop": passes_in_loop,
+                                                    "total": self._passes[0]}})
         if out is not None:
             self.save(out)
         return W_out
+
+    def _set_fitted(self, W: Any, column_chunks: tuple[int, ...], labels: tuple[Any, Any], *, n_iter: int,
+                    reconstruction_err: float, loss_history: list[float], converged: bool,
+                    fingerprint: dict[str, Any], timings: dict[str, Any]) -> None:
+        """Every fitted attribute, in one place: after a fit, or from a result store (:meth:`from_result`)."""
+        self.n_components_ = int(self.components_.shape[0])
+        self.n_features_in_ = int(self.components_.shape[1])
+        self.n_samples_fit_ = int(W.shape[0])
+        self.n_iter_ = int(n_iter)
+        self.reconstruction_err_ = float(reconstruction_err)
+        self.loss_history_ = [float(loss) for loss in loss_history]
+        self.converged_ = bool(converged)
+        self.fingerprint_ = fingerprint
+        self.timings_ = timings
+        self._fit_column_chunks = tuple(column_chunks)
+        self._W = W
+        self._labels = labels
+
+    @classmethod
+    def from_result(cls, result: Any, **params: Any) -> NMF:
+        """A fitted estimator from a result store, as if it had just fitted that result.
+
+        Parameters
+        ----------
+        result : dnmf.Result, str or path
+            A loaded result, or the path or URL of a result store (see :func:`dnmf.load_result`).
+        **params
+            Constructor parameters that replace the stored ones (e.g. ``max_iter`` for :meth:`transform`).
+
+        Returns
+        -------
+        NMF
+            With the stored parameters and every fitted attribute; ``components_`` is the stored H, and
+            ``transform``, ``inverse_transform``, ``save`` and the displays work as after :meth:`fit`.
+        """
+        if isinstance(result, (str, os.PathLike)):
+            result = load_result(result)
+        info = result.info
+        stored = {name: value for name, value in info.get("params", {}).items() if name in cls._get_param_names()}
+        if isinstance(stored.get("chunks"), list):
+            stored["chunks"] = tuple(stored["chunks"])
+        model = cls(**{**stored, **params})
+        model._validate_params()
+        model.components_ = np.asarray(result.H)
+        history = info.get("loss_history", [])
+        model._set_fitted(result.W, (result.H.shape[1],), (result.row_labels, result.col_labels),
+                          n_iter=info.get("n_iter", len(history)),
+                          reconstruction_err=info.get("reconstruction_err", history[-1] if history else float("nan")),
+                          loss_history=history, converged=info.get("converged", False),
+                          fingerprint=info.get("fingerprint", {}), timings=info.get("timings", {}))
+        return model
 
     def save(self, url: Any, *, overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
         """Write W, H, labels and the record of the fit to a result store (see :mod:`dnmf.data.results`).
@@ -460,29 +502,29 @@ class NMF:
             "reconstruction_err": self.reconstruction_err_,
             "loss_history": self.loss_history_,
             "timings": self.timings_,
-            "fingerprint": self._fingerprint,
+            "fingerprint": self.fingerprint_,
         }
         save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
                     overwrite=overwrite, storage_options=storage_options)
 
     def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
-                      dtype: np.dtype) -> da.Array:
+                      dtype: np.dtype, runtime: Runtime) -> Any:
         if np.shape(value) != shape:
             raise ValueError(f"Array with wrong shape passed to NMF (input {name}). Expected {shape}, "
                              f"but got {tuple(np.shape(value))}.")
-        factor = as_input_matrix(value, chunks=chunks).array
+        factor = runtime.hold(as_input_matrix(value, chunks=chunks, runtime=runtime).array)
         matrix_stats(factor, what=f"the data passed to NMF (input {name})")
         if factor.dtype != dtype:
             factor = factor.astype(dtype)
         return factor
 
-    def _custom_factors(self, A: da.Array, k: int, W: Any, H: Any) -> tuple[da.Array, da.Array]:
+    def _custom_factors(self, A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
         if W is None or H is None:
             raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
         m, n = A.shape
-        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype)
-        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype)
-        return dask.persist(W0, H0)
+        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype, runtime)
+        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype, runtime)
+        return products.persist(W0, H0)
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.
@@ -500,23 +542,24 @@ class NMF:
         """
         self._check_is_fitted()
         self._validate_params()
-        matrix, stats, _ = self._as_input(X, mask)
+        matrix, stats, _, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         if A.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
                              "as input.")
         k = self.n_components_
-        H = as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1])).array
+        H = runtime.hold(as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1]),
+                                         runtime=runtime).array)
         solver = canonical_solver(self.solver)
         mean = stats.sum / max(n_observed(matrix, stats), 1)
         start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
-        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype)
+        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype, like=A)
         result = engine.run(
-            A, W0, H, rule=get_rule(solver), objective=objective,
+            A, W0, H, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime, objective=objective,
             penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
-        return result.W if matrix.returns_dask else result.W.compute()
+        return runtime.to_dask(result.W) if matrix.returns_dask else runtime.compute(result.W)[0]
 
     def inverse_transform(self, X: Any) -> Any:
         """``X @ components_``: data back from its transformed form ``W``, every entry of it: with missing values,

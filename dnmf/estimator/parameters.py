@@ -9,19 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from dnmf.core import initialization
+from dnmf.core import initialization, rules
 from dnmf.core.rules import solver_names
 
-__all__ = ["BETA_LOSSES", "BETA_VALUES", "MASKED_SOLVERS", "PARAMETER_CONSTRAINTS", "RESULT_PARAMETERS",
-           "SUPPORTED_LOSSES", "entropy_of", "is_int", "is_real"]
+__all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "PARAMETER_CONSTRAINTS", "PARAMETER_ROLES",
+           "RESULT_PARAMETERS", "parameters_with_role", "validate_parameters", "entropy_of", "is_int",
+           "is_real"]
 
-BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
-#: (solver, beta_loss) pairs this version implements.
-SUPPORTED_LOSSES = {"hals": ("frobenius",), "mu": (*BETA_LOSSES, "any float"), "bpp": ("frobenius",)}
-#: beta_loss names as scikit-learn's β.
-BETA_VALUES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
-#: Solvers that handle missing values (an observation mask).
-MASKED_SOLVERS = ("mu",)
+#: beta_loss names, and as scikit-learn's β (from the solver registry, :data:`dnmf.core.rules.BETA_LOSSES`).
+BETA_VALUES = dict(rules.BETA_LOSSES)
+BETA_LOSSES = tuple(BETA_VALUES)
 
 
 def is_int(value: Any, low: int) -> bool:
@@ -61,9 +58,32 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint_seconds": (lambda v: v is None or is_real(v, 0.0), "None or a non-negative number of seconds"),
 }
 
-#: Parameters that change the factors a fit produces: a checkpoint resumes only under equal values.
-RESULT_PARAMETERS = ("n_components", "init", "solver", "beta_loss", "missing", "tol", "random_state", "alpha_W", "alpha_H",
-                     "l1_ratio")
+#: What each parameter that matters to a run's identity is part of: ``"factors"``, it changes the factors a fit
+#: produces (a checkpoint resumes only under equal values); ``"job"``, it decides which result a batch job
+#: produces (a finished result counts as the job's only under equal values).
+PARAMETER_ROLES: dict[str, tuple[str, ...]] = {
+    "n_components": ("factors", "job"),
+    "init": ("factors", "job"),
+    "solver": ("factors", "job"),
+    "beta_loss": ("factors", "job"),
+    "missing": ("factors", "job"),
+    "tol": ("factors", "job"),
+    "random_state": ("factors", "job"),
+    "alpha_W": ("factors", "job"),
+    "alpha_H": ("factors", "job"),
+    "l1_ratio": ("factors", "job"),
+    "max_iter": ("job",),
+    "chunks": ("job",),
+}
+
+
+def parameters_with_role(role: str) -> tuple[str, ...]:
+    """The parameters of :data:`PARAMETER_ROLES` that play ``role``, in table order."""
+    return tuple(name for name, roles in PARAMETER_ROLES.items() if role in roles)
+
+
+RESULT_PARAMETERS = parameters_with_role("factors")
+JOB_PARAMETERS = parameters_with_role("job")
 
 
 def entropy_of(random_state: Any) -> int:
@@ -75,3 +95,19 @@ def entropy_of(random_state: Any) -> int:
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(np.iinfo(np.int64).max))
     return int(random_state)
+
+
+def validate_parameters(params: dict[str, Any]) -> None:
+    """Check every parameter against :data:`PARAMETER_CONSTRAINTS`, and the solver against the loss, before any
+    pass over the data.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, what it accepts and what it got.
+    """
+    for name, (accepts, description) in PARAMETER_CONSTRAINTS.items():
+        value = params[name]
+        if not accepts(value):
+            raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
+    rules.rule_for(params["solver"], params["beta_loss"])

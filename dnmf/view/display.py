@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnmf.runtime.client import dashboard_link
+from dnmf.runtime.dashboard import page_link
 
 __all__ = ["FitSummary", "html_card", "sparkline_svg", "summary_of_model", "summary_of_result", "text_summary"]
 
@@ -28,13 +29,14 @@ class FitSummary:
     converged: bool
     loss_history: list[float] = field(default_factory=list)
     dashboard_link: str | None = None
+    dnmf_page: str | None = None
 
 
 def summary_of_model(model: Any) -> FitSummary:
     """The summary of a fitted :class:`dnmf.NMF`."""
     return FitSummary(
         kind="NMF",
-        shape=(int(model._W.shape[0]), int(model.n_features_in_)),
+        shape=(int(model.n_samples_fit_), int(model.n_features_in_)),
         rank=int(model.n_components_),
         solver=str(model.solver),
         n_iter=int(model.n_iter_),
@@ -42,6 +44,7 @@ def summary_of_model(model: Any) -> FitSummary:
         converged=bool(model.converged_),
         loss_history=[float(loss) for loss in model.loss_history_],
         dashboard_link=dashboard_link(),
+        dnmf_page=page_link(),
     )
 
 
@@ -60,6 +63,7 @@ def summary_of_result(result: Any) -> FitSummary:
         converged=bool(info.get("converged", False)),
         loss_history=history,
         dashboard_link=dashboard_link(),
+        dnmf_page=page_link(),
     )
 
 
@@ -99,7 +103,8 @@ def sparkline_svg(values: Sequence[float], width: int = 180, height: int = 40, p
 
 def html_card(summary: FitSummary) -> str:
     """A small HTML table for Jupyter: shape, rank, solver, iterations, final loss, convergence, the loss curve
-    and, when a client is active, the dashboard link."""
+    and, when a client is active, the dashboard link and the dnmf page
+    (:mod:`dnmf.runtime.dashboard`)."""
     m, n = summary.shape
     rows = [
         ("shape", f"{m} × {n}"),
@@ -120,5 +125,9 @@ def html_card(summary: FitSummary) -> str:
         url = html.escape(summary.dashboard_link, quote=True)
         link = (f"<tr><th style=\"text-align:left\">dashboard</th><td><a href=\"{url}\" target=\"_blank\">"
                 f"{url}</a></td></tr>")
+    if summary.dnmf_page:
+        url = html.escape(summary.dnmf_page, quote=True)
+        link += (f"<tr><th style=\"text-align:left\">dnmf page</th><td><a href=\"{url}\" target=\"_blank\">"
+                 f"{url}</a></td></tr>")
     return (f"<div class=\"dnmf-summary\"><strong>dnmf.{html.escape(summary.kind)}</strong>"
             f"<table>{cells}{curve}{link}</table></div>")

@@ -48,14 +48,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def dask_processes(n_workers: int = 2) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+def dask_processes(n_workers: int = 2,
+                   scheduler_args: tuple[str, ...] = ()) -> Iterator[tuple[str, list[subprocess.Popen]]]:
     """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1, started with the commands distributed
-    installs; all of them are killed and reaped on exit."""
+    installs (the scheduler with ``scheduler_args`` added); all of them are killed and reaped on exit."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     processes = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--dashboard-address", "127.0.0.1:0"], stderr=subprocess.DEVNULL,
-                                  env=environment())]
+                                   "--dashboard-address", "127.0.0.1:0", *scheduler_args],
+                                  stderr=subprocess.DEVNULL, env=environment())]
     processes += [subprocess.Popen(["dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
                                     "--no-dashboard", "--memory-limit", "1GiB"], stderr=subprocess.DEVNULL,
                                    env=environment()) for _ in range(n_workers)]

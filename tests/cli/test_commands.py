@@ -45,3 +45,17 @@ def test_ingest_then_fit_from_the_store(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
     missing = run_dnmf("ingest", str(tmp_path / "nope.mtx"), str(tmp_path / "b.zarr"), timeout=120)
     assert missing.returncode == 2 and "nope.mtx" in missing.stderr
+
+
+@pytest.mark.cluster
+def test_fit_offers_every_registered_solver(tmp_path, counts_store, scheduler):
+    import json
+
+    done = run_dnmf("fit", counts_store, "--rank", "3", "--out", str(tmp_path / "bpp.zarr"), "--solver", "bpp",
+                    "--max-iter", "3", "--tol", "0", "--no-checkpoint", "--scheduler", scheduler, "--summary",
+                    str(tmp_path / "bpp.json"), timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "bpp.json").read_text())["iterations"] == 3
+    kl = run_dnmf("fit", counts_store, "--rank", "3", "--out", str(tmp_path / "kl.zarr"), "--solver", "bpp",
+                  "--beta-loss", "kullback-leibler", "--scheduler", scheduler, timeout=120)
+    assert kl.returncode == 2 and "does not support beta_loss='kullback-leibler'" in kl.stderr

@@ -12,7 +12,6 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-
 from dnmf.data import formats as formats_module
 from dnmf.data import strips as strips_module
 from dnmf.data.ingest import FORMATS, ingest

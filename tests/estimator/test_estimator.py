@@ -44,7 +44,8 @@ def test_fitted_attributes(A):
     assert model.reconstruction_err_ == pytest.approx(np.linalg.norm(A - model.fit_transform(A) @ model.components_))
     assert W.shape == (40, 3)
     assert set(model.timings_) == {"seconds_per_iteration", "tasks_per_iteration", "checkpoint_seconds",
-                                  "phase_seconds"}
+                                  "phase_seconds", "executor", "passes_over_a"}
+    assert model.timings_["executor"] == "in-process"
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil"])
@@ -159,10 +160,9 @@ def test_all_zero_matrix_gives_no_nan():
 
 
 def test_verbose_logs_iterations(A, caplog):
-    import logging
-
-    with caplog.at_level(logging.INFO, logger="dnmf"):
-        NMF(3, max_iter=3, tol=0, verbose=1).fit(A)
+    NMF(3, max_iter=3, tol=0, verbose=0).fit(A)
+    assert "iteration 3: loss" not in caplog.text  # the dnmf logger stays at WARNING without verbose
+    NMF(3, max_iter=3, tol=0, verbose=2).fit(A)
     assert "iteration 3: loss" in caplog.text
 
 

@@ -11,10 +11,11 @@ import scipy.sparse as sp
 
 from dnmf import NMF
 from dnmf.core import engine
-from dnmf.datasets import make_low_rank
-from dnmf.data.matrix import as_input_matrix, mask_input
 from dnmf.core.objectives import BetaDivergence
-from dnmf.core.rules import RULES
+from dnmf.core.rules import BETA_RULES
+from dnmf.data.matrix import as_input_matrix, mask_input
+from dnmf.datasets import make_low_rank
+from dnmf.runtime import current as current_runtime
 
 
 @pytest.fixture
@@ -109,7 +110,8 @@ def test_masked_iterates_equal_in_memory_reference(rng, beta, layout):
     W0, H0 = rng.random((50, 4)) + 0.1, rng.random((4, 40)) + 0.1
     W = da.from_array(W0, chunks=(matrix.array.chunks[0], 4))
     H = da.from_array(H0, chunks=(4, matrix.array.chunks[1]))
-    result = engine.run(matrix.array, W, H, rule=RULES["mu"], objective=BetaDivergence(beta, masked=True),
+    result = engine.run(matrix.array, W, H, rule=BETA_RULES["beta_mu"], runtime=current_runtime(),
+                        objective=BetaDivergence(beta, masked=True),
                         max_iter=8, tol=0)
     W_ref, H_ref = masked_reference(A, observed, W0, H0, 8, beta)
     np.testing.assert_allclose(result.W.compute(), W_ref, rtol=1e-9)

@@ -29,7 +29,8 @@ def test_batch_job_small_mode(tmp_path):
     assert result.W.shape == (20_000, 16) and result.H.shape == (16, 2_000)
     assert result.info["fingerprint"]["nnz"] > 190_000
     assert result.info["n_iter"] >= 5 and result.info["loss_history"][-1] < result.info["loss_history"][0]
-    assert json.dumps(summary)  # the fit wrote its JSON summary
+    assert summary["command"] == "fit" and summary["status"] == "completed"
+    assert summary["iterations"] == result.info["n_iter"] and summary["n_components"] == 16
     assert (tmp_path / "checkpoint" / "manifest.json").exists()
     assert "top features per component" in run.stdout and "W 20,000 × 16" in run.stdout
     rerun = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], env=env, capture_output=True, text=True,

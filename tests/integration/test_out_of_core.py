@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from distributed import Client, LocalCluster
 
 from dnmf import NMF, open_matrix, save_matrix
-from dnmf.datasets import make_sampled_low_rank
 from dnmf.core.products import sampled_product
+from dnmf.datasets import make_sampled_low_rank
 
 pytestmark = pytest.mark.cluster
 

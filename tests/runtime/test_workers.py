@@ -53,10 +53,15 @@ def test_mmap_threshold_serves_large_arrays_from_the_heap():
 
 
 @pytest.mark.cluster
-def test_a_fit_tunes_every_worker(client):
+def test_a_fit_tunes_every_worker():
+    from distributed import Client, LocalCluster
+
     A = np.random.default_rng(0).random((60, 40))
-    NMF(3, max_iter=2, random_state=0).fit(A)
-    assert all(client.run(_tuned).values())
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        assert not any(client.run(_tuned).values())
+        NMF(3, max_iter=2, random_state=0).fit(A)
+        assert all(client.run(_tuned).values()) and len(client.run(_tuned)) == 2
 
 
 @pytest.mark.cluster

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import pytest
 
 import dnmf
-from dnmf.view.display import format_loss, sparkline_svg
 from dnmf.datasets import make_low_rank
+from dnmf.view.display import format_loss, sparkline_svg
 
 
 class CardParser(HTMLParser):
@@ -106,9 +106,11 @@ def test_sparkline_falls_as_the_loss_falls():
 
 
 @pytest.mark.cluster
-def test_html_links_the_dashboard_when_a_client_is_active(client):
+def test_html_links_the_dashboard_and_the_dnmf_page_when_a_client_is_active(client):
     X, _, _ = make_low_rank(60, 40, 2, random_state=0)
     model = dnmf.NMF(2, max_iter=3, tol=0, random_state=0).fit(X)
     card = parse(model._repr_html_())
-    assert card.links == [client.dashboard_link]
+    page = client.dashboard_link.rsplit("/", 1)[0] + "/dnmf"
+    assert card.links == [client.dashboard_link, page]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/status", card.fields["dashboard"])
+    assert card.fields["dnmf page"] == page

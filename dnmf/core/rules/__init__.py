@@ -1,31 +1,37 @@
-"""Local update rules: pure array code that never sees Dask.
+"""Local update rules, pure array code that never sees Dask, and the registry of what each solver supports.
 
-A rule updates one block of a factor from products the engine has already formed. Every rule is written for the
-H-side layout, a ``(k, n_b)`` block of columns::
+A Frobenius rule updates one block of a factor from products the engine has already formed. Every rule is written
+for the H-side layout, a ``(k, n_b)`` block of columns::
 
     new_block = rule(block, cross, gram, l1=..., l2=...)
 
 where, for the H-step, ``block = H_j``, ``cross = (WᵀA)_j`` and ``gram = WᵀW``. The W-step is the same rule on the
 transposed problem: ``block = W_iᵀ``, ``cross = (AHᵀ)_iᵀ`` and ``gram = HHᵀ``. ``l1`` and ``l2`` are the already
-scaled regularisation strengths of that factor, exactly as scikit-learn computes them.
+scaled regularisation strengths of that factor, exactly as scikit-learn computes them. The loop adds the L2
+penalty to the Gram once (``gram + l2·I``, as PLANC's ``applyReg`` does) and calls rules with ``l2=0``; a rule
+called directly with ``l2`` does the same through :func:`regularized_gram`.
 
-Rules must not modify their arguments (the blocks belong to persisted Dask collections), must keep the factor
-non-negative, and must never increase the regularised objective
-``½‖A − WH‖² + l1·Σ|F| + ½·l2·‖F‖²`` in the factor they update.
+A β rule (:class:`BetaRule`) takes the two halves of the β-divergence gradient instead (see :mod:`beta_mu`).
 
-Registered rules: ``"mu"`` (Lee–Seung multiplicative update), ``"hals"`` (fast HALS, alias ``"cd"``) and ``"bpp"``
-(the exact non-negative least-squares solve by block principal pivoting, i.e. ANLS-BPP).
+Rules must not modify their arguments (the blocks belong to persisted collections), must keep the factor
+non-negative, and must never increase the regularised objective in the factor they update.
+
+:data:`SOLVERS` declares, once, what each solver supports; the estimator's checks, the CLI's choices and help,
+and the README's table come from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from dnmf.core.rules import bpp, hals, mu
+from dnmf.core.rules import beta_mu, bpp, hals, mu
+from dnmf.core.rules.penalties import regularized_gram
 
-__all__ = ["UpdateRule", "RULES", "ALIASES", "get_rule", "solver_names"]
+__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "RULES", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver", "capability_table",
+           "get_rule", "loss_name", "regularized_gram", "rule_for", "solver_names", "supported_losses_text"]
 
 
 class UpdateRule(Protocol):
@@ -34,22 +40,132 @@ class UpdateRule(Protocol):
     ) -> np.ndarray: ...
 
 
+class BetaRule(Protocol):
+    def __call__(
+        self, block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, beta: float, side: str,
+        l1: float = 0.0, l2: float = 0.0
+    ) -> np.ndarray: ...
+
+
+#: scikit-learn's named β-divergences and their β.
+BETA_LOSSES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+
+#: Registered Frobenius rules by name (every one passes the rule conformance suite of ``tests/core/rules``).
 RULES: dict[str, UpdateRule] = {"mu": mu.update, "hals": hals.update, "bpp": bpp.update}
-ALIASES: dict[str, str] = {"cd": "hals"}
+#: Registered β-divergence rules by name.
+BETA_RULES: dict[str, BetaRule] = {"beta_mu": beta_mu.step}
+
+
+@dataclass(frozen=True)
+class Solver:
+    """What one solver is and supports.
+
+    Attributes
+    ----------
+    name : str
+        The registry name, as ``NMF(solver=...)`` and ``dnmf fit --solver`` take it.
+    rule : str
+        The Frobenius rule in :data:`RULES`.
+    beta_rule : str or None
+        The rule in :data:`BETA_RULES` for other β-divergences (and masked losses), if the solver has one.
+    losses : tuple of str
+        ``beta_loss`` values it supports: names of :data:`BETA_LOSSES`, and ``"beta"`` for any float.
+    masks : bool
+        Whether it fits observed entries only (``missing='nan'``, ``fit(X, mask=...)``).
+    penalties : tuple of str
+        ``"l1"`` and ``"l2"``, on W and H alike.
+    aliases : tuple of str
+        Other names for it (``"cd"`` is scikit-learn's name for HALS).
+    summary : str
+        One line for the CLI's help and the README.
+    """
+
+    name: str
+    rule: str
+    beta_rule: str | None
+    losses: tuple[str, ...]
+    masks: bool
+    penalties: tuple[str, ...]
+    aliases: tuple[str, ...]
+    summary: str
+
+
+SOLVERS: dict[str, Solver] = {
+    "hals": Solver("hals", "hals", None, ("frobenius",), False, ("l1", "l2"), ("cd",),
+                   "fast HALS, exact coordinate descent (scikit-learn's 'cd')"),
+    "mu": Solver("mu", "mu", "beta_mu", ("frobenius", "kullback-leibler", "itakura-saito", "beta"), True,
+                 ("l1", "l2"), (), "multiplicative updates, any beta-divergence, missing values"),
+    "bpp": Solver("bpp", "bpp", None, ("frobenius",), False, ("l1", "l2"), (),
+                  "ANLS by block principal pivoting: an exact NNLS solve per half-step"),
+}
+
+#: Other names for solvers, from :data:`SOLVERS`.
+ALIASES: dict[str, str] = {alias: solver.name for solver in SOLVERS.values() for alias in solver.aliases}
 
 
 def solver_names() -> list[str]:
     """All accepted solver names, aliases included."""
-    return sorted([*RULES, *ALIASES])
+    return sorted([*SOLVERS, *ALIASES])
 
 
 def canonical_solver(name: str) -> str:
-    """Map an alias such as ``"cd"`` to the rule's registry name."""
-    if not isinstance(name, str) or (name not in RULES and name not in ALIASES):
+    """Map an alias such as ``"cd"`` to the solver's registry name."""
+    if not isinstance(name, str) or (name not in SOLVERS and name not in ALIASES):
         raise ValueError(f"Unknown solver {name!r}. Valid solvers are: {', '.join(map(repr, solver_names()))}.")
     return ALIASES.get(name, name)
 
 
+def loss_name(beta_loss: str | float) -> str:
+    """The capability a ``beta_loss`` needs: a name of :data:`BETA_LOSSES` (2 is ``"frobenius"``), else
+    ``"beta"``."""
+    if isinstance(beta_loss, str):
+        return beta_loss
+    for name, beta in BETA_LOSSES.items():
+        if float(beta_loss) == beta:
+            return name
+    return "beta"
+
+
+def supported_losses_text() -> str:
+    """Which solver supports which loss, for error messages."""
+    return "; ".join(f"solver={name!r} with beta_loss in {solver.losses!r}" for name, solver in SOLVERS.items())
+
+
+def capability_table() -> str:
+    """The Markdown table of :data:`SOLVERS` that the README shows (a test keeps the two equal)."""
+    rows = ["| solver | aliases | losses (`beta_loss`) | missing values | penalties | what it is |",
+            "|---|---|---|---|---|---|"]
+    for name, spec in SOLVERS.items():
+        losses = ", ".join("any float β" if loss == "beta" else f"`{loss}`" for loss in spec.losses)
+        aliases = ", ".join(f"`{alias}`" for alias in spec.aliases) or "–"
+        rows.append(f"| `{name}` | {aliases} | {losses} | {'yes' if spec.masks else 'no'} | "
+                    f"{', '.join(spec.penalties)} on W and H | {spec.summary} |")
+    return "\n".join(rows)
+
+
+def rule_for(solver: str, beta_loss: str | float = "frobenius", masked: bool = False) -> UpdateRule | BetaRule:
+    """The rule that fits ``beta_loss`` (with an observation mask if ``masked``) for ``solver``.
+
+    Raises
+    ------
+    ValueError
+        If the solver does not support that loss or masks; the message names the solvers that do.
+    """
+    spec = SOLVERS[canonical_solver(solver)]
+    loss = loss_name(beta_loss)
+    if loss not in spec.losses:
+        raise ValueError(f"Invalid beta_loss parameter: solver={solver!r} does not support beta_loss="
+                         f"{beta_loss!r}. Supported: {supported_losses_text()}.")
+    if masked and not spec.masks:
+        able = ", ".join(repr(name) for name, s in SOLVERS.items() if s.masks)
+        raise ValueError(f"solver={solver!r} does not handle missing values: use solver={able}, whose update "
+                         "weighs each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing "
+                         "entries first.")
+    if loss == "frobenius" and not masked:
+        return RULES[spec.rule]
+    return BETA_RULES[spec.beta_rule]
+
+
 def get_rule(name: str) -> UpdateRule:
-    """Return the update rule registered under ``name`` (aliases accepted)."""
-    return RULES[canonical_solver(name)]
+    """The Frobenius rule of a solver (aliases accepted)."""
+    return RULES[SOLVERS[canonical_solver(name)].rule]

@@ -69,3 +69,12 @@ def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *,
     if flush_below > 0:
         updated[updated < flush_below] = 0.0
     return updated
+
+
+def step(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, beta: float, side: str,
+         l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+    """The registered β rule (a :class:`dnmf.core.rules.BetaRule`): :func:`update` with scikit-learn's exponent
+    for ``beta`` and its flushing of tiny entries (W for β < 1, H for β ≤ 1); ``side`` is ``"W"`` or ``"H"``."""
+    flush = beta < 1 or (side == "H" and beta <= 1)
+    return update(block, numerator, denominator, l1=l1, l2=l2, gamma=gamma(beta),
+                  flush_below=FLUSH_BELOW if flush else 0.0)

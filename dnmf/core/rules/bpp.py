@@ -18,7 +18,7 @@ The subproblems are solved in one of three ways, all exact:
 * columns whose passive sets coincide, in groups of at least ``MIN_GROUP_SIZE``, share one Cholesky factorisation
   (Kim and Park's column grouping), so a block costs one factorisation per distinct passive set;
 * every other column gets a Cholesky factorisation of its own, but the factorisations of equally large systems run
-  together, vectorised across columns (:func:`_batched_cholesky_solve`), which is several times faster than one
+  together, vectorised across columns (:func:`systems.batched_cholesky_solve`), which is several times faster than one
   LAPACK call per column at these sizes;
 * when ``gram`` is well conditioned and a column's passive set holds more than half the components, the column
   solves the smaller system on its active set ``Z`` instead: with ``u = gram⁻¹ cross`` and ``M = gram⁻¹``, the
@@ -39,7 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-__all__ = ["update"]
+from dnmf.core.rules import bpp_systems as systems
+from dnmf.core.rules.bpp_systems import group_columns
+
+__all__ = ["group_columns", "solve_nnls", "update"]
 
 #: Full exchanges a column may make without reducing its infeasibility count before the backup rule takes over.
 FULL_EXCHANGE_CHANCES = 3
@@ -54,8 +57,6 @@ TRANSPOSE_TILE = 1024
 #: Relative tolerance for calling an entry of ``x`` or ``y`` negative: rounding must not make a degenerate zero
 #: change sides forever.
 NEGATIVE_TOLERANCE = 64 * float(np.finfo(np.float64).eps)
-#: A Cholesky factor whose squared pivots span more than this ratio is treated as singular.
-SINGULAR_PIVOT_RATIO = float(np.finfo(np.float64).eps)
 #: Largest condition number of ``gram`` for which columns may solve on their active set through ``gram⁻¹``; that
 #: route loses about this factor times the machine epsilon, the direct one only the condition of ``gram[F, F]``.
 COMPLEMENT_MAX_CONDITION = 1e4
@@ -179,20 +180,6 @@ def _transpose_into(target: np.ndarray, rows: np.ndarray, source: np.ndarray) ->
             target[rows, first:first + TRANSPOSE_TILE] = tile
 
 
-def group_columns(passive: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Group the columns of ``passive`` that share a passive set.
-
-    Parameters
-    ----------
-    passive : ndarray of bool of shape (k, r)
-
-    Returns
-    -------
-    list of (rows, columns)
-        One pair of index arrays per distinct passive set: the set's row indices and the columns having it.
-    """
-    order, starts = _sorted_groups(np.ascontiguousarray(passive.T))
-    return [(np.flatnonzero(passive[:, columns[0]]), columns) for columns in np.split(order, starts[1:])]
 
 
 def _prepare(gram: np.ndarray, cross: np.ndarray) -> _Problem:
@@ -253,31 +240,10 @@ def _solve_rows(problem: _Problem, start: np.ndarray, stats: SolveStats) -> np.n
     return solution
 
 
-def _pattern_words(passive: np.ndarray) -> np.ndarray:
-    """Each row of ``passive`` packed into ``⌈k/64⌉`` 64-bit words, so that equal rows have equal words."""
-    packed = np.packbits(passive, axis=1, bitorder="little")
-    padded = np.zeros((passive.shape[0], -(-packed.shape[1] // 8) * 8), dtype=np.uint8)
-    padded[:, :packed.shape[1]] = packed
-    return padded.view(np.uint64)
 
 
-def _run_starts(*keys: np.ndarray) -> np.ndarray:
-    """Where a run of equal rows of the sorted ``keys`` (each 1-d or 2-d) starts."""
-    length = keys[0].shape[0]
-    starts = np.zeros(length, dtype=bool)
-    starts[:1] = True
-    for key in keys:
-        changed = key[1:] != key[:-1]
-        starts[1:] |= changed.any(axis=1) if changed.ndim > 1 else changed
-    return np.flatnonzero(starts)
 
 
-def _sorted_groups(passive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``passive`` (one passive set per row) sorted so that equal sets are adjacent, and where each run of
-    equal sets starts."""
-    words = _pattern_words(passive)
-    order = np.lexsort(words.T[::-1]) if words.shape[1] > 1 else np.argsort(words[:, 0], kind="stable")
-    return order, _run_starts(words[order])
 
 
 def _max_rounds(k: int) -> int:
@@ -312,7 +278,7 @@ def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray,
     if problem.inverse is not None:
         through_active = 2 * passive_size > k
     system_size = np.where(through_active, k - passive_size, passive_size)
-    words = _pattern_words(passive)
+    words = systems.pattern_words(passive)
     order = np.lexsort((*words.T[::-1], system_size, through_active))
     rows, passive, words = rows[order], passive[order], words[order]
     system_size, through_active = system_size[order], through_active[order]
@@ -324,21 +290,21 @@ def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray,
         rhs[first_active:] = -problem.unconstrained[rows[first_active:]]
 
     unknowns = np.zeros_like(cross)
-    group_starts = _run_starts(words)
+    group_starts = systems.run_starts(words)
     group_sizes = np.diff(np.append(group_starts, rows.size))
     for first, size in zip(group_starts[group_sizes >= MIN_GROUP_SIZE], group_sizes[group_sizes >= MIN_GROUP_SIZE]):
         members = slice(first, first + size)
         matrix = problem.inverse if through_active[first] else gram
         indices = np.flatnonzero(passive[first] != through_active[first])
         if indices.size:
-            unknowns[members, indices] = _solve_symmetric(matrix[np.ix_(indices, indices)], rhs[members, indices].T,
+            unknowns[members, indices] = systems.solve_symmetric(matrix[np.ix_(indices, indices)], rhs[members, indices].T,
                                                           stats).T
         elif through_active[first]:
             _count_full_factorization(problem, stats)
 
     single = np.flatnonzero(np.repeat(group_sizes < MIN_GROUP_SIZE, group_sizes))
     failed = []
-    for run in np.split(single, _run_starts(system_size[single], through_active[single])[1:]):
+    for run in np.split(single, systems.run_starts(system_size[single], through_active[single])[1:]):
         if run.size == 0:
             continue
         size, active_route = int(system_size[run[0]]), bool(through_active[run[0]])
@@ -351,7 +317,7 @@ def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray,
             members = run[first:first + BATCH_COLUMNS]
             mask = passive[members] != active_route
             indices = np.ascontiguousarray((np.flatnonzero(mask) % k).reshape(members.size, size).T)
-            solution, solved = _batched_cholesky_solve(matrix, indices, np.take_along_axis(rhs[members].T, indices,
+            solution, solved = systems.batched_cholesky_solve(matrix, indices, np.take_along_axis(rhs[members].T, indices,
                                                                                            axis=0))
             stats.factorizations += members.size
             np.put(unknowns, members * k + indices, solution)
@@ -370,7 +336,7 @@ def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray,
     for position in np.concatenate(failed) if failed else ():
         indices = np.flatnonzero(passive[position])
         x[position] = 0.0
-        x[position, indices] = _solve_symmetric(gram[np.ix_(indices, indices)], cross[position, indices], stats)
+        x[position, indices] = systems.solve_symmetric(gram[np.ix_(indices, indices)], cross[position, indices], stats)
         y[position] = (x[position] @ gram - cross[position]) * ~passive[position]
     return _Iterate(rows, passive, x, y)
 
@@ -383,75 +349,8 @@ def _count_full_factorization(problem: _Problem, stats: SolveStats) -> None:
         stats.factorizations += 1
 
 
-def _batched_cholesky_solve(matrix: np.ndarray, indices: np.ndarray,
-                            rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``matrix[I_j, I_j] s_j = rhs_j`` for many index sets ``I_j`` of one size, by Cholesky factorisations
-    vectorised across ``j``.
-
-    The factorisation is left-looking (one column of the factor per step, from the columns before it), with the
-    systems along the last axis of every array, so that each step is a handful of NumPy operations over all systems.
-
-    Parameters
-    ----------
-    matrix : ndarray of shape (k, k)
-        Symmetric; only the entries ``matrix[I_j[a], I_j[b]]`` with ``a ≤ b`` are read.
-    indices : ndarray of int of shape (s, n)
-        Column ``j`` holds ``I_j``.
-    rhs : ndarray of shape (s, n)
-
-    Returns
-    -------
-    solution : ndarray of shape (s, n)
-    solved : ndarray of bool of shape (n,)
-        False where the system is singular to working precision (the same test as :func:`_solve_symmetric`'s);
-        that column of ``solution`` is meaningless.
-    """
-    size, n = indices.shape
-    flat_matrix = matrix.ravel()
-    offsets = indices * matrix.shape[0]
-    factor_t = np.empty((size, size, n))
-    solution = np.empty((size, n))
-    smallest_pivot = np.full(n, np.inf)
-    largest_pivot = np.zeros(n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for step in range(size):
-            column = np.take(flat_matrix, offsets[step] + indices[step:])
-            forward = rhs[step].copy()
-            if step:
-                factor_row = factor_t[:step, step]
-                column -= np.einsum("lin,ln->in", factor_t[:step, step:], factor_row)
-                forward -= np.einsum("ln,ln->n", factor_row, solution[:step])
-            pivot = column[0]
-            np.minimum(smallest_pivot, pivot, out=smallest_pivot)
-            np.maximum(largest_pivot, pivot, out=largest_pivot)
-            column /= np.sqrt(pivot)
-            factor_t[step, step:] = column
-            solution[step] = forward / column[0]
-        for step in range(size - 1, -1, -1):
-            if step + 1 < size:
-                solution[step] -= np.einsum("in,in->n", factor_t[step, step + 1:], solution[step + 1:])
-            solution[step] /= factor_t[step, step]
-        solved = smallest_pivot > SINGULAR_PIVOT_RATIO * largest_pivot
-        solved &= np.isfinite(solution).all(axis=0)
-    return solution, solved
 
 
-def _solve_symmetric(matrix: np.ndarray, rhs: np.ndarray, stats: SolveStats) -> np.ndarray:
-    """Solve ``matrix @ solution = rhs`` by Cholesky; a singular ``matrix`` gets the minimum-norm least-squares
-    solution instead."""
-    stats.factorizations += 1
-    try:
-        factor = scipy.linalg.cho_factor(matrix, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        pass
-    else:
-        pivots = np.diagonal(factor[0]) ** 2
-        if pivots.min() > SINGULAR_PIVOT_RATIO * pivots.max():
-            solution = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
-            if np.all(np.isfinite(solution)):
-                return solution
-    stats.least_squares_fallbacks += 1
-    return scipy.linalg.lstsq(matrix, rhs, check_finite=False, lapack_driver="gelsd")[0]
 
 
 def _objective(x: np.ndarray, gram: np.ndarray, cross: np.ndarray) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dnmf.core.rules.penalties import regularized_gram
+
 #: Columns are independent problems, so the sweep runs over column tiles of about this size, which stay in cache
 #: for the ``k`` passes of a sweep instead of streaming the whole block from memory ``k`` times (8× faster at
 #: ``k = 32``, with bitwise equal results).
@@ -34,8 +36,7 @@ def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float 
     ndarray of shape (k, n_b)
     """
     updated = np.array(block, copy=True, order="C")
-    if l2 > 0:
-        gram = gram + l2 * np.eye(gram.shape[0], dtype=gram.dtype)
+    gram = regularized_gram(gram, l2)
     if l1 > 0:
         cross = cross - l1
     hessians = np.diagonal(gram)

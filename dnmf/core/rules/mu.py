@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dnmf.core.rules.penalties import regularized_gram
+
 #: Guard for zero denominators, the value scikit-learn uses.
 EPSILON = float(np.finfo(np.float32).eps)
 
@@ -25,12 +27,10 @@ def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float 
     Returns
     -------
     ndarray of shape (k, n_b)
-        ``block * cross / (gram @ block + l1 + l2 * block)``, zeros in the denominator replaced by ``EPSILON``.
+        ``block * cross / ((gram + l2·I) @ block + l1)``, zeros in the denominator replaced by ``EPSILON``.
     """
-    denominator = gram @ block
+    denominator = regularized_gram(gram, l2) @ block
     if l1 > 0:
         denominator += l1
-    if l2 > 0:
-        denominator += l2 * block
     denominator[denominator == 0] = EPSILON
     return block * (cross / denominator)

@@ -8,10 +8,9 @@ import pytest
 import scipy.sparse as sp
 from sklearn.decomposition._nmf import _beta_divergence
 
-from dnmf.core import divergence
-from dnmf.core import products
-from dnmf.data.matrix import as_input_matrix
+from dnmf.core import divergence, products
 from dnmf.core.rules.mu import EPSILON
+from dnmf.data.matrix import as_input_matrix
 
 GRIDS = [(13, 7), ((10, 25, 5), (3, 17, 9, 11))]
 BETAS = [1.0, 0.0, 0.5, 1.5, 3.0]

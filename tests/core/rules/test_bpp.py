@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from dnmf.datasets import make_low_rank
 from dnmf.core.rules import RULES, bpp
+from dnmf.datasets import make_low_rank
 
 
 def reference_nnls(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""The products of the β-divergence and masked objectives: gradient halves and the divergence itself.
+
+Part of the products layer (:mod:`dnmf.core.products` re-exports them): explicit blockwise graphs on Dask arrays,
+and the in-process versions of :mod:`dnmf.core.blocks` for blocks held in this process. ``WH`` is formed at the
+stored positions of sparse blocks only (see :mod:`dnmf.core.divergence`).
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+
+from dnmf.core import blocks, graph, kernels
+from dnmf.core.blocks import is_blocks
+
+__all__ = ["beta_aht", "beta_divergence", "beta_wta"]
+
+
+def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
+    """The W-step's gradient parts of ``D_β(A | WH)``, row-aligned with A: ``[numerator | denominator]``.
+
+    Block i is ``Σ_j [(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ | (M ⊙ (WH)^(β−1)) H_jᵀ]`` restricted to row block i, of shape
+    ``(m_i, 2k)``; for unmasked KL only the numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H).
+    ``WH`` is formed at the stored positions of sparse blocks only (see :mod:`dnmf.core.divergence`).
+    """
+    graph.count_pass()
+    if is_blocks(A):
+        return blocks.beta_aht(A, W, H, beta=float(beta), masked=masked)
+    graph.check_rows_aligned(A, W)
+    graph.check_cols_aligned(A, H)
+    dtype = graph.result_dtype(W, H)
+    partials = da.blockwise(
+        kernels.beta_aht_block, "ija", A, "ij", W, "ia", H, "aj",
+        adjust_chunks={"j": 1, "a": kernels.gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
+        token="dnmf-aht-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
+        beta=float(beta), masked=masked,
+    )
+    return graph.tree_sum(partials, axis=1, name="dnmf-aht-beta")
+
+
+def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
+    """The H-step's gradient parts of ``D_β(A | WH)``, column-aligned with A: ``[numerator; denominator]``.
+
+    Block j is ``Σ_i [W_iᵀ(M ⊙ A ⊙ (WH)^(β−2)); W_iᵀ(M ⊙ (WH)^(β−1))]`` of shape ``(2k, n_j)``; for unmasked KL
+    only the numerator, ``(k, n_j)`` (the denominator is :func:`sum_rows` of W).
+    """
+    graph.count_pass()
+    if is_blocks(A):
+        return blocks.beta_wta(A, W, H, beta=float(beta), masked=masked)
+    graph.check_rows_aligned(A, W)
+    graph.check_cols_aligned(A, H)
+    dtype = graph.result_dtype(W, H)
+    partials = da.blockwise(
+        kernels.beta_wta_block, "iaj", W, "ia", A, "ij", H, "aj",
+        adjust_chunks={"i": 1, "a": kernels.gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
+        token="dnmf-wta-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
+        beta=float(beta), masked=masked,
+    )
+    return graph.tree_sum(partials, axis=0, name="dnmf-wta-beta")
+
+
+def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False,
+                    name: str = "dnmf-loss-beta") -> da.Array:
+    """``2·D_β(A | WH)`` as a float64 scalar, clipped at zero: its square root is scikit-learn's
+    ``_beta_divergence(A, W, H, beta, square_root=True)``. With ``masked``, over the observed entries only (for
+    β = 2, ``‖M ⊙ (A − WH)‖²``). One pass over A; sparse blocks cost O(nnz · k)."""
+    graph.count_pass()
+    if is_blocks(A):
+        return blocks.beta_divergence(A, W, H, beta=float(beta), masked=masked, name=name)
+    graph.check_rows_aligned(A, W)
+    graph.check_cols_aligned(A, H)
+    partials = da.blockwise(
+        kernels.divergence_block, "ij", A, "ij", W, "ia", H, "aj",
+        concatenate=True, dtype=np.float64, token=f"{name}-block", meta=np.empty((0, 0), dtype=np.float64),
+        beta=float(beta), masked=masked,
+    )
+    total = graph.tree_sum(graph.tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=f"{name}-sum")
+    return da.blockwise(kernels.finish_divergence, "", total, "", dtype=np.float64, token=name,
+                        meta=np.empty((), dtype=np.float64))

@@ -1,0 +1,169 @@
+"""Block kernels: the per-block arithmetic of every product, pure array code that never sees Dask.
+
+Both ways of running a fit apply these same functions: :mod:`dnmf.core.products` places them in Dask graphs, and
+:mod:`dnmf.core.blocks` calls them directly on blocks held in this process. A block is a NumPy array, a
+``scipy.sparse.csr_matrix`` or (later) a CuPy array; the kernels use ``@``, ``.T`` and reductions that all of them
+understand. Partial products keep a leading (or middle) axis of length one, so that a tree sum can add them up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dnmf.core import divergence
+from dnmf.core.divergence import sampled_product
+
+__all__ = ["ALIGNMENT", "STAT_FIELDS", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
+           "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block",
+           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "matmul", "residual_block",
+           "sampled_product", "sum_blocks", "sum_cols_block", "sum_rows_block", "wta_block"]
+
+#: Byte boundary every dense operand of a BLAS call or reduction starts on (see :func:`aligned`).
+ALIGNMENT = 64
+
+#: The per-block statistics of :func:`block_stats`, in order.
+STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
+
+
+def empty_aligned(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array starting on an :data:`ALIGNMENT`-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffer = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    offset = (-buffer.ctypes.data) % ALIGNMENT
+    return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
+def aligned(x: Any) -> Any:
+    """``x`` itself if it is a NumPy array starting on an :data:`ALIGNMENT`-byte boundary, else an aligned
+    contiguous copy; other blocks (sparse, CuPy) pass through.
+
+    BLAS kernels and NumPy's SIMD reductions round differently depending on where their operands start, and a
+    block deserialized on another worker (after a worker was lost, say) can start anywhere. Giving every dense
+    operand the same alignment makes a recomputed block bitwise equal to the original, which is what lets a
+    resumed or recovered run end exactly where an uninterrupted one would.
+    """
+    if not isinstance(x, np.ndarray) or x.ctypes.data % ALIGNMENT == 0:
+        return x
+    out = empty_aligned(x.shape, x.dtype)
+    np.copyto(out, x)
+    return out
+
+
+def wta_block(w: Any, a: Any) -> Any:
+    return (aligned(a).T @ aligned(w)).T[None]
+
+
+def aht_block(a: Any, h: Any) -> Any:
+    return (aligned(a) @ aligned(h).T)[:, None, :]
+
+
+def gram_rows_block(w: Any) -> Any:
+    w = aligned(w)
+    return (w.T @ w)[None]
+
+
+def gram_cols_block(h: Any) -> Any:
+    h = aligned(h)
+    return (h @ h.T)[:, :, None]
+
+
+def inner_block(f: Any, g: Any) -> Any:
+    return np.sum(aligned(aligned(f) * aligned(g)), dtype=np.float64).reshape(1, 1)
+
+
+def frobenius_loss_block(cross_inner: Any, gram_w: Any, gram_h: Any, norm_squared_a: float) -> Any:
+    gram_term = np.sum(aligned(gram_w.astype(np.float64) * gram_h.astype(np.float64)))
+    return np.asarray(max(norm_squared_a - 2.0 * float(cross_inner) + float(gram_term), 0.0))
+
+
+def residual_block(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``‖A_ij − W_i H_j‖²`` in float64, touching only the stored entries of a sparse block."""
+    w64, h64 = w.astype(np.float64), h.astype(np.float64)
+    if sp.issparse(a):
+        a = sp.csr_matrix(a)
+        approx = sampled_product(a, w64, h64)
+        on_support = np.sum(aligned((a.data - approx) ** 2)) - np.sum(aligned(approx**2))
+        total = on_support + np.sum(aligned((w64.T @ w64) * (h64 @ h64.T)))
+    else:
+        total = np.sum(aligned((np.asarray(a, dtype=np.float64) - w64 @ h64) ** 2))
+    return np.asarray(total).reshape(1, 1)
+
+
+def sum_rows_block(w: Any) -> Any:
+    return w.sum(axis=0)[None]
+
+
+def sum_cols_block(h: Any) -> Any:
+    return h.sum(axis=1)[:, None]
+
+
+def beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> Any:
+    numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
+                                                       side="rows")
+    parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=1)
+    return np.asarray(parts)[:, None, :]
+
+
+def beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool) -> Any:
+    numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
+                                                       side="cols")
+    parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=0)
+    return np.asarray(parts)[None]
+
+
+def divergence_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> np.ndarray:
+    return np.asarray(divergence.divergence(a, w, h, beta=beta, masked=masked)).reshape(1, 1)
+
+
+def finish_divergence(total: Any) -> Any:
+    return np.asarray(max(float(total), 0.0))
+
+
+def block_stats(block: Any) -> np.ndarray:
+    values = block.data if sp.issparse(block) else np.asarray(block)
+    finite = np.isfinite(values)
+    n_nonfinite = values.size - int(np.count_nonzero(finite))
+    clean = values if n_nonfinite == 0 else values[finite]
+    stats = np.array([
+        np.sum(clean, dtype=np.float64),
+        np.sum(np.square(clean, dtype=np.float64)),
+        float(clean.min()) if clean.size else np.inf,
+        n_nonfinite,
+        np.count_nonzero(values),
+        0 if n_nonfinite == 0 else np.count_nonzero(np.isnan(values)),
+        values.size,
+    ])
+    return stats.reshape(1, 1, len(STAT_FIELDS))
+
+
+def matmul(w: Any, h: Any) -> Any:
+    return w @ h
+
+
+def apply_kernel(block: Any, *args: Any, kernel: Callable[..., Any], **kwargs: Any) -> Any:
+    return kernel(aligned(block), *(aligned(x) for x in args), **kwargs)
+
+
+def gradient_width(k: int, beta: float, masked: bool) -> int:
+    return k if divergence.rank_one_denominator(beta, masked) else 2 * k
+
+
+def flatten(blocks: Any) -> list[Any]:
+    if isinstance(blocks, list):
+        return [b for inner_blocks in blocks for b in flatten(inner_blocks)]
+    return [blocks]
+
+
+def sum_blocks(blocks: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Sum a (nested) list of equally shaped partial products along ``axis`` without concatenating them."""
+    parts = flatten(blocks)
+    total = parts[0].sum(axis=axis, keepdims=True)
+    for part in parts[1:]:
+        total += part.sum(axis=axis, keepdims=True)
+    return total if keepdims else total.squeeze(axis=axis)

@@ -1,0 +1,187 @@
+"""Runtimes that run each step as a Dask graph: Dask's local schedulers, and a distributed client.
+
+Both build the same graphs from :mod:`dnmf.core.products`; they differ in where blocks live and how results come
+back. On a distributed client the input's blocks are scattered to the workers, each iteration is submitted with a
+priority below the one before it and pipelined, losses come straight from their futures, and the workers' malloc
+is tuned (:mod:`dnmf.runtime.workers`). On the local schedulers everything stays in this process, and the
+threaded scheduler's concurrent tasks run single-threaded BLAS, as workers do, so that results do not depend on
+how the tasks happened to overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import psutil
+import scipy.sparse as sp
+from dask.highlevelgraph import HighLevelGraph
+
+from dnmf.core.seam import Runtime
+from dnmf.runtime.phases import PhaseClock
+
+__all__ = ["DaskLocal", "Distributed"]
+
+_LOCAL_SCHEDULERS = {"sync": 1, "synchronous": 1, "single-threaded": 1}
+
+
+def _optimize_counting_tasks(collections: dict[str, Any], persisted: list[Any]) -> tuple[dict[str, Any], int]:
+    """Optimise a step's graph once, and count the tasks it adds to those already persisted."""
+    optimized = dask.optimize(*collections.values())
+    graph: dict = {}
+    for x in optimized:
+        graph.update(x.__dask_graph__())
+    known = {key for x in persisted if dask.is_dask_collection(x) for key in dask.core.flatten(x.__dask_keys__())}
+    return dict(zip(collections, optimized)), sum(1 for key in graph if key not in known)
+
+
+def _graph_array(blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]], dtype: Any,
+                 sparse: bool, name: str) -> da.Array:
+    layer = {(name, i, j): value for (i, j), value in blocks.items()}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    meta = sp.csr_matrix((0, 0), dtype=dtype) if sparse else np.empty((0, 0), dtype=dtype)
+    return da.Array(graph, name, chunks=chunks, dtype=dtype, meta=meta)
+
+
+class _DaskRuntime(Runtime):
+    """What both graph runtimes share."""
+
+    def hold(self, array: da.Array) -> da.Array:
+        (held,) = dask.persist(array)
+        return held
+
+    def persist(self, collections: dict[str, Any], *, priority: int = 0,
+                persisted: tuple[Any, ...] = ()) -> tuple[dict[str, Any], int]:
+        optimized, n_tasks = _optimize_counting_tasks(collections, list(persisted))
+        values = dask.persist(*optimized.values(), optimize_graph=False, **self._priority(priority))
+        return dict(zip(optimized, values)), n_tasks
+
+    def _priority(self, priority: int) -> dict[str, Any]:
+        return {}
+
+    def compute(self, *values: Any) -> tuple[Any, ...]:
+        return dask.compute(*values)
+
+    def gather(self, scalars: list[Any]) -> list[float]:
+        return [float(x) for x in dask.compute(*scalars)]
+
+
+class DaskLocal(_DaskRuntime):
+    """Dask's local schedulers (threaded by default, or whatever ``dask.config`` names) in this process."""
+
+    name = "dask-local"
+
+    @property
+    def n_workers(self) -> int:
+        return os.cpu_count() or 1
+
+    @property
+    def worker_memory(self) -> int | None:
+        return int(psutil.virtual_memory().available / self.n_workers)
+
+    @property
+    def total_memory(self) -> int:
+        return int(psutil.virtual_memory().available)
+
+    def place(self, blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]],
+              dtype: Any, sparse: bool, token: Callable[[], str]) -> da.Array:
+        return _graph_array(blocks, chunks, dtype, sparse, f"dnmf-input-{token()}")
+
+    @contextmanager
+    def session(self, *, streamed: bool) -> Iterator[None]:
+        scheduler = dask.config.get("scheduler", None)
+        if scheduler in _LOCAL_SCHEDULERS or (os.cpu_count() or 1) == 1:
+            yield
+            return
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+
+    def clock(self) -> PhaseClock:
+        return PhaseClock(None)
+
+
+class Distributed(_DaskRuntime):
+    """A ``distributed.Client``: blocks scattered to the workers, iterations pipelined.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    """
+
+    name = "distributed"
+    pipelines = True
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._clock: PhaseClock | None = None
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self.client.dashboard_link
+
+    def _workers(self) -> dict[str, Any]:
+        return self.client.scheduler_info().get("workers", {})
+
+    def _memory_limits(self) -> list[int]:
+        return [limit for limit in (w.get("memory_limit") or 0 for w in self._workers().values()) if limit > 0]
+
+    @property
+    def n_workers(self) -> int:
+        return max(1, len(self._workers()))
+
+    @property
+    def worker_memory(self) -> int | None:
+        limits = self._memory_limits()
+        return min(limits) if limits else None
+
+    @property
+    def total_memory(self) -> int:
+        return sum(self._memory_limits())
+
+    def place(self, blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]],
+              dtype: Any, sparse: bool, token: Callable[[], str]) -> da.Array:
+        """Scatter the blocks, whole row strips (or column strips, for a wide matrix) per worker, so that the larger
+        factor's partial products are summed where they are formed. Keys are new per call: a second fit on the
+        same data must not reuse keys that the first one's futures are releasing."""
+        token = f"{token()}-{uuid.uuid4().hex}"
+        by_rows = sum(chunks[0]) >= sum(chunks[1])
+        strips = len(chunks[0]) if by_rows else len(chunks[1])
+        workers = sorted(self._workers())
+        owners = {ij: workers[ij[0 if by_rows else 1] * len(workers) // strips] for ij in blocks}
+        scattered: dict[str, Any] = {}
+        for worker in set(owners.values()):
+            scattered.update(self.client.scatter({f"dnmf-input-block-{token}-{i}-{j}": block
+                                                  for (i, j), block in blocks.items() if owners[i, j] == worker},
+                                                 workers=[worker]))
+        futures = {(i, j): scattered[f"dnmf-input-block-{token}-{i}-{j}"] for i, j in blocks}
+        return _graph_array(futures, chunks, dtype, sparse, f"dnmf-input-{token}")
+
+    @contextmanager
+    def session(self, *, streamed: bool) -> Iterator[None]:
+        if not streamed:
+            from dnmf.runtime.workers import tune_workers
+
+            tune_workers(self.client)
+        yield
+
+    def _priority(self, priority: int) -> dict[str, Any]:
+        return {"priority": priority}
+
+    def gather(self, scalars: list[Any]) -> list[float]:
+        """Straight from the futures, with no task that could queue behind the next iteration's."""
+        from distributed import futures_of
+
+        return [float(np.asarray(value)) for value in self.client.gather([futures_of(x)[0] for x in scalars])]
+
+    def clock(self) -> PhaseClock:
+        if self._clock is None:
+            self._clock = PhaseClock(self.client)
+        return self._clock
