@@ -22,6 +22,8 @@ from typing import Any
 
 import dask
 
+from dnmf.runtime.cluster_values import VALUE_CHECKS
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "KINDS",
@@ -54,7 +56,7 @@ class MissingExtraError(ImportError):
 @dataclass(frozen=True)
 class Key:
     """One key of a configuration: the types it accepts, its default, what it means, and the values it accepts
-    beyond its type (``valid``: a name from :data:`VALUE_CHECKS`)."""
+    beyond its type (``valid``: a name from :data:`dnmf.runtime.cluster_values.VALUE_CHECKS`)."""
 
     kind: str
     default: Any = None
@@ -72,35 +74,6 @@ TYPE_CHECKS: dict[str, Any] = {
     "int or str": lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)),
     "list of str": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "mapping": lambda v: isinstance(v, dict),
-}
-
-def _memory(value: Any) -> bool:
-    from dask.utils import parse_bytes
-
-    if isinstance(value, int):
-        return value >= 0
-    if value.lower() == "auto":
-        return True
-    try:
-        return parse_bytes(value) >= 0
-    except ValueError:
-        return False
-
-
-def _address(value: str) -> bool:
-    host, _, port = value.rpartition(":")
-    return value.lower() == "none" or (port.isdigit() and int(port) <= 65535)
-
-
-#: Checks of values beyond their type, by the name a :class:`Key` gives in ``valid``: (check, what it accepts).
-VALUE_CHECKS: dict[str, tuple[Any, str]] = {
-    "positive": (lambda v: v >= 1, "at least 1"),
-    "non-negative": (lambda v: v >= 0, "0 or more"),
-    "seconds": (lambda v: 0 < v < float("inf"), "a finite number of seconds above 0"),
-    "port": (lambda v: 0 <= v <= 65535, "a port number from 0 (any free port) to 65535"),
-    "memory": (_memory, "bytes (0: no limit), a size such as '4GiB', or 'auto'"),
-    "address": (_address, "HOST:PORT, or 'none'"),
-    "non-empty": (lambda v: bool(v.strip()), "a non-empty string"),
 }
 
 TLS_KEYS: dict[str, Key] = {
