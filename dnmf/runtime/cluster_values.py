@@ -25,7 +25,8 @@ def _address(value: str) -> bool:
     return value.lower() == "none" or (port.isdigit() and int(port) <= 65535)
 
 
-#: Checks of values beyond their type, by the name a :class:`dnmf.runtime.cluster.Key` gives in ``valid``: (check, what it accepts).
+#: Checks of values beyond their type, by the name a :class:`dnmf.runtime.cluster.Key` gives in ``valid``: the
+#: check, and what it accepts (for the message).
 VALUE_CHECKS: dict[str, tuple[Any, str]] = {
     "positive": (lambda v: v >= 1, "at least 1"),
     "non-negative": (lambda v: v >= 0, "0 or more"),
