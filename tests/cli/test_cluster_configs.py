@@ -139,5 +139,5 @@ def test_a_local_cluster_of_threads_fits(tmp_path, counts_store):
 def test_dashboard_none_logs_no_dashboard_link(tmp_path, counts_store):
     done = _fit_on(tmp_path, counts_store, "kind: local\nn_workers: 1\ndashboard_address: none\n")
     assert done.returncode == 0, done.stderr
-    assert "http://" not in done.stderr and "/status" not in done.stderr and "/dnmf" not in done.stderr
+    assert "http://" not in done.stderr and "/status" not in done.stderr and "dnmf page" not in done.stderr
     assert summary(done)["cluster"]["dashboard"] is None and summary(done)["cluster"]["dnmf_page"] is None
