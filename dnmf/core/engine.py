@@ -36,7 +36,8 @@ from dnmf.core.records import (
 )
 from dnmf.core.rules import UpdateRule
 from dnmf.core.seam import Runtime
-from dnmf.exceptions import ConvergenceWarning, DivergenceError
+from dnmf import exceptions
+from dnmf.exceptions import DivergenceError
 
 __all__ = ["CONVERGENCE_CHECK_EVERY", "FitResult", "IterationRecord", "Penalties", "Progress", "run"]
 
@@ -233,6 +234,6 @@ def run(
     if tol > 0 and not progress.converged and not stopped_by_callback:
         warnings.warn(
             f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
-            ConvergenceWarning, stacklevel=3,
+            exceptions.ConvergenceWarning, stacklevel=3,
         )
     return FitResult(W=state.W, H=state.H, progress=progress)

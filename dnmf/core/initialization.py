@@ -39,7 +39,7 @@ def resolve_init(init: str | None, n_components: int, shape: tuple[int, int]) ->
         raise ValueError(f"Unknown init {init!r}. Valid options are: None, {', '.join(map(repr, INIT_METHODS))}.")
     if init.startswith("nndsvd") and n_components > min(shape):
         raise ValueError(
-            f"init={init!r} can only be used when n_components <= min(n_samples, n_features) = {min(shape)}, "
+            f"init = {init!r} can only be used when n_components <= min(n_samples, n_features) = {min(shape)}, "
             f"got n_components={n_components}. Use init='random' or fewer components."
         )
     return init

@@ -3,32 +3,32 @@
 The estimator validates its parameters once, turns the input into a chunked Dask array, draws the initial factors,
 hands everything to :func:`dnmf.core.engine.run` and keeps the fitted attributes. NumPy and SciPy input give NumPy
 output; Dask and Zarr input give Dask output that stays on the cluster.
+
+Around it: :mod:`dnmf.estimator.inputs` checks what ``fit`` and ``transform`` are given (scikit-learn's checks and
+messages) and the custom factors; :mod:`dnmf.estimator.sklearn` holds the scikit-learn base classes and tags;
+:mod:`dnmf.estimator.fitted` the fitted attributes and result stores; :mod:`dnmf.estimator.parameters` the
+parameter table.
 """
 
 from __future__ import annotations
 
-import html
-import inspect
 import logging
 import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import CancelledError
-from contextlib import contextmanager
 from typing import Any
 
 import dask.array as da
 import numpy as np
-import scipy.sparse as sp
 from distributed.comm.core import CommClosedError
 
 from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
 from dnmf.core.engine import IterationRecord, Progress
 from dnmf.core.graph import counting_passes
-from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.core.products import beta_divergence, reconstruct, residual_norm_squared
+from dnmf.core.objectives import Frobenius, Objective
+from dnmf.core.products import beta_divergence, residual_norm_squared
 from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.core.seam import Runtime
 from dnmf.data.checkpoint import open_run
@@ -44,50 +44,30 @@ from dnmf.data.matrix import (
     persist_input,
     zero_filled,
 )
-from dnmf.data.results import jsonable, load_result, save_result
+from dnmf.data.results import jsonable
 from dnmf.data.store import open_matrix, read_labels
+from dnmf.estimator.fitted import FittedState
+from dnmf.estimator.inputs import check_X, custom_factors, objective_for
 from dnmf.estimator.parameters import (
-    BETA_VALUES,
     RESULT_PARAMETERS,
     entropy_of,
-    is_real,
+    n_components_for,
+    penalties_for,
     validate_parameters,
 )
-from dnmf.exceptions import ClusterLostError, NotFittedError
+from dnmf.estimator.sklearn import Factorization
+from dnmf.exceptions import ClusterLostError
 from dnmf.runtime import current as current_runtime
 from dnmf.runtime import dashboard
 from dnmf.runtime.client import active_client
-from dnmf.view import display
 from dnmf.view.progress import ProgressBar, chain_callbacks
+from dnmf.view.verbose import iteration_log
 
 __all__ = ["NMF"]
 
 logger = logging.getLogger("dnmf")
 
-@contextmanager
-def _iteration_log(verbose: int) -> Iterator[None]:
-    """With ``verbose >= 2``, log every iteration to stderr for the duration of a fit (unless logging is already
-    configured), then leave the logging configuration as it was."""
-    if verbose < 2:
-        yield
-        return
-    handler = None
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[dnmf] %(message)s"))
-        logger.addHandler(handler)
-    level = logger.level
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-        if handler is not None:
-            logger.removeHandler(handler)
-
-
-class NMF:
+class NMF(FittedState, Factorization):
     """Non-negative Matrix Factorization on a Dask cluster, with scikit-learn's API.
 
     Finds non-negative ``W`` (m × k) and ``H`` (k × n) whose product approximates the non-negative matrix ``X``
@@ -205,69 +185,16 @@ class NMF:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
 
-    # -- scikit-learn's estimator protocol -------------------------------------------------------------------
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Parameters of this estimator, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> NMF:
-        """Set parameters, as scikit-learn's ``set_params``."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator NMF. Valid parameters are: {valid!r}.")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
-        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
-                   if not (value is defaults[name] or (isinstance(value, str) and value == defaults[name])
-                           or (is_real(value, -np.inf) and is_real(defaults[name], -np.inf)
-                               and value == defaults[name]))]
-        constructor = f"NMF({', '.join(changed)})"
-        if not hasattr(self, "components_"):
-            return constructor
-        return f"{constructor}\n  fitted: {display.text_summary(display.summary_of_model(self))}"
-
-    def _repr_html_(self) -> str:
-        """Jupyter's view: the fit's summary with its loss curve and the dashboard link, or the parameters before
-        fitting."""
-        if not hasattr(self, "components_"):
-            return f"<pre>{html.escape(repr(self))}</pre>"
-        return display.html_card(display.summary_of_model(self))
-
     # -- validation --------------------------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
         validate_parameters(self.get_params(deep=False))
 
     def _n_components(self, n_features: int, W: Any, H: Any) -> int:
-        if self.n_components is None:
-            return n_features
-        if self.n_components == "auto":
-            if W is not None:
-                return int(np.shape(W)[1])
-            if H is not None:
-                return int(np.shape(H)[0])
-            return n_features
-        return int(self.n_components)
+        return n_components_for(self, n_features, W, H)
 
     def _penalties(self, shape: tuple[int, int]) -> engine.Penalties:
-        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
-        return engine.Penalties.from_alphas(shape, self.alpha_W, alpha_h, self.l1_ratio)
-
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "components_"):
-            raise NotFittedError(
-                "This NMF instance is not fitted yet. Call 'fit' with appropriate arguments before using this "
-                "estimator."
-            )
+        return penalties_for(self, shape)
 
     def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any], Runtime]:
         """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, its
@@ -280,30 +207,14 @@ class NMF:
         runtime = current_runtime(in_memory_input=not isinstance(X, da.Array) and not is_zarr_array(X))
         matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
                             nan_is_missing=self.missing == "nan")
-        stats = matrix_stats(matrix.array, what="the data passed to NMF (input X)", allow_nan=matrix.masked)
+        stats = matrix_stats(matrix.array, what="data passed to NMF (input X)", allow_nan=matrix.masked)
         matrix = persist_input(matrix, stats, runtime)
         if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
             matrix = InputMatrix(matrix.array, matrix.kind)
         return matrix, stats, labels, runtime
 
-    def _beta(self) -> float:
-        return BETA_VALUES[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
-
     def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
-        """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu)."""
-        beta = self._beta()
-        rule_for(self.solver, self.beta_loss, masked=matrix.masked)
-        if beta <= 0:
-            implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
-                              and stats.n_stored < stats.shape[0] * stats.shape[1])
-            if implicit_zeros or stats.min_stored <= 0:
-                where = (" Sparse X has implicit zeros: pass it dense with small positive values, or declare the "
-                         "unstored entries missing with mask=." if implicit_zeros else "")
-                raise ValueError("When beta_loss <= 0 and X contains zeros, the solver may diverge. Please add "
-                                 f"small values to X, or use a positive beta_loss.{where}")
-        if beta == 2 and not matrix.masked:
-            return Frobenius(stats.norm_squared)
-        return BetaDivergence(beta, masked=matrix.masked)
+        return objective_for(self, matrix, stats)
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
@@ -317,9 +228,9 @@ class NMF:
             Non-negative data, or the path or URL of a matrix store (see :func:`dnmf.open_matrix`).
         y : Ignored
         W : array-like of shape (n_samples, n_components), optional
-            Initial W when ``init='custom'``.
+            Initial W when ``init='custom'``, of X's dtype after conversion (float32 stays, the rest is float64).
         H : array-like of shape (n_components, n_features), optional
-            Initial H when ``init='custom'``.
+            Initial H when ``init='custom'``, of the same dtype; neither may be all zeros.
         out : str or path, optional
             Write the result store there as part of the fit (see :meth:`save`).
         resume : bool, default=False
@@ -348,7 +259,8 @@ class NMF:
             NumPy for NumPy or SciPy input; a persisted Dask array for Dask or Zarr input.
         """
         self._validate_params()
-        with _iteration_log(self.verbose), dashboard.publishing(self), counting_passes() as self._passes:
+        X = check_X(self, X, reset=True, mask=mask)
+        with iteration_log(self.verbose), dashboard.publishing(self), counting_passes() as self._passes:
             return self._fit_transform(X, W, H, out, resume, mask)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
@@ -434,97 +346,8 @@ class NMF:
             self.save(out)
         return W_out
 
-    def _set_fitted(self, W: Any, column_chunks: tuple[int, ...], labels: tuple[Any, Any], *, n_iter: int,
-                    reconstruction_err: float, loss_history: list[float], converged: bool,
-                    fingerprint: dict[str, Any], timings: dict[str, Any]) -> None:
-        """Every fitted attribute, in one place: after a fit, or from a result store (:meth:`from_result`)."""
-        self.n_components_ = int(self.components_.shape[0])
-        self.n_features_in_ = int(self.components_.shape[1])
-        self.n_samples_fit_ = int(W.shape[0])
-        self.n_iter_ = int(n_iter)
-        self.reconstruction_err_ = float(reconstruction_err)
-        self.loss_history_ = [float(loss) for loss in loss_history]
-        self.converged_ = bool(converged)
-        self.fingerprint_ = fingerprint
-        self.timings_ = timings
-        self._fit_column_chunks = tuple(column_chunks)
-        self._W = W
-        self._labels = labels
-
-    @classmethod
-    def from_result(cls, result: Any, **params: Any) -> NMF:
-        """A fitted estimator from a result store, as if it had just fitted that result.
-
-        Parameters
-        ----------
-        result : dnmf.Result, str or path
-            A loaded result, or the path or URL of a result store (see :func:`dnmf.load_result`).
-        **params
-            Constructor parameters that replace the stored ones (e.g. ``max_iter`` for :meth:`transform`).
-
-        Returns
-        -------
-        NMF
-            With the stored parameters and every fitted attribute; ``components_`` is the stored H, and
-            ``transform``, ``inverse_transform``, ``save`` and the displays work as after :meth:`fit`.
-        """
-        if isinstance(result, (str, os.PathLike)):
-            result = load_result(result)
-        info = result.info
-        stored = {name: value for name, value in info.get("params", {}).items() if name in cls._get_param_names()}
-        if isinstance(stored.get("chunks"), list):
-            stored["chunks"] = tuple(stored["chunks"])
-        model = cls(**{**stored, **params})
-        model._validate_params()
-        model.components_ = np.asarray(result.H)
-        history = info.get("loss_history", [])
-        model._set_fitted(result.W, (result.H.shape[1],), (result.row_labels, result.col_labels),
-                          n_iter=info.get("n_iter", len(history)),
-                          reconstruction_err=info.get("reconstruction_err", history[-1] if history else float("nan")),
-                          loss_history=history, converged=info.get("converged", False),
-                          fingerprint=info.get("fingerprint", {}), timings=info.get("timings", {}))
-        return model
-
-    def save(self, url: Any, *, overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
-        """Write W, H, labels and the record of the fit to a result store (see :mod:`dnmf.data.results`).
-
-        Raises
-        ------
-        FileExistsError
-            If a store exists at ``url`` and ``overwrite`` is False.
-        """
-        self._check_is_fitted()
-        record = {
-            "params": self.get_params(),
-            "n_components": self.n_components_,
-            "n_iter": self.n_iter_,
-            "converged": self.converged_,
-            "reconstruction_err": self.reconstruction_err_,
-            "loss_history": self.loss_history_,
-            "timings": self.timings_,
-            "fingerprint": self.fingerprint_,
-        }
-        save_result(url, self._W, self.components_, record, row_labels=self._labels[0], col_labels=self._labels[1],
-                    overwrite=overwrite, storage_options=storage_options)
-
-    def _factor_input(self, value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str,
-                      dtype: np.dtype, runtime: Runtime) -> Any:
-        if np.shape(value) != shape:
-            raise ValueError(f"Array with wrong shape passed to NMF (input {name}). Expected {shape}, "
-                             f"but got {tuple(np.shape(value))}.")
-        factor = runtime.hold(as_input_matrix(value, chunks=chunks, runtime=runtime).array)
-        matrix_stats(factor, what=f"the data passed to NMF (input {name})")
-        if factor.dtype != dtype:
-            factor = factor.astype(dtype)
-        return factor
-
     def _custom_factors(self, A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
-        if W is None or H is None:
-            raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
-        m, n = A.shape
-        W0 = self._factor_input(W, (m, k), (A.chunks[0], (k,)), "W", A.dtype, runtime)
-        H0 = self._factor_input(H, (k, n), ((k,), A.chunks[1]), "H", A.dtype, runtime)
-        return products.persist(W0, H0)
+        return custom_factors(A, k, W, H, runtime)
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Solve for ``W`` with ``H = components_`` fixed, using the same update rule and loss.
@@ -542,6 +365,7 @@ class NMF:
         """
         self._check_is_fitted()
         self._validate_params()
+        X = check_X(self, X, reset=False, mask=mask)
         matrix, stats, _, runtime = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
@@ -560,24 +384,3 @@ class NMF:
             penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
         )
         return runtime.to_dask(result.W) if matrix.returns_dask else runtime.compute(result.W)[0]
-
-    def inverse_transform(self, X: Any) -> Any:
-        """``X @ components_``: data back from its transformed form ``W``, every entry of it: with missing values,
-        this fills in the unobserved entries.
-
-        Parameters
-        ----------
-        X : ndarray or dask.array.Array of shape (n_samples, n_components)
-
-        Returns
-        -------
-        ndarray or dask.array.Array of shape (n_samples, n_features)
-        """
-        self._check_is_fitted()
-        if np.ndim(X) != 2 or np.shape(X)[1] != self.n_components_:
-            raise ValueError(f"inverse_transform expects an array of shape (n_samples, {self.n_components_}), "
-                             f"got shape {np.shape(X)}.")
-        if isinstance(X, da.Array):
-            H = da.from_array(self.components_, chunks=((self.n_components_,), self._fit_column_chunks))
-            return reconstruct(X.rechunk({1: -1}), H)
-        return np.asarray(X) @ self.components_

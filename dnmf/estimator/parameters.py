@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 
 from dnmf.core import initialization, rules
+from dnmf.core.records import Penalties
 from dnmf.core.rules import solver_names
 
 __all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "PARAMETER_CONSTRAINTS", "PARAMETER_ROLES",
            "RESULT_PARAMETERS", "parameters_with_role", "validate_parameters", "entropy_of", "is_int",
-           "is_real"]
+           "is_real", "n_components_for", "penalties_for"]
 
 #: beta_loss names, and as scikit-learn's β (from the solver registry, :data:`dnmf.core.rules.BETA_LOSSES`).
 BETA_VALUES = dict(rules.BETA_LOSSES)
@@ -42,13 +43,14 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "beta_loss": (lambda v: v in BETA_LOSSES or (is_real(v, -np.inf) and not isinstance(v, str)),
                   "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
     "missing": (lambda v: v is None or v == "nan", "None or 'nan'"),
-    "tol": (lambda v: is_real(v, 0.0), "a non-negative number"),
+    "tol": (lambda v: is_real(v, 0.0) and np.isfinite(v), "a finite non-negative number"),
     "max_iter": (lambda v: is_int(v, 1), "a positive integer"),
     "random_state": (lambda v: v is None or is_int(v, 0)
                      or isinstance(v, (np.random.RandomState, np.random.Generator)),
                      "None, a non-negative integer, a numpy.random.RandomState or a numpy.random.Generator"),
-    "alpha_W": (lambda v: is_real(v, 0.0), "a non-negative number"),
-    "alpha_H": (lambda v: v == "same" or is_real(v, 0.0), "a non-negative number or 'same'"),
+    "alpha_W": (lambda v: is_real(v, 0.0) and np.isfinite(v), "a finite non-negative number"),
+    "alpha_H": (lambda v: v == "same" or (is_real(v, 0.0) and np.isfinite(v)),
+                "a finite non-negative number or 'same'"),
     "l1_ratio": (lambda v: is_real(v, 0.0, 1.0), "a number in [0, 1]"),
     "verbose": (lambda v: isinstance(v, (bool, numbers.Integral)) and v >= 0, "a non-negative integer or bool"),
     "callback": (lambda v: v is None or callable(v), "None or a callable(record)"),
@@ -111,3 +113,24 @@ def validate_parameters(params: dict[str, Any]) -> None:
         if not accepts(value):
             raise ValueError(f"The {name!r} parameter of NMF must be {description}. Got {value!r} instead.")
     rules.rule_for(params["solver"], params["beta_loss"])
+
+
+def n_components_for(model: Any, n_features: int, W: Any, H: Any) -> int:
+    """``k``: ``n_components``, or for ``None`` the number of features, or for ``'auto'`` the custom factors' rank
+    when given."""
+    if model.n_components is None:
+        return n_features
+    if model.n_components == "auto":
+        if W is not None:
+            return int(np.shape(W)[1])
+        if H is not None:
+            return int(np.shape(H)[0])
+        return n_features
+    return int(model.n_components)
+
+
+def penalties_for(model: Any, shape: tuple[int, int]) -> Penalties:
+    """The scaled L1 and L2 penalties of ``model``'s ``alpha_W``, ``alpha_H`` and ``l1_ratio`` for an input of
+    ``shape``."""
+    alpha_h = model.alpha_W if model.alpha_H == "same" else model.alpha_H
+    return Penalties.from_alphas(shape, model.alpha_W, alpha_h, model.l1_ratio)

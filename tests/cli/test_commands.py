@@ -58,4 +58,4 @@ def test_fit_offers_every_registered_solver(tmp_path, counts_store, scheduler):
     assert json.loads((tmp_path / "bpp.json").read_text())["iterations"] == 3
     kl = run_dnmf("fit", counts_store, "--rank", "3", "--out", str(tmp_path / "kl.zarr"), "--solver", "bpp",
                   "--beta-loss", "kullback-leibler", "--scheduler", scheduler, timeout=120)
-    assert kl.returncode == 2 and "does not support beta_loss='kullback-leibler'" in kl.stderr
+    assert kl.returncode == 2 and "does not handle beta_loss = 'kullback-leibler'" in kl.stderr

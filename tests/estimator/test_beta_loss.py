@@ -104,7 +104,7 @@ def test_non_positive_beta_rejects_zeros_and_sparse_input(rng, beta_loss):
 
 @pytest.mark.parametrize("solver", ["hals", "cd"])
 def test_other_solvers_refuse_beta_losses(solver):
-    with pytest.raises(ValueError, match="does not support beta_loss='kullback-leibler'"):
+    with pytest.raises(ValueError, match="does not handle beta_loss = 'kullback-leibler'"):
         NMF(3, solver=solver, beta_loss="kullback-leibler").fit(np.ones((4, 4)))
 
 

@@ -137,7 +137,7 @@ def test_n_components_auto_and_none(A):
 def test_more_components_than_min_dimension_uses_random_init(A):
     model = NMF(35, max_iter=10, tol=0, random_state=0).fit(A)
     assert model.components_.shape == (35, 30)
-    with pytest.raises(ValueError, match="init='nndsvda' can only be used when n_components <= min"):
+    with pytest.raises(ValueError, match="init = 'nndsvda' can only be used when n_components <= min"):
         NMF(35, init="nndsvda").fit(A)
 
 

@@ -73,3 +73,23 @@ def test_default_init_follows_sklearn_rule(rng):
     model = NMF(3, max_iter=400, random_state=0).fit(A)
     reference = SklearnNMF(3, max_iter=400, random_state=0).fit(A)
     assert model.reconstruction_err_ == pytest.approx(reference.reconstruction_err_, rel=0.02)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("ours,theirs,beta_loss", [
+    ("cd", "cd", "frobenius"),
+    ("hals", "cd", "frobenius"),
+    ("mu", "mu", "frobenius"),
+    ("mu", "mu", "kullback-leibler"),
+])
+def test_same_rule_gives_the_same_components(problem, sparse, ours, theirs, beta_loss):
+    """Every solver pair that shares an update rule: from the same custom W and H, the same components_ after the
+    same number of iterations (tol=0: no stopping rule involved)."""
+    A, W0, H0 = problem
+    X = sp.csr_matrix(A) if sparse else A
+    kwargs = dict(init="custom", beta_loss=beta_loss, max_iter=25, tol=0)
+    model = NMF(5, solver=ours, chunks=(25, 20), **kwargs).fit(X, W=W0.copy(), H=H0.copy())
+    reference = SklearnNMF(5, solver=theirs, **kwargs).fit(X, W=W0.copy(), H=H0.copy())
+    assert model.n_iter_ == reference.n_iter_ == 25
+    np.testing.assert_allclose(model.components_, reference.components_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(model.reconstruction_err_, reference.reconstruction_err_, rtol=1e-7)

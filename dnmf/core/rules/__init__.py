@@ -154,7 +154,7 @@ def rule_for(solver: str, beta_loss: str | float = "frobenius", masked: bool = F
     spec = SOLVERS[canonical_solver(solver)]
     loss = loss_name(beta_loss)
     if loss not in spec.losses:
-        raise ValueError(f"Invalid beta_loss parameter: solver={solver!r} does not support beta_loss="
+        raise ValueError(f"Invalid beta_loss parameter: solver {solver!r} does not handle beta_loss = "
                          f"{beta_loss!r}. Supported: {supported_losses_text()}.")
     if masked and not spec.masks:
         able = ", ".join(repr(name) for name, s in SOLVERS.items() if s.masks)

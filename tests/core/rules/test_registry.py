@@ -50,7 +50,7 @@ def test_estimator_accepts_what_the_registry_declares(solver, loss):
         model.fit(X)
         assert np.isfinite(model.reconstruction_err_)
     else:
-        with pytest.raises(ValueError, match="does not support beta_loss"):
+        with pytest.raises(ValueError, match="does not handle beta_loss"):
             model.fit(X)
 
 
