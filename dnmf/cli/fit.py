@@ -23,6 +23,7 @@ import dask
 from dnmf.cli.exits import EXIT_NOT_CONVERGED, EXIT_OK, Outcome
 from dnmf.cli.options import UsageError
 from dnmf.cli.session import cluster_config, connected
+from dnmf.cli.writable import check_writable
 from dnmf.estimator.parameters import JOB_PARAMETERS, validate_parameters
 
 __all__ = ["default_checkpoint", "run_fit"]
@@ -35,10 +36,13 @@ def parse_chunks(text: str) -> Any:
     """``"auto"`` or ``"ROWS,COLS"`` as ``NMF(chunks=...)`` takes it."""
     if text == "auto":
         return "auto"
+    message = f"--chunks must be ROWS,COLS of positive integers such as 10000,5000, or auto; got {text!r}."
     try:
         rows, cols = (int(part) for part in text.split(","))
     except ValueError as error:
-        raise UsageError(f"--chunks must be ROWS,COLS such as 10000,5000, or auto; got {text!r}.") from error
+        raise UsageError(message) from error
+    if rows < 1 or cols < 1:
+        raise UsageError(message)
     return (rows, cols)
 
 
@@ -190,6 +194,7 @@ def _locked_fit(values: dict[str, Any], started: float) -> Outcome:
 
     model = _model(values)
     config = cluster_config(values)
+    check_writable(values["out"], "--out")
     _check_input(values["input"])
     previous = _previous_result(values["out"])
     if previous is not None and not values["force"]:
