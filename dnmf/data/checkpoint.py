@@ -42,7 +42,13 @@ import zarr
 from dask.base import tokenize
 
 from dnmf.core.engine import Progress
-from dnmf.data.checkpoint_files import HASH, CheckpointFolder, block_hashes, check_version_tree, hash_list
+from dnmf.data.checkpoint_files import (
+    HASH,
+    CheckpointFolder,
+    block_hashes,
+    check_version_tree,
+    hash_list,
+)
 from dnmf.data.checkpoint_state import check_state
 from dnmf.data.store import Location, write_blocks
 from dnmf.runtime.client import active_client

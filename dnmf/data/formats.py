@@ -11,7 +11,15 @@ import dask
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.data.strips import Converted, Coo, Plan, assemble, out_dtype, triplet_strips, unreadable
+from dnmf.data.strips import (
+    Converted,
+    Coo,
+    Plan,
+    assemble,
+    out_dtype,
+    triplet_strips,
+    unreadable,
+)
 
 if TYPE_CHECKING:  # pandas, pyarrow and anndata are needed only by the formats that use them
     import pandas as pd

@@ -136,7 +136,7 @@ class Result:
 def _check_shapes(root: zarr.Group, info: dict[str, Any], url: str) -> None:
     """W, H and the labels must fit each other and the input the fit recorded, and H (read whole) must fit in
     memory: an edited shape must not make :func:`load_result` allocate for it."""
-    from dnmf.runtime.client import cluster_memory
+    from dnmf.runtime import current
 
     W, H = root["W"], root["H"]
     shape = (info.get("fingerprint") or {}).get("shape")
@@ -155,7 +155,7 @@ def _check_shapes(root: zarr.Group, info: dict[str, Any], url: str) -> None:
     if problem:
         raise StoreError(f"The result store {url!r} is inconsistent: {problem}. It was damaged or edited; fit again.")
     nbytes = math.prod(H.shape) * np.dtype(H.dtype).itemsize
-    if nbytes > cluster_memory():
+    if nbytes > current().total_memory:
         raise StoreError(f"The result store {url!r} has an H of {nbytes / 2**30:.3g} GiB, more than the memory "
                          "available to read it.")
 

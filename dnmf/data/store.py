@@ -37,14 +37,22 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from dnmf.core.grid import Chunks, resolve_chunks
 from dnmf.data.labels import check_labels, read_index, write_index
 from dnmf.data.location import Location
-from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
-from dnmf.data.sparse import (SPARSE_ARRAY_CHUNK, SparseLayout, read_strip, row_strip, sparse_layout, strip_nnz,
-                              strip_part)
+from dnmf.data.matrix import as_input_matrix
 from dnmf.data.safety import NotOwnStoreError, replaceable_store
+from dnmf.data.sparse import (
+    SPARSE_ARRAY_CHUNK,
+    SparseLayout,
+    read_strip,
+    row_strip,
+    sparse_layout,
+    strip_nnz,
+    strip_part,
+)
 from dnmf.exceptions import StoreError
-from dnmf.runtime.client import n_workers, worker_memory
+from dnmf.runtime import current
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "write_blocks"]
@@ -73,18 +81,6 @@ def _matrix_node(location: Location) -> tuple[zarr.Array | zarr.Group, Location,
     return node, location, None
 
 
-def _explicit_chunks(chunks: Any, shape: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    message = (f"Invalid chunks={chunks!r} for a matrix of shape {shape}: pass 'auto', a positive block size "
-               "such as (10_000, 5_000), or explicit block lengths per axis.")
-    try:
-        rows, cols = da.core.normalize_chunks(chunks, shape)
-    except (ValueError, TypeError, ZeroDivisionError) as error:
-        raise ValueError(message) from error
-    if min(rows + cols) < 1:
-        raise ValueError(message)
-    return rows, cols
-
-
 def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
     return sp.csr_matrix(strip[rows, cols])
 
@@ -93,14 +89,12 @@ def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks) -> d
     """The store's blocks, one task per strip reading it. Strips are sized for the data and the row pointers
     (8 bytes per row), so that a store of many rows streams through the workers."""
     m, n = layout.shape
+    nbytes = 0
     if isinstance(chunks, str) and chunks == "auto":
         group = zarr.open_group(store=location.url, mode="r", **location.zarr_kwargs())
         major = m if layout.encoding == "csr_matrix" else n
         nbytes = int(group["data"].shape[0]) * (layout.dtype.itemsize + 4) + 8 * (major + 1)
-        p, q = default_grid(layout.shape, nbytes, n_workers(), worker_memory())
-        rows, cols = even_chunks(m, p), even_chunks(n, q)
-    else:
-        rows, cols = _explicit_chunks(chunks, layout.shape)
+    rows, cols = resolve_chunks(chunks, layout.shape, current().grid(layout.shape, nbytes))
     row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
     token = tokenize(location.url, layout, rows, cols)
     strip_name, name = f"dnmf-read-strip-{token}", f"dnmf-read-{token}"
@@ -146,7 +140,7 @@ def _dense_array(node: zarr.Array, url: str, chunks: Chunks) -> da.Array:
     if node.ndim != 2:
         raise StoreError(f"{url!r} holds a {node.ndim}-D array; a matrix must be 2-D.")
     chunk_bytes = math.prod(int(c) for c in node.chunks) * np.dtype(node.dtype).itemsize
-    memory = worker_memory()
+    memory = current().worker_memory
     if memory and chunk_bytes > memory:
         raise StoreError(f"{url!r} has Zarr chunks of {' × '.join(map(str, node.chunks))} "
                          f"({chunk_bytes / 2**30:.3g} GiB each), more than a worker's memory ({memory / 2**30:.3g} "
@@ -172,7 +166,7 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
         A local path, ``file://``, ``memory://``, ``s3://`` or other fsspec URL of a dense Zarr array, a sparse
         group in AnnData's CSR/CSC convention, or an AnnData store.
     chunks : "auto", int or tuple
-        The block grid (see :func:`dnmf.data.matrix.default_grid`). Dense blocks are whole multiples of the Zarr chunks.
+        The block grid (see :func:`dnmf.core.grid.default_grid`). Dense blocks are whole multiples of the Zarr chunks.
     storage_options : dict, optional
         Passed to fsspec, e.g. ``{"endpoint_url": ...}`` for S3.
 

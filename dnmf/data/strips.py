@@ -16,8 +16,8 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.data.matrix import Chunks, default_grid, even_chunks
-from dnmf.runtime.client import cluster_memory, n_workers, worker_memory
+from dnmf.core.grid import Chunks, float_dtype, resolve_chunks
+from dnmf.runtime import current
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -43,7 +43,7 @@ class Plan:
     row_col_value: tuple[str, str, str] | None
 
     def grid(self, shape: tuple[int, int], nbytes: int, sparse: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Row strips and column blocks: from ``chunks`` (``"auto"``: :func:`dnmf.data.matrix.default_grid`), rows
+        """Row strips and column blocks: from ``chunks`` (``"auto"``: :func:`dnmf.core.grid.default_grid`), rows
         overridden by ``block_rows``. Sparse strips stay whole: a CSR store has no column blocks. Sparse strips
         are sized for the row pointers too (8 bytes a row), so that a source of many rows streams.
 
@@ -56,18 +56,7 @@ class Plan:
         check_fits(shape, self.source)
         if sparse:
             nbytes += 8 * (m + 1)
-        if isinstance(self.chunks, str) and self.chunks == "auto":
-            p, q = default_grid(shape, nbytes, n_workers(), worker_memory())
-            rows, cols = even_chunks(m, p), even_chunks(n, q)
-        else:
-            message = (f"Invalid chunks={self.chunks!r} for a matrix of shape {shape}: pass 'auto', a block size "
-                       "such as (10_000, 5_000), or block lengths per axis.")
-            try:
-                rows, cols = da.core.normalize_chunks(self.chunks, shape)
-            except (ValueError, TypeError, ZeroDivisionError) as error:
-                raise ValueError(message) from error
-            if min(rows + cols) < 1:
-                raise ValueError(message)
+        rows, cols = resolve_chunks(self.chunks, shape, current().grid(shape, nbytes))
         if self.block_rows is not None:
             rows = da.core.normalize_chunks(self.block_rows, (m,))[0]
         return tuple(int(r) for r in rows), (n,) if sparse else tuple(int(c) for c in cols)
@@ -83,7 +72,7 @@ def check_fits(shape: tuple[int, int], source: str) -> None:
     ValueError
         Naming the source, the shape and both sizes.
     """
-    need, have = 4 * (shape[0] + shape[1]), cluster_memory()
+    need, have = 4 * (shape[0] + shape[1]), current().total_memory
     if need > have:
         raise ValueError(f"{source!r} declares a {shape[0]:,} × {shape[1]:,} matrix: its factors alone would need "
                          f"{need / 2**30:.3g} GiB even at rank 1, more than the {have / 2**30:.3g} GiB of memory "
@@ -98,13 +87,11 @@ class Converted:
 
 
 def out_dtype(dtype: Any, source: str) -> np.dtype:
-    """float32 and float64 stay; other real numbers become float64."""
-    dtype = np.dtype(dtype)
-    if dtype in (np.float32, np.float64):
-        return dtype
-    if dtype.kind in "biuf":
-        return np.dtype(np.float64)
-    raise ValueError(f"{source!r} holds {dtype} values; a matrix for NMF needs real numbers.")
+    """The dtype the store gets (:func:`dnmf.core.grid.float_dtype`); a ValueError naming ``source`` otherwise."""
+    try:
+        return float_dtype(dtype)
+    except TypeError as error:
+        raise ValueError(f"{source!r} holds {np.dtype(dtype)} values; a matrix for NMF needs real numbers.") from error
 
 
 def describe(error: BaseException) -> str:
