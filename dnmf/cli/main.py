@@ -1,8 +1,8 @@
 """The ``dnmf`` command (also ``python -m dnmf``): batch factorizations from a shell, a cron or a workflow task.
 
-Subcommands: ``ingest``, ``fit``, ``rank``, ``transform``, ``inspect``, ``cluster`` and ``demo``. ``fit`` and ``transform``
-log to stderr and end with a JSON summary on stdout (or ``--summary FILE``). Exit status: 0 success, 2 usage
-or bad input, 3 a failure that rerunning the same command recovers from (lost or unreachable scheduler, killed
+Subcommands: ``ingest``, ``fit``, ``rank``, ``transform``, ``inspect``, ``cluster`` and ``demo``. ``fit``,
+``rank`` and ``transform`` log to stderr and end with a JSON summary on stdout (or ``--summary FILE``). Exit
+status: 0 success, 2 usage or bad input, 3 a failure that rerunning the same command recovers from (lost or unreachable scheduler, killed
 job: a ``fit`` resumes from its checkpoint), 4 not converged with ``--require-convergence``, 1 an unexpected
 error (a bug: the traceback is logged).
 """
@@ -10,6 +10,7 @@ error (a bug: the traceback is logged).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from dnmf.cli.exits import (
     Outcome,
     ResumableError,
 )
+from dnmf.cli.writable import check_writable
 from dnmf.cli.options import (
     CLUSTER_OPTIONS,
     FIT_OPTIONS,
@@ -148,6 +150,7 @@ def _batch(runner_name: str, options: tuple[Any, ...]) -> Any:
         given = {name: value for name, value in vars(args).items() if name not in ("handler", "command")}
         try:
             values = resolve(given, options, given.get("config"))
+            check_writable(values.get("summary"), "--summary", folder_ok=False)
         except UsageError as error:
             print(f"dnmf {args.command}: error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -202,17 +205,8 @@ def _dispatch(runner_name: str, values: dict[str, Any]) -> Outcome:
                 else " Rerun the same command.")
 
     try:
-        if runner_name == "fit":
-            from dnmf.cli.fit import run_fit
-
-            return run_fit(values)
-        if runner_name == "rank":
-            from dnmf.cli.rank import run_rank
-
-            return run_rank(values)
-        from dnmf.cli.transform import run_transform
-
-        return run_transform(values)
+        runner = getattr(importlib.import_module(f"dnmf.cli.{runner_name}"), f"run_{runner_name}")
+        return runner(values)
     except (ClusterLostError, CommClosedError, ResumableError, ConnectionError, TimeoutError) as error:
         advice = "" if "rerun" in str(error).lower() else resume()
         return _failure(EXIT_RESUMABLE, _describe(error) + advice, values)
