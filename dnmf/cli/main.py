@@ -1,10 +1,10 @@
 """The ``dnmf`` command (also ``python -m dnmf``): batch factorizations from a shell, a cron or a workflow task.
 
-Subcommands: ``ingest``, ``fit``, ``rank``, ``transform``, ``inspect``, ``cluster`` and ``demo``. ``fit``,
-``rank`` and ``transform`` log to stderr and end with a JSON summary on stdout (or ``--summary FILE``). Exit
-status: 0 success, 2 usage or bad input, 3 a failure that rerunning the same command recovers from (lost or unreachable scheduler, killed
-job: a ``fit`` resumes from its checkpoint), 4 not converged with ``--require-convergence``, 1 an unexpected
-error (a bug: the traceback is logged).
+Subcommands: ``ingest``, ``fit``, ``rank``, ``transform``, ``inspect``, ``cluster`` and ``demo``. ``fit``, ``rank``
+and ``transform`` log to stderr and end with a JSON summary on stdout (or ``--summary FILE``). Exit status: 0
+success, 2 usage or bad input, 3 a failure that rerunning the same command recovers from (lost or unreachable
+scheduler, killed job: a ``fit`` resumes from its checkpoint), 4 not converged with ``--require-convergence``, 1 an
+unexpected error (a bug: the traceback is logged).
 """
 
 from __future__ import annotations
