@@ -186,6 +186,7 @@ def run_fit(values: dict[str, Any]) -> Outcome:
     elif not values["checkpoint"]:
         values["checkpoint"] = default_checkpoint(values["out"])
     _check_paths(values)
+    check_writable(values["out"], "--out")  # before the lock, which is written beside --out
     with output_lock(values["out"]):
         return _locked_fit(values, started)
 
@@ -195,7 +196,6 @@ def _locked_fit(values: dict[str, Any], started: float) -> Outcome:
 
     model = _model(values)
     config = cluster_config(values)
-    check_writable(values["out"], "--out")
     _check_input(values["input"])
     previous = _previous_result(values["out"])
     if previous is not None and not values["force"]:
