@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from dnmf.core.rules.mu import EPSILON
+from dnmf.core.rules.namespace import array_namespace
 
 __all__ = ["EPSILON", "FLUSH_BELOW", "gamma", "update"]
 
@@ -34,7 +35,8 @@ def gamma(beta: float) -> float:
 
 def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, l1: float = 0.0, l2: float = 0.0,
            gamma: float = 1.0, flush_below: float = 0.0) -> np.ndarray:
-    """One multiplicative update of ``block``: ``block · (numerator / (denominator + l1 + l2 · block))^gamma``.
+    """One multiplicative update of ``block``: ``block · (numerator / (denominator + l1 + l2 · block))^gamma``,
+    in the array namespace of the block.
 
     Parameters
     ----------
@@ -56,18 +58,19 @@ def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *,
     ndarray of shape (k, n_b)
         A new array; zeros of the regularised denominator are replaced by ``EPSILON`` first.
     """
-    denominator = np.array(denominator, copy=True)
+    xp = array_namespace(block, numerator, denominator)
+    denominator = xp.asarray(denominator, copy=True)
     if l1 > 0:
         denominator += l1
     if l2 > 0:
         denominator = denominator + l2 * block
-    denominator[denominator == 0] = EPSILON
+    denominator = xp.where(denominator == 0, EPSILON, denominator)
     delta = numerator / denominator
     if gamma != 1:
         delta **= gamma
     updated = block * delta
     if flush_below > 0:
-        updated[updated < flush_below] = 0.0
+        updated = xp.where(updated < flush_below, 0.0, updated)
     return updated
 
 

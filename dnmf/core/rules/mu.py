@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dnmf.core.rules.namespace import array_namespace
 from dnmf.core.rules.penalties import regularized_gram
 
 #: Guard for zero denominators, the value scikit-learn uses.
@@ -11,7 +12,7 @@ EPSILON = float(np.finfo(np.float32).eps)
 
 
 def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
-    """One multiplicative update of ``block``.
+    """One multiplicative update of ``block``, in the array namespace of the block (NumPy, CuPy, ...).
 
     Parameters
     ----------
@@ -32,5 +33,6 @@ def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float 
     denominator = regularized_gram(gram, l2) @ block
     if l1 > 0:
         denominator += l1
-    denominator[denominator == 0] = EPSILON
+    xp = array_namespace(block, cross, gram)
+    denominator = xp.where(denominator == 0, EPSILON, denominator)
     return block * (cross / denominator)
