@@ -1,7 +1,7 @@
 """The array namespace of a block: NumPy for NumPy arrays, else the array-API namespace the block belongs to.
 
 Rules and dense block kernels take their functions from :func:`array_namespace` instead of from ``numpy``, so the
-same code runs on NumPy, CuPy or any array-API library. NumPy arrays get ``numpy`` itself (NumPy 2 implements
+same code runs on NumPy, CuPy or any array-API library. NumPy arrays get ``numpy`` itself (NumPy 2.1 implements
 the standard in its main namespace), which keeps NumPy results bitwise as they were and costs no wrapper calls;
 other arrays get ``array_api_compat.array_namespace(...)`` (the optional ``array-api-compat`` package, in the
 ``gpu`` extra), or, without it, the array's own ``__array_namespace__()``.
@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["array_namespace", "is_numpy"]
 
-_NUMPY_IS_ARRAY_API = int(np.__version__.split(".")[0]) >= 2
+_NUMPY_IS_ARRAY_API = tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2, 1)
 
 
 def is_numpy(xp: ModuleType) -> bool:
@@ -39,8 +39,8 @@ def array_namespace(*arrays: Any) -> ModuleType:
         try:
             import array_api_compat.numpy as compat_numpy
         except ImportError as error:
-            raise TypeError("dnmf's rules need NumPy >= 2 or the array-api-compat package: "
-                            "pip install 'dnmf[gpu]' or pip install 'numpy>=2'.") from error
+            raise TypeError("dnmf's rules need NumPy >= 2.1 or the array-api-compat package: "
+                            "pip install 'dnmf[gpu]' or pip install 'numpy>=2.1'.") from error
         return compat_numpy
     try:
         import array_api_compat
