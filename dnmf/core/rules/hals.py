@@ -21,9 +21,9 @@ def update(block: Any, cross: Any, gram: Any, *, l1: float = 0.0, l2: float = 0.
     Each row ``t`` is set to the exact non-negative minimiser of the regularised objective with the other rows
     fixed: ``block[t] ← max(0, block[t] − (gram[t] @ block − cross[t] + l1) / (gram[t, t] + l2))``. Rows are visited
     in order and each update sees the rows before it, as in scikit-learn's ``_update_cdnmf_fast``. A component whose
-    Gram diagonal is zero is left unchanged. Columns are independent, so they are swept a cache-sized tile at a time.
-    The sweep runs in the array namespace of the block (NumPy, CuPy, ...); the ``k`` Gram diagonal entries are
-    read to the host once per call.
+    Gram diagonal is zero is left unchanged. Columns are independent, so on NumPy they are swept a cache-sized tile at a time.
+    In any other array namespace (CuPy, ...) the block is swept whole, since a tile loop there only multiplies
+    kernel launches; the ``k`` Gram diagonal entries are read to the host once per call.
 
     Parameters
     ----------
@@ -48,7 +48,9 @@ def update(block: Any, cross: Any, gram: Any, *, l1: float = 0.0, l2: float = 0.
     k = gram.shape[0]
     hessians = xp.reshape(gram, (k * k,))[::k + 1]
     nonzero = [(t, hessians[t]) for t in range(k) if float(hessians[t]) != 0]
-    width = max(64, TILE_BYTES // max(1, updated.shape[0] * (xp.finfo(updated.dtype).bits // 8)))
+    width = max(1, updated.shape[1])
+    if is_numpy(xp):
+        width = max(64, TILE_BYTES // max(1, updated.shape[0] * updated.itemsize))
     for start in range(0, updated.shape[1], width):
         stop = min(start + width, updated.shape[1])
         for t, hessian in nonzero:

@@ -58,7 +58,7 @@ def test_frobenius_rules_match_numpy(rule, l1, l2, dtype):
     assert back(got).dtype == expected.dtype
 
 
-def test_hals_wide_block_crosses_tiles_and_leaves_argument_unchanged():
+def test_hals_whole_block_sweep_equals_numpy_tiled_sweep_and_leaves_argument_unchanged():
     _, _, block, cross, gram = problem(1, np.float64, k=4, n=3 * hals.TILE_BYTES // 32 + 17, m=10)
     before = block.copy()
     got = hals.update(strict(block), strict(cross), strict(gram))
