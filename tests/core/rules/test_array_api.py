@@ -112,3 +112,15 @@ def test_loss_kernels_accept_strict_grams():
 def test_aligned_passes_non_numpy_blocks_through():
     x = strict(np.ones((3, 4)))
     assert kernels.aligned(x) is x
+
+
+@pytest.mark.parametrize("rule", [mu.update, hals.update], ids=["mu", "hals"])
+def test_w_step_on_a_strict_row_block_matches_numpy(rule):
+    from dnmf.core.objectives import update_rows
+
+    W, A, H, _, _ = problem(5, np.float64)
+    cross, gram = A @ H.T, H @ H.T
+    expected = update_rows(W, cross, gram, rule=rule, l1=0.1, l2=0.2)
+    got = update_rows(strict(W), strict(cross), strict(gram), rule=rule, l1=0.1, l2=0.2)
+    assert got.shape == W.shape
+    np.testing.assert_allclose(back(got), expected, rtol=1e-12, atol=0)
