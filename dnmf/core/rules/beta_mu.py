@@ -13,6 +13,8 @@ rule on the transposed problem.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from dnmf.core.rules.mu import EPSILON
@@ -33,8 +35,8 @@ def gamma(beta: float) -> float:
     return 1.0
 
 
-def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, l1: float = 0.0, l2: float = 0.0,
-           gamma: float = 1.0, flush_below: float = 0.0) -> np.ndarray:
+def update(block: Any, numerator: Any, denominator: Any, *, l1: float = 0.0, l2: float = 0.0,
+           gamma: float = 1.0, flush_below: float = 0.0) -> Any:
     """One multiplicative update of ``block``: ``block · (numerator / (denominator + l1 + l2 · block))^gamma``,
     in the array namespace of the block.
 
@@ -64,18 +66,18 @@ def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *,
         denominator += l1
     if l2 > 0:
         denominator = denominator + l2 * block
-    denominator = xp.where(denominator == 0, EPSILON, denominator)
+    denominator[denominator == 0] = EPSILON
     delta = numerator / denominator
     if gamma != 1:
         delta **= gamma
     updated = block * delta
     if flush_below > 0:
-        updated = xp.where(updated < flush_below, 0.0, updated)
+        updated[updated < flush_below] = 0.0
     return updated
 
 
-def step(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, beta: float, side: str,
-         l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+def step(block: Any, numerator: Any, denominator: Any, *, beta: float, side: str,
+         l1: float = 0.0, l2: float = 0.0) -> Any:
     """The registered β rule (a :class:`dnmf.core.rules.BetaRule`): :func:`update` with scikit-learn's exponent
     for ``beta`` and its flushing of tiny entries (W for β < 1, H for β ≤ 1); ``side`` is ``"W"`` or ``"H"``."""
     flush = beta < 1 or (side == "H" and beta <= 1)

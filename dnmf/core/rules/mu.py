@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from dnmf.core.rules.namespace import array_namespace
 from dnmf.core.rules.penalties import regularized_gram
 
 #: Guard for zero denominators, the value scikit-learn uses.
 EPSILON = float(np.finfo(np.float32).eps)
 
 
-def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+def update(block: Any, cross: Any, gram: Any, *, l1: float = 0.0, l2: float = 0.0) -> Any:
     """One multiplicative update of ``block``, in the array namespace of the block (NumPy, CuPy, ...).
 
     Parameters
@@ -33,6 +34,5 @@ def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float 
     denominator = regularized_gram(gram, l2) @ block
     if l1 > 0:
         denominator += l1
-    xp = array_namespace(block, cross, gram)
-    denominator = xp.where(denominator == 0, EPSILON, denominator)
+    denominator[denominator == 0] = EPSILON
     return block * (cross / denominator)
