@@ -62,33 +62,22 @@ def initial_factors(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return _initialize_nmf(X, k, init="nndsvda", random_state=0)
 
 
-def run_dnmf(X: np.ndarray, k: int, iterations: int, start: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-    from dnmf import NMF
-
+def run(library: str, X: np.ndarray, k: int, iterations: int,
+        start: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    """One fit by ``library`` (``"dnmf"`` or ``"sklearn"``), timed, with its exact final error."""
+    if library == "dnmf":
+        from dnmf import NMF
+    else:
+        from sklearn.decomposition import NMF
     model = NMF(k, solver="cd", init="custom" if start else "nndsvda", max_iter=iterations, tol=0, random_state=0)
     began = time.perf_counter()
-    if start:
-        model.fit(X, W=start[0].copy(), H=start[1].copy())
-    else:
-        model.fit(X)
+    W = model.fit_transform(X, W=start[0].copy(), H=start[1].copy()) if start else model.fit_transform(X)
     seconds = time.perf_counter() - began
-    return {"seconds": seconds, "error": model.reconstruction_err_, "executor": model.timings_["executor"],
-            "seconds_per_iteration": statistics.median(model.timings_["seconds_per_iteration"])}
-
-
-def run_sklearn(X: np.ndarray, k: int, iterations: int,
-                start: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-    from sklearn.decomposition import NMF
-
-    model = NMF(k, solver="cd", init="custom" if start else "nndsvda", max_iter=iterations, tol=0, random_state=0)
-    began = time.perf_counter()
-    if start:
-        model.fit(X, W=start[0].copy(), H=start[1].copy())
-    else:
-        model.fit(X)
-    seconds = time.perf_counter() - began
-    return {"seconds": seconds, "error": float(np.linalg.norm(X - model.transform(X) @ model.components_))
-            if X.size < 5_000_000 else model.reconstruction_err_}
+    out = {"seconds": seconds, "error": float(np.linalg.norm(X - W @ model.components_))}
+    if library == "dnmf":
+        out.update(executor=model.timings_["executor"],
+                   seconds_per_iteration=statistics.median(model.timings_["seconds_per_iteration"]))
+    return out
 
 
 def measure(case: str, repeats: int) -> dict[str, Any]:
@@ -96,13 +85,13 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
     start = initial_factors(X, k)
     out: dict[str, Any] = {"case": case, "shape": list(X.shape), "rank": k, "iterations": iterations}
     for mode, factors in (("custom", start), ("nndsvda", None)):
-        runs = {"dnmf": [], "sklearn": []}
-        run_dnmf(X, k, 2, factors)  # warm-up: imports, thread pools, caches
-        run_sklearn(X, k, 2, factors)
+        runs: dict[str, list[dict[str, Any]]] = {"dnmf": [], "sklearn": []}
+        for library in runs:  # warm-up: imports, thread pools, caches
+            run(library, X, k, 2, factors)
         for round_ in range(repeats):
             order = ("dnmf", "sklearn") if round_ % 2 == 0 else ("sklearn", "dnmf")
-            for name in order:
-                runs[name].append((run_dnmf if name == "dnmf" else run_sklearn)(X, k, iterations, factors))
+            for library in order:
+                runs[library].append(run(library, X, k, iterations, factors))
         ratios = [d["seconds"] / s["seconds"] for d, s in zip(runs["dnmf"], runs["sklearn"])]
         out[mode] = {
             "dnmf_seconds": statistics.median(r["seconds"] for r in runs["dnmf"]),

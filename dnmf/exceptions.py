@@ -9,7 +9,7 @@ emits it, so only the client imports scikit-learn; code that emits it must look 
 (``exceptions.ConvergenceWarning``, as :mod:`dnmf.core.engine` does), not import it at module level.
 """
 
-__all__ = ["ClusterLostError", "ConvergenceWarning", "DivergenceError", "NotFittedError"]
+__all__ = ["ClusterLostError", "ConvergenceWarning", "DivergenceError", "NotFittedError", "StoreError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -22,6 +22,10 @@ class ClusterLostError(RuntimeError):
 
 class DivergenceError(ValueError):
     """The loss stopped being finite during a fit (overflowing data or penalties): nothing of the fit is kept."""
+
+
+class StoreError(ValueError):
+    """A store that is missing, of an unknown layout, inconsistent or damaged."""
 
 
 def _convergence_warning() -> type:

@@ -23,6 +23,7 @@ import dask
 from dnmf.cli.exits import EXIT_NOT_CONVERGED, EXIT_OK, Outcome
 from dnmf.cli.options import UsageError
 from dnmf.cli.session import cluster_config, connected
+from dnmf.cli.writable import check_writable
 from dnmf.estimator.parameters import JOB_PARAMETERS, validate_parameters
 
 __all__ = ["default_checkpoint", "run_fit"]
@@ -35,10 +36,13 @@ def parse_chunks(text: str) -> Any:
     """``"auto"`` or ``"ROWS,COLS"`` as ``NMF(chunks=...)`` takes it."""
     if text == "auto":
         return "auto"
+    message = f"--chunks must be ROWS,COLS of positive integers such as 10000,5000, or auto; got {text!r}."
     try:
         rows, cols = (int(part) for part in text.split(","))
     except ValueError as error:
-        raise UsageError(f"--chunks must be ROWS,COLS such as 10000,5000, or auto; got {text!r}.") from error
+        raise UsageError(message) from error
+    if rows < 1 or cols < 1:
+        raise UsageError(message)
     return (rows, cols)
 
 
@@ -151,7 +155,8 @@ def _summary(values: dict[str, Any], status: str, record: dict[str, Any], starte
         "command": "fit", "status": status, "result": _display_url(values["out"]), "input": values["input"],
         "n_components": record.get("n_components"), "iterations": record.get("n_iter"),
         "resumed_from": extra.pop("resumed_from", None), "converged": record.get("converged"),
-        "loss": loss_history[-1], "reconstruction_err": record.get("reconstruction_err"),
+        "loss": loss_history[-1], "loss_resolution": (record.get("loss_resolution") or [math.nan])[-1],
+        "reconstruction_err": record.get("reconstruction_err"),
         "relative_error": (record.get("reconstruction_err") or math.nan) / norm,
         "checkpoint": values["checkpoint"], "cluster": cluster,
         "timings": {"total_seconds": time.perf_counter() - started, **extra.pop("timings", {})},
@@ -190,6 +195,7 @@ def _locked_fit(values: dict[str, Any], started: float) -> Outcome:
 
     model = _model(values)
     config = cluster_config(values)
+    check_writable(values["out"], "--out")
     _check_input(values["input"])
     previous = _previous_result(values["out"])
     if previous is not None and not values["force"]:

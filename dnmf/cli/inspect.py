@@ -9,10 +9,16 @@ import dask
 import numpy as np
 import zarr
 
-__all__ = ["describe", "render"]
+__all__ = ["describe", "printable", "render"]
 
 #: Labels shown per axis.
 SHOWN_LABELS = 5
+
+
+def printable(text: Any) -> str:
+    """``text`` with control and other non-printable characters escaped (``\\x1b``, ``\\u200b``), so that labels
+    from a store cannot move the cursor, recolour or clear a terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def _labels_preview(labels: np.ndarray | None) -> list[str] | None:
@@ -150,8 +156,9 @@ def _render_checkpoint(report: dict[str, Any]) -> list[str]:
 
 
 def render(report: dict[str, Any], as_json: bool = False) -> str:
-    """``report`` from :func:`describe` as text for a person, or as JSON."""
+    """``report`` from :func:`describe` as text for a person (non-printable characters escaped, see
+    :func:`printable`), or as JSON (which escapes them too)."""
     if as_json:
         return json.dumps(report, indent=2, default=str)
     renderer = {"matrix": _render_matrix, "result": _render_result, "checkpoint": _render_checkpoint}
-    return "\n".join(renderer[report["kind"]](report))
+    return "\n".join(printable(line) for line in renderer[report["kind"]](report))

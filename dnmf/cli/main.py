@@ -28,6 +28,7 @@ from dnmf.cli.exits import (
     Outcome,
     ResumableError,
 )
+from dnmf.cli.writable import check_writable
 from dnmf.cli.options import (
     CLUSTER_OPTIONS,
     FIT_OPTIONS,
@@ -147,6 +148,7 @@ def _batch(runner_name: str, options: tuple[Any, ...]) -> Any:
         given = {name: value for name, value in vars(args).items() if name not in ("handler", "command")}
         try:
             values = resolve(given, options, given.get("config"))
+            check_writable(values.get("summary"), "--summary", folder_ok=False)
         except UsageError as error:
             print(f"dnmf {args.command}: error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT

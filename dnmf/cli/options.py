@@ -8,6 +8,7 @@ file's folder. Flags given on the command line override the job file, which over
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -173,6 +174,11 @@ def resolve(given: dict[str, Any], options: tuple[Option, ...], job_file: str | 
 
     Local paths become absolute (relative to the job file's folder, or to the working directory for flags), since
     workers may run elsewhere.
+
+    Raises
+    ------
+    UsageError
+        For a bad job file, or a ``connect_timeout`` that is not a positive, finite number.
     """
     values = {option.name: option.default for option in options}
     if job_file:
@@ -180,4 +186,7 @@ def resolve(given: dict[str, Any], options: tuple[Option, ...], job_file: str | 
     paths = {option.name for option in options if option.is_path}
     values.update({name: _absolute(value, Path.cwd()) if name in paths and value is not None else value
                    for name, value in given.items() if name in values})
+    timeout = values.get("connect_timeout")
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise UsageError(f"--connect-timeout must be a positive, finite number of seconds; got {timeout!r}.")
     return values

@@ -35,9 +35,10 @@ def connected(config: clusters.ClusterConfig, connect_timeout: float,
     record.update({"kind": config.kind, "config": config.source})
     logger.info("Connecting to the cluster (kind %s, from %s)", config.kind, config.source)
     with clusters.connect(config, connect_timeout=connect_timeout) as client:
-        record.update({"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
+        record.update({"scheduler": client.scheduler.address, "dashboard": client.dashboard_link or None,
                        "workers": len(client.scheduler_info().get("workers", {})),
                        "dnmf_page": dashboard.install(client)})
-        logger.info("Scheduler %s with %d workers; dashboard %s%s", record["scheduler"], record["workers"],
-                    record["dashboard"], f"; dnmf page {record['dnmf_page']}" if record["dnmf_page"] else "")
+        logger.info("Scheduler %s with %d workers; %s%s", record["scheduler"], record["workers"],
+                    f"dashboard {record['dashboard']}" if record["dashboard"] else "no dashboard",
+                    f"; dnmf page {record['dnmf_page']}" if record["dnmf_page"] else "")
         yield client

@@ -12,6 +12,7 @@ import dask
 from dnmf.cli.exits import EXIT_OK, Outcome
 from dnmf.cli.options import UsageError
 from dnmf.cli.session import cluster_config, connected
+from dnmf.cli.writable import check_writable
 
 __all__ = ["run_transform"]
 
@@ -26,6 +27,8 @@ def run_transform(values: dict[str, Any]) -> Outcome:
     from dnmf.data.store import Location
 
     started = time.perf_counter()
+    if not values["out"]:
+        raise UsageError("--out W_NEW is required: the matrix store to write the new rows' W to.")
     if "://" not in values["result"]:
         values["result"] = os.path.abspath(values["result"])
     for name in ("input", "result"):
@@ -33,6 +36,7 @@ def run_transform(values: dict[str, Any]) -> Outcome:
             raise UsageError(f"--out {values['out']!r} and {name.upper()} {values[name]!r} are the same place or "
                              "one lies inside the other; choose a separate --out.")
     result = load_result(values["result"])
+    check_writable(values["out"], "--out")
     if Location.parse(values["out"], None).exists() and not values["overwrite"]:
         raise UsageError(f"A store already exists at {values['out']!r}; pass --overwrite to replace it.")
     with dask.config.set(scheduler="sync"):

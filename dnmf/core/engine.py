@@ -224,7 +224,7 @@ def run(
                 exact, _ = runtime.persist({"loss": objective.exact_loss(A, state.W, state.H)})
                 loss_squared, rounding = runtime.gather([exact["loss"]])[0], 0.0
                 progress.exact_losses += 1
-            error = math.sqrt(loss_squared)
+            error = math.sqrt(max(loss_squared, 0.0))
             progress.iteration = iteration
             progress.loss_history.append(error)
             progress.loss_resolution.append(resolution(loss_squared, rounding))

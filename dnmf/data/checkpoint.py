@@ -12,7 +12,8 @@ Protocol (see DESIGN.md §5): every checkpoint goes into a new version folder; W
 workers, block by block; the state (JSON, never pickle) carries checksums of both arrays; only then is the
 manifest replaced (write to a temporary file and rename, or one object put on an object store). Versions beyond
 the last :data:`KEEP` are deleted after the manifest moved. On load, versions are tried newest first; one whose
-arrays are missing, truncated or do not match their checksums is skipped with a warning.
+arrays are missing, truncated or do not match their checksums, or whose state does not match its schema
+(:mod:`dnmf.data.checkpoint_state`), is skipped with a warning.
 
 Trust (see :mod:`dnmf.data.safety`): a local checkpoint folder is used only if it belongs to the current user and
 no one else may write to it, and only if dnmf made it (its marker, or a layout of nothing but dnmf's files, as
@@ -41,7 +42,14 @@ import zarr
 from dask.base import tokenize
 
 from dnmf.core.engine import Progress
-from dnmf.data.checkpoint_files import HASH, CheckpointFolder, block_hashes, check_version_tree, hash_list
+from dnmf.data.checkpoint_files import (
+    HASH,
+    CheckpointFolder,
+    block_hashes,
+    check_version_tree,
+    hash_list,
+)
+from dnmf.data.checkpoint_state import check_state
 from dnmf.data.store import Location, write_blocks
 from dnmf.runtime.client import active_client
 
@@ -225,6 +233,7 @@ class CheckpointStore:
         if self.location.is_local:
             check_version_tree(target.url)
         group = zarr.open_group(store=target.url, mode="r", **target.zarr_kwargs())
+        check_state(group.attrs.get("state"), version)
         state = dict(group.attrs["state"])
         W, H = dask.persist(*_read_factors(group, state, target.url))
         hashes = state.get("hashes")

@@ -15,8 +15,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from dnmf.data.safety import NotOwnStoreError, check_private
 from dnmf.data.location import Location
+from dnmf.data.safety import NotOwnStoreError, check_private
 
 __all__ = ["HASH", "MARKER", "CheckpointFolder", "block_hashes", "check_version_tree", "hash_list"]
 

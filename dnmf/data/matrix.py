@@ -28,6 +28,7 @@ from dnmf.core.grid import (
     resolve_chunks,
 )
 from dnmf.core.seam import Runtime
+from dnmf.data.sparse import canonical_csr
 
 __all__ = [
     "STRIP_MEMORY_FRACTION",
@@ -120,7 +121,7 @@ def _split(X: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> dict[tuple[i
 
 def _as_csr_block(block: Any, out_dtype: np.dtype) -> Any:
     if sp.issparse(block):
-        return sp.csr_matrix(block, dtype=out_dtype)
+        return canonical_csr(block, out_dtype)
     return np.asarray(block, dtype=out_dtype)
 
 
@@ -174,7 +175,7 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto", runtime: Runtime | None 
     if sp.issparse(X):
         _check_shape(X.shape)
         dtype = float_dtype(X.dtype)
-        csr = sp.csr_matrix(X, dtype=dtype)
+        csr = canonical_csr(X, dtype)
         rows, cols = resolve_chunks(chunks, csr.shape, runtime.grid(csr.shape, nbytes_of(csr)))
         return InputMatrix(runtime.place(_split(csr, rows, cols), (rows, cols), dtype, True,
                                          lambda: tokenize(csr.data, csr.indices, csr.indptr, csr.shape, rows, cols)),

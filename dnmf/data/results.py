@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +133,33 @@ class Result:
         return [[(str(labels[j]), float(self.H[t, j])) for j in order[t]] for t in range(self.n_components)]
 
 
+def _check_shapes(root: zarr.Group, info: dict[str, Any], url: str) -> None:
+    """W, H and the labels must fit each other and the input the fit recorded, and H (read whole) must fit in
+    memory: an edited shape must not make :func:`load_result` allocate for it."""
+    from dnmf.runtime import current
+
+    W, H = root["W"], root["H"]
+    shape = (info.get("fingerprint") or {}).get("shape")
+    problem = None
+    if W.ndim != 2 or H.ndim != 2:
+        problem = f"W has {W.ndim} and H {H.ndim} dimensions, not 2"
+    elif H.shape[0] != W.shape[1]:
+        problem = f"W of shape {W.shape} and H of shape {H.shape} disagree on the number of components"
+    elif isinstance(shape, list) and len(shape) == 2 and (W.shape[0], H.shape[1]) != tuple(shape):
+        problem = (f"W of shape {W.shape} and H of shape {H.shape}, but the input it records has {shape[0]} rows "
+                   f"and {shape[1]} columns")
+    else:
+        for name, size in (("row_labels", W.shape[0]), ("col_labels", H.shape[1])):
+            if name in root and root[name].shape != (size,):
+                problem = f"{root[name].shape[0]} {name.replace('_', ' ')} for {size}"
+    if problem:
+        raise StoreError(f"The result store {url!r} is inconsistent: {problem}. It was damaged or edited; fit again.")
+    nbytes = math.prod(H.shape) * np.dtype(H.dtype).itemsize
+    if nbytes > current().total_memory:
+        raise StoreError(f"The result store {url!r} has an H of {nbytes / 2**30:.3g} GiB, more than the memory "
+                         "available to read it.")
+
+
 def load_result(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Result:
     """Open a result store written by :meth:`dnmf.NMF.save` or ``fit(..., out=url)``."""
     location = Location.parse(url, storage_options)
@@ -141,10 +169,11 @@ def load_result(url: str | os.PathLike[str], storage_options: dict[str, Any] | N
     missing = [name for name in ("W", "H") if name not in root]
     if missing:
         raise StoreError(f"The result store {location.url!r} lacks {', '.join(missing)}.")
-    labels = [np.asarray(root[name][:], dtype=object).astype(str) if name in root else None
-              for name in ("row_labels", "col_labels")]
     info = json.loads(json.dumps(dict(root.attrs)))
     info.pop("dnmf", None)
+    _check_shapes(root, info, location.url)
+    labels = [np.asarray(root[name][:], dtype=object).astype(str) if name in root else None
+              for name in ("row_labels", "col_labels")]
     W = da.from_zarr(root["W"], name=f"dnmf-read-result-w-{tokenize(location.url, info)}", inline_array=True)
     return Result(W=W, H=np.asarray(root["H"][:]), row_labels=labels[0],
                   col_labels=labels[1], info=info)

@@ -14,15 +14,19 @@ half-written store under the final name.
 
 Sparse blocks are read inside tasks: one task per row strip slices ``indptr`` and reads only that strip's
 ``data`` and ``indices``; the strip is then cut into the column blocks of the grid.
+
+What is read is checked: a missing or undecodable chunk, a shape or array that disagrees with the others, or a
+chunk too large for a worker is a :class:`StoreError` naming the store, never zeros and never a huge allocation
+(see :mod:`dnmf.data.sparse`). Sparse blocks come out in canonical CSR (duplicate entries summed).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -33,23 +37,29 @@ import zarr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from dnmf.core.grid import Chunks, resolve_chunks
+from dnmf.data.labels import check_labels, read_index, write_index
 from dnmf.data.location import Location
-from dnmf.data.matrix import Chunks, as_input_matrix, default_grid, even_chunks
+from dnmf.data.matrix import as_input_matrix
 from dnmf.data.safety import NotOwnStoreError, replaceable_store
-from dnmf.runtime.client import n_workers, worker_memory
+from dnmf.data.sparse import (
+    SPARSE_ARRAY_CHUNK,
+    SparseLayout,
+    read_strip,
+    row_strip,
+    sparse_layout,
+    strip_nnz,
+    strip_part,
+)
+from dnmf.exceptions import StoreError
+from dnmf.runtime import current
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "write_blocks"]
 
-SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
 #: The ``dnmf`` attribute of a matrix store's root: what marks it as written by dnmf (see :mod:`dnmf.data.safety`).
 MATRIX_FORMAT = {"kind": "matrix", "version": 1}
-#: Elements per Zarr chunk of the 1-D ``data``/``indices``/``indptr`` arrays of a sparse store.
-SPARSE_ARRAY_CHUNK = 1 << 20
 
-
-class StoreError(ValueError):
-    """A store that is missing, of an unknown layout, or inconsistent."""
 
 
 def open_node(location: Location) -> zarr.Array | zarr.Group:
@@ -71,75 +81,27 @@ def _matrix_node(location: Location) -> tuple[zarr.Array | zarr.Group, Location,
     return node, location, None
 
 
-@dataclass(frozen=True)
-class _SparseLayout:
-    encoding: str
-    shape: tuple[int, int]
-    dtype: np.dtype
-
-
-def _sparse_layout(group: zarr.Group, url: str) -> _SparseLayout:
-    encoding = group.attrs.get("encoding-type")
-    if encoding not in SPARSE_ENCODINGS:
-        found = f"encoding-type={encoding!r}" if encoding else "no encoding-type attribute"
-        raise StoreError(
-            f"{url!r} is neither a dense Zarr array nor a known sparse encoding ({found}; expected one of "
-            f"{', '.join(SPARSE_ENCODINGS)} with arrays data, indices and indptr)."
-        )
-    missing = [name for name in ("data", "indices", "indptr") if name not in group]
-    if missing or "shape" not in group.attrs:
-        raise StoreError(f"The sparse store {url!r} lacks {', '.join(missing) or 'the shape attribute'}.")
-    shape = tuple(int(x) for x in group.attrs["shape"])
-    major = shape[0] if encoding == "csr_matrix" else shape[1]
-    indptr, data, indices = group["indptr"], group["data"], group["indices"]
-    if indptr.shape != (major + 1,):
-        raise StoreError(f"The sparse store {url!r} has an indptr of {indptr.shape[0]} entries, but its shape "
-                         f"{shape} needs {major + 1}.")
-    nnz = int(indptr[major])
-    if data.shape != (nnz,) or indices.shape != (nnz,):
-        raise StoreError(f"The sparse store {url!r} is inconsistent: indptr ends at {nnz}, but data has "
-                         f"{data.shape[0]} and indices {indices.shape[0]} entries.")
-    return _SparseLayout(encoding, shape, np.dtype(data.dtype))
-
-
-def _read_strip(url: str, storage_options: dict[str, Any], encoding: str, start: int, stop: int,
-                shape: tuple[int, int]) -> sp.spmatrix:
-    """Rows (CSR) or columns (CSC) ``start:stop`` of a sparse store, reading only their slice of data/indices."""
-    location = Location(url, storage_options)
-    group = zarr.open_group(store=url, mode="r", **location.zarr_kwargs())
-    indptr = np.asarray(group["indptr"][start:stop + 1], dtype=np.int64)
-    low, high = int(indptr[0]), int(indptr[-1])
-    data, indices = group["data"][low:high], group["indices"][low:high]
-    minor = shape[1] if encoding == "csr_matrix" else shape[0]
-    if len(indices) and (indices.min() < 0 or indices.max() >= minor):
-        raise StoreError(f"The sparse store {url!r} has indices out of range [0, {minor}) in "
-                         f"{'rows' if encoding == 'csr_matrix' else 'columns'} {start}–{stop - 1}.")
-    if encoding == "csr_matrix":
-        return sp.csr_matrix((data, indices, indptr - low), shape=(stop - start, shape[1]))
-    return sp.csc_matrix((data, indices, indptr - low), shape=(shape[0], stop - start))
-
-
 def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
     return sp.csr_matrix(strip[rows, cols])
 
 
-def _sparse_array(location: Location, layout: _SparseLayout, chunks: Chunks) -> da.Array:
+def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks) -> da.Array:
+    """The store's blocks, one task per strip reading it. Strips are sized for the data and the row pointers
+    (8 bytes per row), so that a store of many rows streams through the workers."""
     m, n = layout.shape
     nbytes = 0
     if isinstance(chunks, str) and chunks == "auto":
         group = zarr.open_group(store=location.url, mode="r", **location.zarr_kwargs())
-        nbytes = int(group["data"].shape[0]) * (layout.dtype.itemsize + 4)
-        p, q = default_grid(layout.shape, nbytes, n_workers(), worker_memory())
-        rows, cols = even_chunks(m, p), even_chunks(n, q)
-    else:
-        rows, cols = da.core.normalize_chunks(chunks, layout.shape)
+        major = m if layout.encoding == "csr_matrix" else n
+        nbytes = int(group["data"].shape[0]) * (layout.dtype.itemsize + 4) + 8 * (major + 1)
+    rows, cols = resolve_chunks(chunks, layout.shape, current().grid(layout.shape, nbytes))
     row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
     token = tokenize(location.url, layout, rows, cols)
     strip_name, name = f"dnmf-read-strip-{token}", f"dnmf-read-{token}"
     by_rows = layout.encoding == "csr_matrix"
     edges = row_edges if by_rows else col_edges
     strips = {
-        (strip_name, s): (_read_strip, location.url, location.storage_options, layout.encoding,
+        (strip_name, s): (read_strip, location.url, location.storage_options, layout.encoding,
                           int(edges[s]), int(edges[s + 1]), layout.shape)
         for s in range(len(edges) - 1)
     }
@@ -155,6 +117,45 @@ def _sparse_array(location: Location, layout: _SparseLayout, chunks: Chunks) -> 
                     meta=sp.csr_matrix((0, 0), dtype=layout.dtype))
 
 
+def _read_dense_block(node: zarr.Array, url: str, rows: slice, cols: slice) -> np.ndarray:
+    try:
+        return node[rows, cols]
+    except OSError:
+        raise
+    except Exception as error:  # codecs raise RuntimeError, ValueError, ... for damaged bytes
+        raise StoreError(f"Could not decode rows {rows.start}–{rows.stop - 1}, columns {cols.start}–"
+                         f"{cols.stop - 1} of {url!r} ({type(error).__name__}: {error}): the store is damaged. "
+                         "Write it again.") from error
+
+
+def _dense_array(node: zarr.Array, url: str, chunks: Chunks) -> da.Array:
+    """A dense store's blocks (whole multiples of its Zarr chunks), read in tasks that name the store and the
+    block when a chunk cannot be decoded.
+
+    Raises
+    ------
+    StoreError
+        If the array is not 2-D, or one of its Zarr chunks would not fit in a worker's memory.
+    """
+    if node.ndim != 2:
+        raise StoreError(f"{url!r} holds a {node.ndim}-D array; a matrix must be 2-D.")
+    chunk_bytes = math.prod(int(c) for c in node.chunks) * np.dtype(node.dtype).itemsize
+    memory = current().worker_memory
+    if memory and chunk_bytes > memory:
+        raise StoreError(f"{url!r} has Zarr chunks of {' × '.join(map(str, node.chunks))} "
+                         f"({chunk_bytes / 2**30:.3g} GiB each), more than a worker's memory ({memory / 2**30:.3g} "
+                         "GiB): no task could read one. Rechunk the store into smaller chunks.")
+    rows, cols = as_input_matrix(node, chunks=chunks).array.chunks
+    row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
+    name = f"dnmf-read-{tokenize(url, node.path, rows, cols)}"
+    layer = {(name, i, j): (_read_dense_block, node, url, slice(int(row_edges[i]), int(row_edges[i + 1])),
+                            slice(int(col_edges[j]), int(col_edges[j + 1])))
+             for i in range(len(rows)) for j in range(len(cols))}
+    array = da.Array(HighLevelGraph.from_collections(name, layer, dependencies=()), name, chunks=(rows, cols),
+                     dtype=node.dtype, meta=np.empty((0, 0), dtype=node.dtype))
+    return as_input_matrix(array).array
+
+
 def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
                 storage_options: dict[str, Any] | None = None) -> da.Array:
     """Open a dense or sparse matrix store as a lazily loaded 2-D Dask array.
@@ -165,7 +166,7 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
         A local path, ``file://``, ``memory://``, ``s3://`` or other fsspec URL of a dense Zarr array, a sparse
         group in AnnData's CSR/CSC convention, or an AnnData store.
     chunks : "auto", int or tuple
-        The block grid (see :func:`dnmf.data.matrix.default_grid`). Dense blocks are whole multiples of the Zarr chunks.
+        The block grid (see :func:`dnmf.core.grid.default_grid`). Dense blocks are whole multiples of the Zarr chunks.
     storage_options : dict, optional
         Passed to fsspec, e.g. ``{"endpoint_url": ...}`` for S3.
 
@@ -184,11 +185,8 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
     location = Location.parse(url, storage_options)
     node, node_location, _ = _matrix_node(location)
     if isinstance(node, zarr.Array):
-        if node.ndim != 2:
-            raise StoreError(f"{location.url!r} holds a {node.ndim}-D array; a matrix must be 2-D.")
-        matrix = as_input_matrix(node, chunks=chunks)
-        return matrix.array
-    return _sparse_array(node_location, _sparse_layout(node, node_location.url), chunks)
+        return _dense_array(node, location.url, chunks)
+    return _sparse_array(node_location, sparse_layout(node, node_location.url), chunks)
 
 
 def read_labels(url: str | os.PathLike[str],
@@ -198,46 +196,7 @@ def read_labels(url: str | os.PathLike[str],
     _, _, root = _matrix_node(location)
     if root is None:
         return None, None
-    return _read_index(root, "obs"), _read_index(root, "var")
-
-
-def _read_index(root: zarr.Group, name: str) -> np.ndarray | None:
-    if name not in root:
-        return None
-    frame = root[name]
-    index = frame.attrs.get("_index", "_index")
-    return np.asarray(frame[index][:], dtype=object).astype(str) if index in frame else None
-
-
-def _check_labels(labels: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if labels is None:
-        return None, None
-    if not isinstance(labels, (tuple, list)) or len(labels) != 2:
-        raise ValueError("labels must be a (row_labels, column_labels) pair; either may be None.")
-    checked = []
-    for axis, (values, size) in enumerate(zip(labels, shape)):
-        if values is None:
-            checked.append(None)
-            continue
-        values = np.asarray(values, dtype=object).astype(str)
-        if values.shape != (size,):
-            what = "row" if axis == 0 else "column"
-            raise ValueError(f"Got {values.size} {what} labels for a matrix with {size} {what}s.")
-        checked.append(values)
-    return checked[0], checked[1]
-
-
-def _write_index(root: zarr.Group, name: str, size: int, values: np.ndarray | None) -> None:
-    """An AnnData data frame with only an index: the labels, or ``"0" … "size-1"`` (as AnnData's default)."""
-    frame = root.create_group(name)
-    frame.attrs.update({"_index": "_index", "column-order": [], "encoding-type": "dataframe",
-                        "encoding-version": "0.2.0"})
-    chunk = max(1, min(size, SPARSE_ARRAY_CHUNK))
-    index = frame.create_array("_index", shape=(size,), dtype=str, chunks=(chunk,))
-    for start in range(0, size, chunk):
-        stop = min(start + chunk, size)
-        index[start:stop] = values[start:stop] if values is not None else np.arange(start, stop).astype(str)
-    index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+    return read_index(root, "obs"), read_index(root, "var")
 
 
 def _write_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:
@@ -263,33 +222,14 @@ def _write_dense(root: zarr.Group, A: da.Array) -> list[Any]:
     return [write_blocks(regular, target, "dnmf-save-x")]
 
 
-def _row_strip(blocks: list[sp.spmatrix]) -> sp.csr_matrix:
-    return sp.csr_matrix(sp.hstack(blocks, format="csr"))
-
-
-def _strip_nnz(strip: sp.csr_matrix) -> np.ndarray:
-    return np.array([strip.nnz], dtype=np.int64)
-
-
-def _strip_part(strip: sp.csr_matrix, *, part: str, offsets: np.ndarray, out_dtype: Any,
-                block_info: Any = None) -> np.ndarray:
-    """One row strip's slice of the global ``data``, ``indices`` or ``indptr`` array."""
-    i = block_info[None]["chunk-location"][0]
-    if part == "indptr":
-        values = (strip.indptr if i == 0 else strip.indptr[1:]).astype(np.int64) + offsets[i]
-    else:
-        values = getattr(strip, part)
-    return np.asarray(values, dtype=out_dtype)
-
-
 def _write_sparse(root: zarr.Group, A: da.Array) -> list[Any]:
     """Write CSR arrays from row strips in parallel. Each strip's slice of data/indices/indptr reaches Zarr
     through a rechunk onto the Zarr chunks, so no two tasks write the same chunk. A is read twice: once to
     count non-zeros per strip, once to write."""
     m, n = A.shape
-    strips = da.blockwise(_row_strip, "i", A, "ij", concatenate=False, dtype=A.dtype, token="dnmf-save-strip",
+    strips = da.blockwise(row_strip, "i", A, "ij", concatenate=False, dtype=A.dtype, token="dnmf-save-strip",
                           meta=np.empty((0,), dtype=A.dtype))
-    counts = strips.map_blocks(_strip_nnz, chunks=((1,) * strips.numblocks[0],), dtype=np.int64,
+    counts = strips.map_blocks(strip_nnz, chunks=((1,) * strips.numblocks[0],), dtype=np.int64,
                                token="dnmf-save-nnz", meta=np.empty((0,), dtype=np.int64)).compute()
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     index_dtype = np.dtype(np.int32 if n <= np.iinfo(np.int32).max else np.int64)
@@ -300,10 +240,11 @@ def _write_sparse(root: zarr.Group, A: da.Array) -> list[Any]:
     stores = []
     for part, dtype, lengths in (("data", A.dtype, nnz_chunks), ("indices", index_dtype, nnz_chunks),
                                  ("indptr", np.dtype(np.int64), indptr_chunks)):
-        flat = strips.map_blocks(_strip_part, part=part, offsets=offsets, out_dtype=dtype, chunks=(lengths,),
+        flat = strips.map_blocks(strip_part, part=part, offsets=offsets, out_dtype=dtype, chunks=(lengths,),
                                  dtype=dtype, token=f"dnmf-save-{part}", meta=np.empty((0,), dtype=dtype))
         chunk = max(1, min(SPARSE_ARRAY_CHUNK, int(flat.shape[0])))
-        target = group.create_array(part, shape=flat.shape, dtype=dtype, chunks=(chunk,))
+        target = group.create_array(part, shape=flat.shape, dtype=dtype, chunks=(chunk,),
+                                    config={"write_empty_chunks": True})
         stores.append(write_blocks(flat.rechunk(chunk), target, f"dnmf-save-{part}-write"))
     return stores
 
@@ -334,13 +275,13 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
         If a store exists at ``url`` and ``overwrite`` is False.
     """
     array = as_input_matrix(A, chunks=chunks).array
-    row_labels, col_labels = _check_labels(labels, array.shape)
+    row_labels, col_labels = check_labels(labels, array.shape)
     with staged_group(url, storage_options, overwrite) as root:
         root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0", "dnmf": MATRIX_FORMAT})
         sparse = sp.issparse(getattr(array, "_meta", None))
         dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
         for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
-            _write_index(root, name, size, values)
+            write_index(root, name, size, values)
 
 
 @contextmanager
@@ -348,7 +289,6 @@ def staged_group(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
                  overwrite: bool) -> Iterator[zarr.Group]:
     """A new Zarr group written under a temporary sibling name and moved to ``url`` only once the block exits
     without error; on error the staging copy is removed and whatever was at ``url`` is untouched.
-
     With ``overwrite``, only a store dnmf wrote (its metadata says so, and it holds nothing else) is replaced.
     A local staging folder gets no group or other write permission, whatever the umask.
 

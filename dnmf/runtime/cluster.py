@@ -21,7 +21,13 @@ from dnmf.runtime.config import (
     local_config,
     validate,
 )
-from dnmf.runtime.launch import connect, jobqueue_cluster, kubernetes_cluster_spec, run_security, security
+from dnmf.runtime.launch import (
+    connect,
+    jobqueue_cluster,
+    kubernetes_cluster_spec,
+    run_security,
+    security,
+)
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",

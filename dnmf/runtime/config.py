@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnmf.runtime.cluster_values import VALUE_CHECKS
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "EXTRAS",
@@ -43,12 +45,14 @@ class MissingExtraError(ImportError):
 
 @dataclass(frozen=True)
 class Key:
-    """One key of a configuration: the types it accepts, its default, and what it means."""
+    """One key of a configuration: the types it accepts, its default, what it means, and the values it accepts
+    beyond its type (``valid``: a name from :data:`dnmf.runtime.cluster_values.VALUE_CHECKS`)."""
 
     kind: str
     default: Any = None
     help: str = ""
     required: bool = False
+    valid: str | None = None
 
 
 #: Type names a :class:`Key` may declare, with their checks.
@@ -70,15 +74,17 @@ TLS_KEYS: dict[str, Key] = {
 }
 
 _WAITING: dict[str, Key] = {
-    "wait_for_workers": Key("int", 1, "workers to wait for before the fit starts (chunking follows their count)"),
-    "wait_timeout": Key("number", 600.0, "seconds to wait for them"),
+    "wait_for_workers": Key("int", 1, "workers to wait for before the fit starts (chunking follows their count)",
+                            valid="non-negative"),
+    "wait_timeout": Key("number", 600.0, "seconds to wait for them", valid="seconds"),
 }
 
 _JOBQUEUE: dict[str, Key] = {
-    "cores": Key("int", help="cores per job", required=True),
+    "cores": Key("int", help="cores per job", required=True, valid="positive"),
     "memory": Key("str", help="memory per job, e.g. '16GB'", required=True),
-    "processes": Key("int", 1, "worker processes per job (threads per worker = cores / processes)"),
-    "jobs": Key("int", 1, "jobs to submit"),
+    "processes": Key("int", 1, "worker processes per job (threads per worker = cores / processes)",
+                     valid="positive"),
+    "jobs": Key("int", 1, "jobs to submit", valid="positive"),
     "queue": Key("str", help="queue (SLURM partition)"),
     "account": Key("str", help="account charged for the jobs"),
     "walltime": Key("str", "01:00:00", "time limit of each job"),
@@ -97,13 +103,16 @@ _JOBQUEUE: dict[str, Key] = {
 #: Every kind and the keys it accepts besides ``kind``.
 SCHEMAS: dict[str, dict[str, Key]] = {
     "local": {
-        "n_workers": Key("int", help="worker processes (default: the CPU count)"),
-        "threads_per_worker": Key("int", 1, "threads per worker; 1 keeps BLAS single-threaded per block"),
-        "memory_limit": Key("int or str", "auto", "memory per worker: bytes, '4GiB', or 'auto' (RAM / workers)"),
-        "processes": Key("bool", True, "workers in separate processes"),
-        "host": Key("str", "127.0.0.1", "interface the scheduler and workers bind to"),
-        "scheduler_port": Key("int", 0, "scheduler port; 0 picks a free one"),
-        "dashboard_address": Key("str", "127.0.0.1:8787", "address of the dashboard; 'none' turns it off"),
+        "n_workers": Key("int", help="worker processes (default: the CPU count)", valid="positive"),
+        "threads_per_worker": Key("int", 1, "threads per worker; 1 keeps BLAS single-threaded per block",
+                                  valid="positive"),
+        "memory_limit": Key("int or str", "auto", "memory per worker: bytes, '4GiB', or 'auto' (RAM / workers)",
+                            valid="memory"),
+        "processes": Key("bool", True, "workers in separate processes (false: threads of the dnmf process)"),
+        "host": Key("str", "127.0.0.1", "interface the scheduler and workers bind to", valid="non-empty"),
+        "scheduler_port": Key("int", 0, "scheduler port; 0 picks a free one", valid="port"),
+        "dashboard_address": Key("str", "127.0.0.1:8787", "address of the dashboard; 'none' turns it off",
+                                 valid="address"),
         "local_directory": Key("str", help="scratch folder of the workers"),
         "tls": Key("mapping", help="TLS between client, scheduler and workers: " + ", ".join(TLS_KEYS)),
     },
@@ -118,12 +127,13 @@ SCHEMAS: dict[str, dict[str, Key]] = {
         "name": Key("str", "dnmf", "name of the DaskCluster resource"),
         "namespace": Key("str", help="Kubernetes namespace (default: the current context's)"),
         "image": Key("str", "ghcr.io/dask/dask:latest", "container image; it must have dnmf installed"),
-        "n_workers": Key("int", 2, "worker pods"),
+        "n_workers": Key("int", 2, "worker pods", valid="positive"),
         "resources": Key("mapping", {}, "requests and limits of each worker container"),
         "env": Key("mapping", {}, "environment variables of scheduler and workers"),
         "worker_command": Key("str", "dask-worker", "command that starts a worker"),
         "scheduler_service_type": Key("str", "ClusterIP", "type of the scheduler's Service"),
-        "idle_timeout": Key("int", 0, "seconds after which an idle cluster deletes itself (0: never)"),
+        "idle_timeout": Key("int", 0, "seconds after which an idle cluster deletes itself (0: never)",
+                            valid="non-negative"),
         "shutdown_on_close": Key("bool", True, "delete the cluster when the job ends"),
         **_WAITING,
     },
@@ -133,7 +143,7 @@ SCHEMAS: dict[str, dict[str, Key]] = {
         "public_address": Key("str", help="address for the dashboard link"),
         "auth": Key("str", help="authentication: 'kerberos', 'jupyterhub' or 'basic'"),
         "cluster_options": Key("mapping", {}, "options offered by the gateway, e.g. worker_cores, image"),
-        "workers": Key("int", 2, "workers to scale to"),
+        "workers": Key("int", 2, "workers to scale to", valid="positive"),
         "shutdown_on_close": Key("bool", True, "stop the cluster when the job ends"),
         **_WAITING,
     },
@@ -199,6 +209,9 @@ def _check_keys(data: Mapping[str, Any], schema: dict[str, Key], where: str, pre
         if not TYPE_CHECKS[key.kind](value):
             raise ClusterConfigError(f"{where}: the key {prefix + name!r} must be of type {key.kind}, got "
                                      f"{type(value).__name__} {value!r}.")
+        if key.valid and not VALUE_CHECKS[key.valid][0](value):
+            raise ClusterConfigError(f"{where}: the key {prefix + name!r} must be {VALUE_CHECKS[key.valid][1]}, got "
+                                     f"{value!r}.")
         options[name] = float(value) if key.kind == "number" else value
     return options
 

@@ -42,9 +42,10 @@ _current: ContextVar[Publisher | None] = ContextVar("dnmf_dashboard_publisher", 
 
 
 def _page_url(client: Any) -> str | None:
-    if "dashboard" not in client.scheduler_info().get("services", {}):
+    link = client.dashboard_link
+    if not link or "dashboard" not in client.scheduler_info().get("services", {}):
         return None
-    return client.dashboard_link.rsplit("/", 1)[0] + "/dnmf"
+    return link.rsplit("/", 1)[0] + "/dnmf"
 
 
 def install(client: Any) -> str | None:

@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from dnmf.runtime.config import DEFAULT_CONNECT_TIMEOUT, EXTRAS, PACKAGES, ClusterConfig, MissingExtraError
+import dask
+
+from dnmf.runtime.config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    EXTRAS,
+    PACKAGES,
+    ClusterConfig,
+    MissingExtraError,
+)
 
 __all__ = ["connect", "jobqueue_cluster", "kubernetes_cluster_spec", "run_security", "security"]
 
@@ -82,17 +90,22 @@ def run_security(config: ClusterConfig) -> Any:
                                 "the cryptography package: pip install cryptography") from error
 
 
+def _no_dashboard(config: ClusterConfig) -> bool:
+    return config.kind == "local" and config.options["dashboard_address"].lower() == "none"
+
+
 def _local_cluster(config: ClusterConfig) -> Any:
     from distributed import LocalCluster
 
     options = config.options
     dashboard = options["dashboard_address"]
     extra = {"local_directory": config.path(options["local_directory"])} if options["local_directory"] else {}
+    if _no_dashboard(config):  # the scheduler's HTTP server (metrics) still runs: on host, at a free port
+        dashboard, extra["scheduler_kwargs"] = f"{options['host']}:0", {"dashboard": False}
     return LocalCluster(
         n_workers=options["n_workers"] or os.cpu_count() or 1, threads_per_worker=options["threads_per_worker"],
         memory_limit=options["memory_limit"], processes=options["processes"], host=options["host"],
-        scheduler_port=options["scheduler_port"],
-        dashboard_address=None if dashboard.lower() == "none" else dashboard,
+        scheduler_port=options["scheduler_port"], dashboard_address=dashboard,
         security=run_security(config), protocol="tls://", **extra,
     )
 
@@ -237,6 +250,8 @@ def connect(config: ClusterConfig, *, connect_timeout: float = DEFAULT_CONNECT_T
         if config.kind == "address":
             client = _open_client(config.options["address"], config, connect_timeout)
         else:
+            if _no_dashboard(config):  # an empty link template: no dashboard link is shown anywhere
+                stack.enter_context(dask.config.set({"distributed.dashboard.link": ""}))
             cluster = stack.enter_context(_start_cluster(config))
             client = _open_client(cluster, config, connect_timeout)
         stack.enter_context(client)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import CLUSTER_CONFIGS, run_dnmf
+from cli_helpers import CLUSTER_CONFIGS, run_dnmf, summary
 
 from dnmf.runtime import cluster
 from dnmf.runtime.cluster import ClusterConfigError, load_cluster_config
@@ -80,6 +80,20 @@ def test_gateway_config():
     ("kind: yarn\n", "'kind' must be one of local, address, slurm, pbs, kubernetes, gateway"),
     ("- kind: local\n", "must be a mapping"),
     ("kind: [local\n", "not valid YAML"),
+    ("kind: local\nn_workers: -2\n", "the key 'n_workers' must be at least 1, got -2"),
+    ("kind: local\nn_workers: 0\n", "the key 'n_workers' must be at least 1, got 0"),
+    ("kind: local\nthreads_per_worker: 0\n", "the key 'threads_per_worker' must be at least 1"),
+    ("kind: local\nmemory_limit: lots\n", "the key 'memory_limit' must be bytes (0: no limit), a size"),
+    ("kind: local\nmemory_limit: -5\n", "the key 'memory_limit' must be bytes"),
+    ("kind: local\nscheduler_port: 70000\n", "the key 'scheduler_port' must be a port number"),
+    ("kind: local\ndashboard_address: here\n", "the key 'dashboard_address' must be HOST:PORT, or 'none'"),
+    ("kind: local\nhost: ''\n", "the key 'host' must be a non-empty string"),
+    ("kind: address\naddress: tcp://a:1\nwait_timeout: .nan\n", "the key 'wait_timeout' must be a finite number"),
+    ("kind: address\naddress: tcp://a:1\nwait_for_workers: -1\n", "the key 'wait_for_workers' must be 0 or more"),
+    ("kind: slurm\ncores: 0\nmemory: 4GB\n", "the key 'cores' must be at least 1"),
+    ("kind: pbs\ncores: 4\nmemory: 4GB\njobs: 0\n", "the key 'jobs' must be at least 1"),
+    ("kind: kubernetes\nn_workers: -1\n", "the key 'n_workers' must be at least 1"),
+    ("kind: gateway\naddress: https://g\nworkers: 0\n", "the key 'workers' must be at least 1"),
 ])
 def test_bad_configs_name_file_and_key(tmp_path: Path, text: str, message: str):
     path = tmp_path / "bad.yaml"
@@ -99,3 +113,31 @@ def test_cluster_show_renders_without_submitting():
     done = run_dnmf("cluster", "show", CLUSTER_CONFIGS / "pbs.yaml", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "#PBS -q workq" in done.stdout and '"resource_spec": "select=1:ncpus=8:mem=32GB"' in done.stdout
+
+
+def test_cluster_show_refuses_a_negative_worker_count(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("kind: local\nn_workers: -2\n")
+    done = run_dnmf("cluster", "show", path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "the key 'n_workers' must be at least 1, got -2" in done.stderr and "Traceback" not in done.stderr
+
+
+def _fit_on(tmp_path, counts_store, text: str):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+    return run_dnmf("fit", counts_store, "--rank", "3", "--max-iter", "3", "--out", tmp_path / "r.zarr",
+                    "--cluster", path)
+
+
+def test_a_local_cluster_of_threads_fits(tmp_path, counts_store):
+    done = _fit_on(tmp_path, counts_store, "kind: local\nn_workers: 2\nprocesses: false\n")
+    assert done.returncode == 0, done.stderr
+    assert summary(done)["status"] == "completed" and summary(done)["cluster"]["workers"] == 2
+
+
+def test_dashboard_none_logs_no_dashboard_link(tmp_path, counts_store):
+    done = _fit_on(tmp_path, counts_store, "kind: local\nn_workers: 1\ndashboard_address: none\n")
+    assert done.returncode == 0, done.stderr
+    assert "http://" not in done.stderr and "/status" not in done.stderr and "dnmf page" not in done.stderr
+    assert summary(done)["cluster"]["dashboard"] is None and summary(done)["cluster"]["dnmf_page"] is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-ingest_module = importlib.import_module("dnmf.data.ingest")  # the package exports the function under the same name
+from dnmf.data import formats as formats_module
+from dnmf.data import strips as strips_module
 from dnmf.data.ingest import FORMATS, ingest
 from dnmf.data.store import open_matrix, read_labels
 
@@ -133,7 +133,7 @@ def test_mtx_streams_in_several_blocks(tmp_path, monkeypatch):
     _needs(*MTX)
     matrix = _matrix(density=0.5)
     scipy.io.mmwrite(tmp_path / "a.mtx", matrix)
-    monkeypatch.setattr(ingest_module, "READ_BLOCKSIZE", 2_000)  # bytes: several partitions to shuffle
+    monkeypatch.setattr(formats_module, "READ_BLOCKSIZE", 2_000)  # bytes: several partitions to shuffle
     seen = _spy_strips(monkeypatch)
     ingest(tmp_path / "a.mtx", tmp_path / "a.zarr", block_rows=6)
     np.testing.assert_array_equal(_read(tmp_path / "a.zarr")[0], matrix.toarray())
@@ -211,10 +211,10 @@ def test_triplet_parquet_dataset_streams(tmp_path, monkeypatch):
     dataset.mkdir()
     for k, part in enumerate(np.array_split(np.arange(len(table)), 4)):
         table.iloc[part].to_parquet(dataset / f"part-{k}.parquet", row_group_size=60)
-    monkeypatch.setattr(ingest_module, "READ_BLOCKSIZE", 1)  # one partition per row group
+    monkeypatch.setattr(formats_module, "READ_BLOCKSIZE", 1)  # one partition per row group
     summarized = []
-    real_summarize = ingest_module._summarize
-    monkeypatch.setattr(ingest_module, "_summarize",
+    real_summarize = formats_module._summarize
+    monkeypatch.setattr(formats_module, "_summarize",
                         lambda part: summarized.append(len(part)) or real_summarize(part))
     seen = _spy_strips(monkeypatch)
     ingest(dataset, tmp_path / "t.zarr", block_rows=5)
@@ -234,7 +234,7 @@ def test_triplets_on_the_threaded_scheduler(tmp_path, monkeypatch):
     matrix = _matrix(density=0.6, seed=4)
     _triplets(matrix, [f"r{i}" for i in range(SHAPE[0])], [f"c{j}" for j in range(SHAPE[1])]).to_parquet(
         tmp_path / "t.parquet", row_group_size=40)
-    monkeypatch.setattr(ingest_module, "READ_BLOCKSIZE", 1)
+    monkeypatch.setattr(formats_module, "READ_BLOCKSIZE", 1)
     for attempt in range(3):
         with dask.config.set(scheduler="threads", num_workers=4):
             ingest(tmp_path / "t.parquet", tmp_path / f"t{attempt}.zarr", block_rows=4)
@@ -246,14 +246,14 @@ def test_triplets_on_the_threaded_scheduler(tmp_path, monkeypatch):
 def _spy_strips(monkeypatch) -> dict[int, int]:
     """Record, by first row, the number of triplets each row-strip task receives."""
     seen: dict[int, int] = {}
-    real_finish = ingest_module._finish
+    real_finish = strips_module.finish
 
     def finish(raw, r0, *args):
         assert isinstance(raw, list) and len(raw) > 1  # COO pieces, one from each partition of the table
-        seen[r0] = sum(len(rows) for rows, _, _ in raw)
+        seen[r0] = sum(len(rows) for rows, *_ in raw)
         return real_finish(raw, r0, *args)
 
-    monkeypatch.setattr(ingest_module, "_finish", finish)
+    monkeypatch.setattr(strips_module, "finish", finish)
     return seen
 
 
@@ -289,8 +289,8 @@ def test_triplets_on_a_local_cluster(tmp_path, client):
 # ---- Bad input --------------------------------------------------------------------------------------------------
 
 def _raised_here(excinfo: pytest.ExceptionInfo) -> None:
-    """The error comes from dnmf.data.ingest itself, not from deep inside a library."""
-    assert Path(excinfo.traceback[-1].path).name == "ingest.py"
+    """The error comes from dnmf's ingest modules themselves, not from deep inside a library."""
+    assert Path(excinfo.traceback[-1].path).name in ("ingest.py", "formats.py", "strips.py")
 
 
 @pytest.fixture
@@ -450,7 +450,7 @@ def test_unknown_format(tmp_path):
 def test_existing_store_is_refused_before_reading(tmp_path, monkeypatch):
     np.save(tmp_path / "a.npy", _matrix().toarray())
     ingest(tmp_path / "a.npy", tmp_path / "a.zarr")
-    monkeypatch.setattr(ingest_module, "_read_npy", lambda plan: pytest.fail("read the source"))
+    monkeypatch.setitem(formats_module.READERS, "npy", lambda plan: pytest.fail("read the source"))
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ingest(tmp_path / "a.npy", tmp_path / "a.zarr")
     monkeypatch.undo()
