@@ -52,3 +52,13 @@ def test_starting_without_dask_cuda_names_the_gpu_extra():
     with pytest.raises(MissingExtraError, match=r"cluster kind 'local-cuda' needs dask-cuda: pip install 'dnmf\[gpu\]'"):
         with connect(load_cluster_config(SHIPPED)):
             pass
+
+
+@pytest.mark.parametrize("text,key", [
+    ("kind: local-cuda\nthreads_per_worker: 0\n", "threads_per_worker"),
+    ("kind: local-cuda\ndevice_memory_limit: lots\n", "device_memory_limit"),
+    ("kind: local-cuda\ndashboard_address: nowhere\n", "dashboard_address"),
+])
+def test_local_cuda_values_are_checked_like_local(tmp_path, text, key):
+    with pytest.raises(ClusterConfigError, match=f"'{key}'"):
+        load_cluster_config(write(tmp_path, text))
