@@ -54,3 +54,56 @@ def test_sizes_benchmark_races_scikit_learn_from_the_same_start():
     assert custom["executor"] == "in-process" and custom["dnmf_seconds"] > 0 and custom["sklearn_seconds"] > 0
     assert custom["dnmf_error"] == pytest.approx(custom["sklearn_error"], rel=1e-3)  # same rule, same start
     assert "tiny 50×40 k=5" in report["table"] and "Fixed cost per iteration" in report["table"]
+
+
+def test_gpu_benchmark_logic_runs_on_cpu_with_numpy_standing_in(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, "-m", "benchmarks.gpu", "--backend", "numpy", "--scale", "0.005", "--iterations", "2",
+               "--cpu-workers", "0", "--cpu-iterations", "2", "--out", str(out)]
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["backend"] == "numpy" and report["measured_on_gpu"] is False
+    assert report["case"] == {"shape": [5000, 1000], "nnz": report["case"]["nnz"], "rank": 32, "dtype": "float32",
+                              "scale": 0.005, "iterations": 2}
+    assert 2400 <= report["case"]["nnz"] <= 2500
+    assert set(report["dnmf_ms_per_iteration"]) == {"mu", "hals"} and set(report["cupy_loop_ms_per_iteration"]) == {"mu"}
+    assert report["dnmf_over_cupy_loop"]["mu"] == pytest.approx(
+        report["dnmf_ms_per_iteration"]["mu"] / report["cupy_loop_ms_per_iteration"]["mu"])
+    assert set(report["speedup_over_cpu_workers"]) == {"mu", "hals"}
+    assert all(v > 0 for v in report["cpu_ms_per_iteration"].values())
+    assert report["peak_gpu_memory_mib"] is None and report["date"] and "NumPy standing in" in report["device"]
+
+
+def test_gpu_benchmark_dnmf_iteration_computes_the_reference_mu_iteration():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import gpu
+    from dnmf.core.rules import mu
+
+    backend = gpu.numpy_backend()
+    A, At, W, H, _ = gpu.make_case(backend, 0.002)
+    norm_squared_a = float((A.data.astype(float) ** 2).sum())
+    W_ref, H_ref = gpu.cupy_loop_iteration(backend, A, At, W, H)
+    W_dnmf, H_dnmf, loss = gpu.dnmf_iteration(backend, A, At, W, H, rule=mu.update, norm_squared_a=norm_squared_a)
+    assert W_dnmf.flags.c_contiguous
+    import numpy as np
+
+    # The hand loop adds ε to every denominator, dnmf (like scikit-learn) replaces zero denominators by ε; at this
+    # case's small factor entries that alone moves entries by up to ~2e-3.
+    np.testing.assert_allclose(W_dnmf, W_ref, rtol=1e-2)
+    np.testing.assert_allclose(H_dnmf, H_ref, rtol=1e-2)
+    assert not np.allclose(W_dnmf, W, rtol=1e-2)
+    assert loss == pytest.approx(float(np.linalg.norm(A.toarray() - W_dnmf @ H_dnmf)), rel=1e-3)
+
+
+def test_gpu_benchmark_without_cupy_exits_2_with_one_line():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("CuPy is importable here, so the benchmark would run instead of refusing")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--scale", "0.001"], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "pip install 'dnmf[gpu]'" in done.stderr

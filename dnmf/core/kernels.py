@@ -2,8 +2,12 @@
 
 Both ways of running a fit apply these same functions: :mod:`dnmf.core.products` places them in Dask graphs, and
 :mod:`dnmf.core.blocks` calls them directly on blocks held in this process. A block is a NumPy array, a
-``scipy.sparse.csr_matrix`` or (later) a CuPy array; the kernels use ``@``, ``.T`` and reductions that all of them
-understand. Partial products keep a leading (or middle) axis of length one, so that a tree sum can add them up.
+``scipy.sparse.csr_matrix`` or any array-API array (CuPy, say); the dense kernels use ``@``, ``.T`` and the
+functions of the factors' array namespace (:func:`dnmf.core.rules.namespace.array_namespace`), so they run on
+whatever library holds the blocks. Sparse-specific code is confined to :func:`residual_block` and
+:func:`block_stats` (SciPy; their ``cupyx.scipy.sparse`` variants belong there) and to :mod:`dnmf.core.divergence`
+(NumPy/SciPy only for now). Partial products keep a leading (or middle) axis of length one, so that a tree sum
+can add them up.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import scipy.sparse as sp
 
 from dnmf.core import divergence
 from dnmf.core.divergence import sampled_product
+from dnmf.core.rules.namespace import array_namespace
 
 __all__ = ["ALIGNMENT", "STAT_FIELDS", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
            "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
@@ -56,7 +61,7 @@ def aligned(x: Any) -> Any:
 
 
 def wta_block(w: Any, a: Any) -> Any:
-    return (aligned(a).T @ aligned(w)).T[None]
+    return (aligned(a).T @ aligned(w)).T[None, ...]
 
 
 def aht_block(a: Any, h: Any) -> Any:
@@ -65,7 +70,7 @@ def aht_block(a: Any, h: Any) -> Any:
 
 def gram_rows_block(w: Any) -> Any:
     w = aligned(w)
-    return (w.T @ w)[None]
+    return (w.T @ w)[None, ...]
 
 
 def gram_cols_block(h: Any) -> Any:
@@ -74,12 +79,17 @@ def gram_cols_block(h: Any) -> Any:
 
 
 def inner_block(f: Any, g: Any) -> Any:
-    return np.sum(aligned(aligned(f) * aligned(g)), dtype=np.float64).reshape(1, 1)
+    xp = array_namespace(f, g)
+    return xp.reshape(xp.sum(aligned(aligned(f) * aligned(g)), dtype=xp.float64), (1, 1))
+
+
+def _gram_term(gram_w: Any, gram_h: Any) -> float:
+    xp = array_namespace(gram_w, gram_h)
+    return float(xp.sum(aligned(xp.astype(gram_w, xp.float64) * xp.astype(gram_h, xp.float64))))
 
 
 def frobenius_loss_block(cross_inner: Any, gram_w: Any, gram_h: Any, norm_squared_a: float) -> Any:
-    gram_term = np.sum(aligned(gram_w.astype(np.float64) * gram_h.astype(np.float64)))
-    return np.asarray(max(norm_squared_a - 2.0 * float(cross_inner) + float(gram_term), 0.0))
+    return np.asarray(max(norm_squared_a - 2.0 * float(cross_inner) + _gram_term(gram_w, gram_h), 0.0))
 
 
 #: The rounding error of the trace identity is taken as this many units of roundoff of the products' dtype, times
@@ -91,8 +101,8 @@ ROUNDING_UNITS = 4.0
 def frobenius_rounding_block(cross_inner: Any, gram_w: Any, gram_h: Any, norm_squared_a: float) -> Any:
     """An estimate of the rounding error of :func:`frobenius_loss_block`'s ``‖A − WH‖²``, from the dtype of the
     factors and the sizes of the identity's terms (a float64 scalar)."""
-    eps = float(np.finfo(gram_w.dtype).eps)
-    gram_term = abs(float(np.sum(aligned(gram_w.astype(np.float64) * gram_h.astype(np.float64)))))
+    eps = float(array_namespace(gram_w).finfo(gram_w.dtype).eps)
+    gram_term = abs(_gram_term(gram_w, gram_h))
     return np.asarray(ROUNDING_UNITS * eps * (norm_squared_a + 2.0 * abs(float(cross_inner)) + gram_term))
 
 
@@ -110,11 +120,11 @@ def residual_block(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def sum_rows_block(w: Any) -> Any:
-    return w.sum(axis=0)[None]
+    return array_namespace(w).sum(w, axis=0)[None, :]
 
 
 def sum_cols_block(h: Any) -> Any:
-    return h.sum(axis=1)[:, None]
+    return array_namespace(h).sum(h, axis=1)[:, None]
 
 
 def beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> Any:
@@ -177,7 +187,10 @@ def flatten(blocks: Any) -> list[Any]:
 def sum_blocks(blocks: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Sum a (nested) list of equally shaped partial products along ``axis`` without concatenating them."""
     parts = flatten(blocks)
-    total = parts[0].sum(axis=axis, keepdims=True)
+    xp = array_namespace(parts[0])
+    total = xp.sum(parts[0], axis=axis, keepdims=True)
     for part in parts[1:]:
-        total += part.sum(axis=axis, keepdims=True)
-    return total if keepdims else total.squeeze(axis=axis)
+        total += xp.sum(part, axis=axis, keepdims=True)
+    if keepdims:
+        return total
+    return xp.reshape(total, ()) if axis is None else xp.squeeze(total, axis=axis)

@@ -70,8 +70,11 @@ def update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule:
     Every rule solves each column of its ``(k, n)`` block independently, so the rows of W can be updated in tiles;
     transposing a cache-sized tile costs a fraction of transposing the whole block (3× the rule itself at
     ``k = 32``). Tiles are aligned copies (see :func:`dnmf.core.products.aligned`), so results do not depend on where
-    the block happens to sit in memory.
+    the block happens to sit in memory. A block of another array library (CuPy, ...) is updated whole, in its own
+    namespace: tiles only pay for CPU caches.
     """
+    if not isinstance(block, np.ndarray):
+        return rule(block.T, cross.T, gram, l1=l1, l2=l2).T
     updated = np.empty_like(block)
     rows = max(64, ROW_TILE_BYTES // max(1, block.shape[1] * block.itemsize))
     for start in range(0, block.shape[0], rows):

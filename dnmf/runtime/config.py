@@ -147,6 +147,22 @@ SCHEMAS: dict[str, dict[str, Key]] = {
         "shutdown_on_close": Key("bool", True, "stop the cluster when the job ends"),
         **_WAITING,
     },
+    "local-cuda": {
+        "devices": Key("list of str", help="GPUs to use, by index or UUID, e.g. ['0', '1'] (default: every visible GPU)"),
+        "n_workers": Key("int", help="worker processes, one per GPU (default: one per entry of devices)",
+                         valid="positive"),
+        "threads_per_worker": Key("int", 1, "threads per worker", valid="positive"),
+        "memory_limit": Key("int or str", "auto", "host memory per worker: bytes, '16GiB', or 'auto'", valid="memory"),
+        "device_memory_limit": Key("int or str", help="GPU memory per worker before spilling to host, e.g. '60GB'",
+                                   valid="memory"),
+        "rmm_pool_size": Key("str", help="RMM memory pool allocated on each GPU at start, e.g. '24GB'",
+                             valid="memory"),
+        "host": Key("str", "127.0.0.1", "interface the scheduler and workers bind to", valid="non-empty"),
+        "dashboard_address": Key("str", "127.0.0.1:8787", "address of the dashboard; 'none' turns it off",
+                                 valid="address"),
+        "local_directory": Key("str", help="scratch folder of the workers"),
+        "tls": Key("mapping", help="TLS between client, scheduler and workers: " + ", ".join(TLS_KEYS)),
+    },
 }
 KINDS = tuple(SCHEMAS)
 
@@ -156,8 +172,10 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pbs": ("dask_jobqueue", "pbs"),
     "kubernetes": ("dask_kubernetes", "kubernetes"),
     "gateway": ("dask_gateway", "gateway"),
+    "local-cuda": ("dask_cuda", "gpu"),
 }
-PACKAGES = {"dask_jobqueue": "dask-jobqueue", "dask_kubernetes": "dask-kubernetes", "dask_gateway": "dask-gateway"}
+PACKAGES = {"dask_jobqueue": "dask-jobqueue", "dask_kubernetes": "dask-kubernetes", "dask_gateway": "dask-gateway",
+            "dask_cuda": "dask-cuda"}
 
 
 @dataclass(frozen=True)
@@ -219,7 +237,22 @@ def validate(data: Any, source: str, base_dir: Path) -> ClusterConfig:
     options = _check_keys({k: v for k, v in data.items() if k != "kind"}, SCHEMAS[kind], source)
     if options.get("tls") is not None:
         options["tls"] = _check_keys(options["tls"], TLS_KEYS, source, prefix="tls.")
+    if kind == "local-cuda":
+        _check_devices(options, source)
     return ClusterConfig(kind, options, source, base_dir)
+
+
+def _check_devices(options: dict[str, Any], source: str) -> None:
+    devices = options["devices"]
+    if devices is None:
+        return
+    bad = [d for d in devices if not (d.isdigit() or d.startswith(("GPU-", "MIG-")))]
+    if not devices or bad:
+        raise ClusterConfigError(f"{source}: the key 'devices' must list GPUs by index ('0') or UUID ('GPU-...'), "
+                                 f"got {bad[0] if bad else devices!r}. See `nvidia-smi -L`.")
+    if options["n_workers"] is not None and options["n_workers"] != len(devices):
+        raise ClusterConfigError(f"{source}: the key 'n_workers' ({options['n_workers']}) must equal the number of "
+                                 f"devices ({len(devices)}): dask-cuda runs one worker per GPU. Drop one of them.")
 
 
 def load_cluster_config(path: str | os.PathLike[str]) -> ClusterConfig:

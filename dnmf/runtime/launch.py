@@ -110,6 +110,23 @@ def _local_cluster(config: ClusterConfig) -> Any:
     )
 
 
+def _local_cuda_cluster(config: ClusterConfig) -> Any:
+    dask_cuda = _require("local-cuda")
+    options = config.options
+    dashboard = options["dashboard_address"]
+    extra = {name: options[name] for name in ("n_workers", "device_memory_limit", "rmm_pool_size")
+             if options[name] is not None}
+    if options["devices"] is not None:
+        extra["CUDA_VISIBLE_DEVICES"] = ",".join(options["devices"])
+    if options["local_directory"]:
+        extra["local_directory"] = config.path(options["local_directory"])
+    return dask_cuda.LocalCUDACluster(
+        threads_per_worker=options["threads_per_worker"], memory_limit=options["memory_limit"],
+        host=options["host"], dashboard_address=None if dashboard.lower() == "none" else dashboard,
+        security=run_security(config), protocol="tls://", **extra,
+    )
+
+
 def jobqueue_cluster(config: ClusterConfig, *, render_only: bool = False) -> Any:
     """A dask-jobqueue ``SLURMCluster`` or ``PBSCluster`` for the configuration; no job is submitted until it is
     scaled, so ``job_script()`` shows what would be.
@@ -181,6 +198,8 @@ def _gateway_cluster(config: ClusterConfig) -> Any:
 def _start_cluster(config: ClusterConfig) -> Any:
     if config.kind == "local":
         return _local_cluster(config)
+    if config.kind == "local-cuda":
+        return _local_cuda_cluster(config)
     if config.kind in ("slurm", "pbs"):
         cluster = jobqueue_cluster(config)
         cluster.scale(jobs=config.options["jobs"])

@@ -13,9 +13,12 @@ rule on the transposed problem.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from dnmf.core.rules.mu import EPSILON
+from dnmf.core.rules.namespace import array_namespace
 
 __all__ = ["EPSILON", "FLUSH_BELOW", "gamma", "update"]
 
@@ -32,9 +35,10 @@ def gamma(beta: float) -> float:
     return 1.0
 
 
-def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, l1: float = 0.0, l2: float = 0.0,
-           gamma: float = 1.0, flush_below: float = 0.0) -> np.ndarray:
-    """One multiplicative update of ``block``: ``block · (numerator / (denominator + l1 + l2 · block))^gamma``.
+def update(block: Any, numerator: Any, denominator: Any, *, l1: float = 0.0, l2: float = 0.0,
+           gamma: float = 1.0, flush_below: float = 0.0) -> Any:
+    """One multiplicative update of ``block``: ``block · (numerator / (denominator + l1 + l2 · block))^gamma``,
+    in the array namespace of the block.
 
     Parameters
     ----------
@@ -56,7 +60,8 @@ def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *,
     ndarray of shape (k, n_b)
         A new array; zeros of the regularised denominator are replaced by ``EPSILON`` first.
     """
-    denominator = np.array(denominator, copy=True)
+    xp = array_namespace(block, numerator, denominator)
+    denominator = xp.asarray(denominator, copy=True)
     if l1 > 0:
         denominator += l1
     if l2 > 0:
@@ -71,8 +76,8 @@ def update(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *,
     return updated
 
 
-def step(block: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, beta: float, side: str,
-         l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+def step(block: Any, numerator: Any, denominator: Any, *, beta: float, side: str,
+         l1: float = 0.0, l2: float = 0.0) -> Any:
     """The registered β rule (a :class:`dnmf.core.rules.BetaRule`): :func:`update` with scikit-learn's exponent
     for ``beta`` and its flushing of tiny entries (W for β < 1, H for β ≤ 1); ``side`` is ``"W"`` or ``"H"``."""
     flush = beta < 1 or (side == "H" and beta <= 1)

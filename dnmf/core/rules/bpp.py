@@ -30,6 +30,10 @@ little between iterations, most columns are optimal after one or two solves.
 
 Internally every ``(k, r)`` array is held transposed, one row per column of the problem, so that selecting the
 columns still pending is a contiguous copy.
+
+BPP is NumPy/SciPy only, unlike MU and HALS: its per-column pivoting, grouping by passive set and LAPACK calls
+are branchy host work that would sync a GPU on every round. A CuPy block must be brought to the host
+(``cupy.asnumpy``) before this rule runs; whether a batched GPU version pays is still to be measured.
 """
 
 from __future__ import annotations

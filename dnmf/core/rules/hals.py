@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from dnmf.core.rules.namespace import array_namespace, is_numpy
 from dnmf.core.rules.penalties import regularized_gram
 
 #: Columns are independent problems, so the sweep runs over column tiles of about this size, which stay in cache
@@ -12,13 +15,15 @@ from dnmf.core.rules.penalties import regularized_gram
 TILE_BYTES = 512 * 1024
 
 
-def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+def update(block: Any, cross: Any, gram: Any, *, l1: float = 0.0, l2: float = 0.0) -> Any:
     """One HALS sweep over the ``k`` rows of ``block``.
 
     Each row ``t`` is set to the exact non-negative minimiser of the regularised objective with the other rows
     fixed: ``block[t] ← max(0, block[t] − (gram[t] @ block − cross[t] + l1) / (gram[t, t] + l2))``. Rows are visited
     in order and each update sees the rows before it, as in scikit-learn's ``_update_cdnmf_fast``. A component whose
-    Gram diagonal is zero is left unchanged. Columns are independent, so they are swept a cache-sized tile at a time.
+    Gram diagonal is zero is left unchanged. Columns are independent, so on NumPy they are swept a cache-sized tile at a time.
+    In any other array namespace (CuPy, ...) the block is swept whole, since a tile loop there only multiplies
+    kernel launches; the ``k`` Gram diagonal entries are read to the host once per call.
 
     Parameters
     ----------
@@ -35,17 +40,20 @@ def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float 
     -------
     ndarray of shape (k, n_b)
     """
-    updated = np.array(block, copy=True, order="C")
+    xp = array_namespace(block, cross, gram)
+    updated = np.array(block, copy=True, order="C") if is_numpy(xp) else xp.asarray(block, copy=True)
     gram = regularized_gram(gram, l2)
     if l1 > 0:
         cross = cross - l1
-    hessians = np.diagonal(gram)
-    width = max(64, TILE_BYTES // max(1, updated.shape[0] * updated.itemsize))
+    k = gram.shape[0]
+    hessians = xp.reshape(gram, (k * k,))[::k + 1]
+    nonzero = [(t, hessians[t]) for t in range(k) if float(hessians[t]) != 0]
+    width = max(1, updated.shape[1])
+    if is_numpy(xp):
+        width = max(64, TILE_BYTES // max(1, updated.shape[0] * updated.itemsize))
     for start in range(0, updated.shape[1], width):
-        tile, cross_tile = updated[:, start:start + width], cross[:, start:start + width]
-        for t, hessian in enumerate(hessians):
-            if hessian == 0:
-                continue
-            gradient = gram[t] @ tile - cross_tile[t]
-            np.maximum(tile[t] - gradient / hessian, 0, out=tile[t])
+        stop = min(start + width, updated.shape[1])
+        for t, hessian in nonzero:
+            gradient = gram[t, :] @ updated[:, start:stop] - cross[t, start:stop]
+            updated[t, start:stop] = xp.maximum(updated[t, start:stop] - gradient / hessian, 0)
     return updated

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from dnmf.core.rules.penalties import regularized_gram
@@ -10,8 +12,8 @@ from dnmf.core.rules.penalties import regularized_gram
 EPSILON = float(np.finfo(np.float32).eps)
 
 
-def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
-    """One multiplicative update of ``block``.
+def update(block: Any, cross: Any, gram: Any, *, l1: float = 0.0, l2: float = 0.0) -> Any:
+    """One multiplicative update of ``block``, in the array namespace of the block (NumPy, CuPy, ...).
 
     Parameters
     ----------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
+from dnmf.core.rules.namespace import array_namespace
 
 __all__ = ["regularized_gram"]
 
 
-def regularized_gram(gram: np.ndarray, l2: float) -> np.ndarray:
+def regularized_gram(gram: Any, l2: float) -> Any:
     """``gram + l2·I``, the Gram of the L2-regularised least-squares problem (``gram`` itself when ``l2 = 0``)."""
     if l2 <= 0:
         return gram
-    return gram + l2 * np.eye(gram.shape[0], dtype=gram.dtype)
+    xp = array_namespace(gram)
+    return gram + l2 * xp.eye(gram.shape[0], dtype=gram.dtype)
