@@ -10,6 +10,7 @@ import pytest
 
 import dnmf
 from dnmf.datasets import make_low_rank
+from dnmf.view.display import format_loss
 from dnmf.view.progress import ProgressBar, chain_callbacks, relative_improvement
 
 
@@ -45,7 +46,8 @@ def test_text_bar_shows_loss_improvement_and_eta(X):
     assert lines[-1].startswith("dnmf 30/30 [" + "#" * 24 + "]")
     history = model.loss_history_
     improvement = relative_improvement(history[-2], history[-1])
-    assert f"loss={history[-1]:.5g}, rel.impr.={improvement:.2e}" in lines[-1]
+    shown = format_loss(history[-1], model.loss_resolution_[-1])
+    assert f"loss={shown}, rel.impr.={improvement:.2e}" in lines[-1]
     assert re.search(r"ETA \d\d:\d\d", lines[-1])
     assert bar.losses == history
 
