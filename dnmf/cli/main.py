@@ -29,16 +29,17 @@ from dnmf.cli.exits import (
     Outcome,
     ResumableError,
 )
-from dnmf.cli.writable import check_writable
 from dnmf.cli.options import (
     CLUSTER_OPTIONS,
     FIT_OPTIONS,
     OUTPUT_OPTIONS,
+    SOLVERS,
     UsageError,
     add_options,
     resolve,
 )
 from dnmf.cli.rank import add_rank
+from dnmf.cli.writable import check_writable
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_RESUMABLE", "build_parser", "main"]
 
@@ -67,6 +68,7 @@ DEMO_NOISE = 0.2
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
     import scipy.sparse.linalg
+
     from dnmf import NMF, IterationRecord
     from dnmf.datasets import make_sparse_low_rank
     from dnmf.runtime import cluster
@@ -328,14 +330,15 @@ def _add_demo(commands: Any) -> None:
     demo = commands.add_parser(
         "demo", help="factorize a synthetic sparse matrix on a LocalCluster started for the purpose",
         description="Start a LocalCluster of worker processes, factorize a synthetic sparse matrix with planted "
-                    "low-rank structure, and print the loss per iteration and the final relative error.",
+                    "low-rank structure and perturbed entries, and print the relative error per iteration and at "
+                    "the end.",
     )
     demo.add_argument("--rows", type=int, default=50_000, help="rows of the matrix (default: %(default)s)")
     demo.add_argument("--cols", type=int, default=10_000, help="columns of the matrix (default: %(default)s)")
     demo.add_argument("--rank", type=int, default=10, help="planted rank and n_components (default: %(default)s)")
     demo.add_argument("--density", type=float, default=0.02,
                       help="share of columns each planted topic uses (default: %(default)s)")
-    demo.add_argument("--solver", default="hals", help="update rule: hals, cd or mu (default: %(default)s)")
+    demo.add_argument("--solver", default="hals", choices=SOLVERS, help="update rule (default: %(default)s)")
     demo.add_argument("--max-iter", type=int, default=100, help="most iterations (default: %(default)s)")
     demo.add_argument("--tol", type=float, default=1e-6, help="stopping tolerance (default: %(default)s)")
     demo.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")

@@ -14,20 +14,12 @@ import numpy as np
 import pytest
 import zarr
 
-from dnmf import NMF, load_result, save_matrix
+from dnmf import NMF, load_result
 from dnmf.data.checkpoint import CheckpointError, CheckpointStore, CheckpointWarning
 from dnmf.datasets import make_sparse_low_rank
 
 CHILD = Path(__file__).with_name("child_fit.py")
 MAX_ITER = 12
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    A, _, _ = make_sparse_low_rank(300, 120, 3, column_density=0.2, random_state=0)
-    url = tmp_path_factory.mktemp("data") / "a.zarr"
-    save_matrix(A, url, chunks=(100, 40))
-    return str(url)
 
 
 @pytest.fixture(scope="module")

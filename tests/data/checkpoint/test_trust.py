@@ -10,18 +10,9 @@ import numpy as np
 import pytest
 import zarr
 
-from dnmf import NMF, save_matrix
+from dnmf import NMF
 from dnmf.data.checkpoint import CheckpointStore, CheckpointWarning
 from dnmf.data.safety import NotOwnStoreError, UnsafeLocationError
-from dnmf.datasets import make_sparse_low_rank
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    A, _, _ = make_sparse_low_rank(300, 120, 3, column_density=0.2, random_state=0)
-    url = tmp_path_factory.mktemp("data") / "a.zarr"
-    save_matrix(A, url, chunks=(100, 40))
-    return str(url)
 
 
 def model(checkpoint, max_iter=4, **kwargs):
