@@ -96,6 +96,12 @@ class Runtime(ABC):
         kernel calls) this added to those of ``persisted``, what the step started from. A lower ``priority``
         runs after a higher one."""
 
+    def recovers_from(self, error: BaseException) -> bool:
+        """Whether a fit that failed with ``error`` can start again on this runtime: the work was lost (a worker
+        died holding blocks that only it had) but the runtime itself still runs. The caller then places the
+        input anew and starts again, from the fit's checkpoint if it has one."""
+        return False
+
     @abstractmethod
     def compute(self, *values: Any) -> tuple[Any, ...]:
         """Concrete values (NumPy or SciPy) of small or final results."""

@@ -16,12 +16,10 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import CancelledError
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from distributed.comm.core import CommClosedError
 
 from dnmf.core import engine, products
 from dnmf.core import initialization as initialization
@@ -54,17 +52,21 @@ from dnmf.estimator.parameters import (
     penalties_for,
     validate_parameters,
 )
+from dnmf.estimator.restarts import fit_with_restarts, raise_if_lost
 from dnmf.estimator.sklearn import Factorization
-from dnmf.exceptions import ClusterLostError
 from dnmf.runtime import current as current_runtime
 from dnmf.runtime import dashboard
-from dnmf.runtime.client import active_client
 from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.view.verbose import iteration_log
 
 __all__ = ["NMF"]
 
 logger = logging.getLogger("dnmf")
+
+def runtime_for(X: Any) -> Runtime:
+    """The runtime a fit of ``X`` (a store's path, or an array) runs on."""
+    return current_runtime(in_memory_input=not isinstance(X, (str, os.PathLike, da.Array)) and not is_zarr_array(X))
+
 
 class NMF(FittedState, Factorization):
     """Non-negative Matrix Factorization on a Dask cluster, with scikit-learn's API.
@@ -208,7 +210,7 @@ class NMF(FittedState, Factorization):
         if isinstance(X, (str, os.PathLike)):
             labels = read_labels(X)
             X = open_matrix(X, chunks=self.chunks)
-        runtime = current_runtime(in_memory_input=not isinstance(X, da.Array) and not is_zarr_array(X))
+        runtime = runtime_for(X)
         matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
                             nan_is_missing=self.missing == "nan")
         stats = matrix_stats(matrix.array, what="data passed to NMF (input X)", allow_nan=matrix.masked)
@@ -265,10 +267,18 @@ class NMF(FittedState, Factorization):
         self._validate_params()
         X = check_X(self, X, reset=True, mask=mask)
         with iteration_log(self.verbose), dashboard.publishing(self), counting_passes() as self._passes:
-            return self._fit_transform(X, W, H, out, resume, mask)
+            return fit_with_restarts(lambda resume: self._fit_transform(X, W, H, out, resume, mask),
+                                     resume=resume, checkpoint=self.checkpoint)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
-        matrix, stats, labels, runtime = self._as_input(X, mask)
+        try:
+            return self._fit_placed(*self._as_input(X, mask), W, H, out, resume)
+        except Exception as error:
+            raise_if_lost(error, runtime_for(X), self.checkpoint)
+            raise
+
+    def _fit_placed(self, matrix: InputMatrix, stats: MatrixStats, labels: tuple[Any, Any], runtime: Runtime,
+                    W: Any, H: Any, out: Any, resume: bool) -> Any:
         objective = self._objective(matrix, stats)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
@@ -316,14 +326,6 @@ class NMF(FittedState, Factorization):
                 checkpoint=None if store is None else store.checkpointer(jsonable(run)),
                 checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
             )
-        except (CancelledError, ConnectionError, CommClosedError) as error:
-            if active_client() is None and not isinstance(error, CommClosedError):
-                raise
-            advice = (f"The last complete checkpoint is in {store.url!r}: run the same fit with resume=True to "
-                      "continue from it." if store is not None else
-                      "No checkpoint was configured: pass checkpoint='folder' to make the run resumable.")
-            raise ClusterLostError(f"Lost the Dask scheduler during the fit ({type(error).__name__}: "
-                                   f"{str(error).splitlines()[0]}). {advice}") from error
         finally:
             if bar is not None:
                 bar.close()

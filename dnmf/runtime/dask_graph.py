@@ -11,6 +11,7 @@ how the tasks happened to overlap.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,9 @@ from dnmf.core.seam import Runtime
 from dnmf.runtime.phases import PhaseClock
 
 __all__ = ["DaskLocal", "Distributed"]
+
+#: How long a fit that lost a worker waits for one to be there before it gives up.
+WORKER_WAIT_SECONDS = 60
 
 _LOCAL_SCHEDULERS = {"sync": 1, "synchronous": 1, "single-threaded": 1}
 
@@ -154,15 +158,27 @@ class Distributed(_DaskRuntime):
         token = f"{token()}-{uuid.uuid4().hex}"
         by_rows = sum(chunks[0]) >= sum(chunks[1])
         strips = len(chunks[0]) if by_rows else len(chunks[1])
+        for attempt in range(3):
+            try:
+                scattered = self._scatter_by_strip(blocks, token, by_rows, strips)
+                break
+            except KeyError:  # a worker the scheduler listed a moment ago is gone: ask again
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+        futures = {(i, j): scattered[f"dnmf-input-block-{token}-{i}-{j}"] for i, j in blocks}
+        return _graph_array(futures, chunks, dtype, sparse, f"dnmf-input-{token}")
+
+    def _scatter_by_strip(self, blocks: dict[tuple[int, int], Any], token: str, by_rows: bool,
+                          strips: int) -> dict[str, Any]:
         workers = sorted(self._workers())
         owners = {ij: workers[ij[0 if by_rows else 1] * len(workers) // strips] for ij in blocks}
         scattered: dict[str, Any] = {}
         for worker in set(owners.values()):
-            scattered.update(self.client.scatter({f"dnmf-input-block-{token}-{i}-{j}": block
-                                                  for (i, j), block in blocks.items() if owners[i, j] == worker},
-                                                 workers=[worker]))
-        futures = {(i, j): scattered[f"dnmf-input-block-{token}-{i}-{j}"] for i, j in blocks}
-        return _graph_array(futures, chunks, dtype, sparse, f"dnmf-input-{token}")
+            mine = {f"dnmf-input-block-{token}-{i}-{j}": block for (i, j), block in blocks.items()
+                    if owners[i, j] == worker}
+            scattered.update(self.client.scatter(mine, workers=[worker]))
+        return scattered
 
     @contextmanager
     def session(self, *, streamed: bool) -> Iterator[None]:
@@ -180,6 +196,21 @@ class Distributed(_DaskRuntime):
         from distributed import futures_of
 
         return [float(np.asarray(value)) for value in self.client.gather([futures_of(x)[0] for x in scalars])]
+
+    def recovers_from(self, error: BaseException) -> bool:
+        """True while the scheduler still answers and, within :data:`WORKER_WAIT_SECONDS`, has workers that all
+        answer too (a Nanny restarts a killed one; a dead one takes the scheduler a moment to drop). Scattered
+        input blocks lost with a worker cannot be recomputed from the graph, but they can be scattered again from
+        the caller's memory."""
+        deadline = time.monotonic() + WORKER_WAIT_SECONDS
+        while self.client.status == "running" and time.monotonic() < deadline:
+            try:
+                self.client.wait_for_workers(1, timeout=max(deadline - time.monotonic(), 0.1))
+                self.client.run(os.getpid)
+                return True
+            except Exception:  # noqa: BLE001 - a worker that is gone but not yet dropped, or none at all
+                time.sleep(0.5)
+        return False
 
     def clock(self) -> PhaseClock:
         if self._clock is None:
