@@ -175,15 +175,22 @@ def run(
         state = _State(W, H, carried)
         clock = runtime.clock()
         pipelined = runtime.pipelines and not stream_input
+        run_token = object()
 
         def submit(state: _State, iteration: int, with_initial_loss: bool) -> _Submitted:
             began = time.perf_counter()
-            step = objective.iteration(A, state.W, state.H, state.carried, rule=rule, penalties=penalties,
-                                       update_h=update_h, with_initial_loss=with_initial_loss,
-                                       read_again=read_again)
+
+            def build(inputs: dict[str, Any]) -> dict[str, Any]:
+                carried = {name: inputs[name] for name in state.carried}
+                return objective.iteration(A, inputs["W"], inputs["H"], carried, rule=rule, penalties=penalties,
+                                           update_h=update_h, with_initial_loss=with_initial_loss,
+                                           read_again=read_again)
+
             # Each iteration ranks below the one before it, so that its tasks only fill workers the previous one
             # leaves idle and never delay the previous loss.
-            values, n_tasks = runtime.persist(step, priority=-iteration, persisted=(A, *state.collections()))
+            values, n_tasks = runtime.persist_step(
+                build, {"W": state.W, "H": state.H, **state.carried}, signature=(run_token, with_initial_loss),
+                priority=-iteration, persisted=(A, *state.collections()))
             after = _State(values["W"], values.get("H", state.H),
                            {name: values.get(name, value) for name, value in state.carried.items()})
             return _Submitted(after, values["loss"], values.get("loss_rounding"), values.get("initial_loss"), n_tasks,

@@ -11,7 +11,7 @@ import numpy as np
 
 from dnmf.core import kernels
 
-__all__ = ["SPLIT_EVERY", "check_cols_aligned", "check_rows_aligned", "count_pass", "counting_passes", "result_dtype",
+__all__ = ["SPLIT_EVERY", "check_cols_aligned", "check_rows_aligned", "count_pass", "counting_passes", "passes_counted", "result_dtype",
            "tree_sum"]
 
 #: Fan-in of the tree sums that combine partial products.
@@ -31,11 +31,17 @@ def counting_passes() -> Iterator[list[int]]:
         _passes.reset(token)
 
 
-def count_pass() -> None:
-    """One more pass over A, for :func:`counting_passes`."""
+def count_pass(passes: int = 1) -> None:
+    """``passes`` more passes over A, for :func:`counting_passes`."""
     count = _passes.get()
     if count is not None:
-        count[0] += 1
+        count[0] += passes
+
+
+def passes_counted() -> int:
+    """The passes counted so far by the innermost :func:`counting_passes` (0 outside one)."""
+    count = _passes.get()
+    return 0 if count is None else count[0]
 
 
 def tree_sum(stack: da.Array, axis: int, name: str) -> da.Array:

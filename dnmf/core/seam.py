@@ -10,7 +10,7 @@ the blocks in this process and runs the products on them directly, with no Dask 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -95,6 +95,15 @@ class Runtime(ABC):
         """Start computing ``collections`` and keep the results; returns them and the number of tasks (or block
         kernel calls) this added to those of ``persisted``, what the step started from. A lower ``priority``
         runs after a higher one."""
+
+    def persist_step(self, build: Callable[[dict[str, Any]], dict[str, Any]], inputs: dict[str, Any], *,
+                     signature: Hashable, priority: int = 0,
+                     persisted: tuple[Any, ...] = ()) -> tuple[dict[str, Any], int]:
+        """:meth:`persist` of ``build(inputs)``, a step of the loop computed from ``inputs`` (by role: ``"W"``,
+        ``"H"``, what the objective carries) and from the rest of ``persisted``, which it does not change. Steps
+        with the same ``signature`` differ only by their inputs, so a runtime may build one and submit its graph
+        again for the next ones."""
+        return self.persist(build(inputs), priority=priority, persisted=persisted)
 
     def recovers_from(self, error: BaseException) -> bool:
         """Whether a fit that failed with ``error`` can start again on this runtime: the work was lost (a worker

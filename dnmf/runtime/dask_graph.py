@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,8 +24,10 @@ import psutil
 import scipy.sparse as sp
 from dask.highlevelgraph import HighLevelGraph
 
+from dnmf.core.graph import count_pass, passes_counted
 from dnmf.core.seam import Runtime
 from dnmf.runtime.phases import PhaseClock
+from dnmf.runtime.templates import StepTemplate, is_held, opaque
 
 __all__ = ["DaskLocal", "Distributed"]
 
@@ -35,14 +37,14 @@ WORKER_WAIT_SECONDS = 60
 _LOCAL_SCHEDULERS = {"sync": 1, "synchronous": 1, "single-threaded": 1}
 
 
-def _optimize_counting_tasks(collections: dict[str, Any], persisted: list[Any]) -> tuple[dict[str, Any], int]:
-    """Optimise a step's graph once, and count the tasks it adds to those already persisted."""
+def _optimize(collections: dict[str, Any], persisted: list[Any]) -> tuple[dict[str, Any], dict[Any, Any]]:
+    """Optimise a step's graph once; return it with the tasks it adds to those already persisted."""
     optimized = dask.optimize(*collections.values())
     graph: dict = {}
     for x in optimized:
         graph.update(x.__dask_graph__())
     known = {key for x in persisted if dask.is_dask_collection(x) for key in dask.core.flatten(x.__dask_keys__())}
-    return dict(zip(collections, optimized)), sum(1 for key in graph if key not in known)
+    return dict(zip(collections, optimized)), {key: task for key, task in graph.items() if key not in known}
 
 
 def _graph_array(blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ...], tuple[int, ...]], dtype: Any,
@@ -60,11 +62,42 @@ class _DaskRuntime(Runtime):
         (held,) = dask.persist(array)
         return held
 
+    _templates: dict[Hashable, StepTemplate]
+
     def persist(self, collections: dict[str, Any], *, priority: int = 0,
                 persisted: tuple[Any, ...] = ()) -> tuple[dict[str, Any], int]:
-        optimized, n_tasks = _optimize_counting_tasks(collections, list(persisted))
-        values = dask.persist(*optimized.values(), optimize_graph=False, **self._priority(priority))
-        return dict(zip(optimized, values)), n_tasks
+        optimized, graph = _optimize(collections, list(persisted))
+        return self._submit(optimized, priority), len(graph)
+
+    def _submit(self, collections: dict[str, Any], priority: int) -> dict[str, Any]:
+        values = dask.persist(*collections.values(), optimize_graph=False, **self._priority(priority))
+        return dict(zip(collections, values))
+
+    def persist_step(self, build: Callable[[dict[str, Any]], dict[str, Any]], inputs: dict[str, Any], *,
+                     signature: Hashable, priority: int = 0,
+                     persisted: tuple[Any, ...] = ()) -> tuple[dict[str, Any], int]:
+        """The step is built once per ``signature`` from stand-ins of its inputs, optimised and kept
+        (:mod:`dnmf.runtime.templates`); every step of that signature then submits the kept graph under new keys,
+        from its inputs, persisted first where they are not (factors read back from a checkpoint). The Dask
+        configuration value ``dnmf.resubmit-graphs: false`` builds every step anew instead."""
+        if not dask.config.get("dnmf.resubmit-graphs", True):
+            return super().persist_step(build, inputs, signature=signature, priority=priority, persisted=persisted)
+        templates = self.__dict__.setdefault("_templates", {})
+        held = {role: x if is_held(x) else self.hold(x) for role, x in inputs.items()}
+        constants = [x for x in persisted if not any(x is y for y in inputs.values())]
+        template = templates.get(signature)
+        if template is None or not template.fits(held):
+            stand_ins = {role: opaque(x) for role, x in held.items()}
+            before = passes_counted()
+            optimized, graph = _optimize(build(stand_ins), [])
+            try:
+                template = templates[signature] = StepTemplate(optimized, graph, stand_ins,
+                                                               passes=passes_counted() - before)
+            except ValueError:  # a step that passes an input through: built anew each time
+                return self.persist(build(held), priority=priority, persisted=persisted)
+        else:
+            count_pass(template.passes)
+        return self._submit(template.instantiate(held, constants), priority), template.n_tasks
 
     def _priority(self, priority: int) -> dict[str, Any]:
         return {}

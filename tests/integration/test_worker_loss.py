@@ -48,9 +48,10 @@ def test_fit_survives_a_killed_worker(client, store, tmp_path, kill_at):
     np.testing.assert_array_equal(W, W_reference)
     np.testing.assert_array_equal(model.components_, reference.components_)
     assert model.loss_history_ == reference.loss_history_
-    # The count swings by an iteration's tasks with when the callback looks; a lineage that grew would add that
-    # much every iteration.
-    assert max(scheduler_tasks[-4:]) <= max(scheduler_tasks[:4]) + 10, "the scheduler's lineage grows"
+    # The count swings by up to an iteration's tasks with when the callback looks; a lineage that grew would
+    # add that many at every iteration (8 more by the end).
+    per_iteration = model.timings_["tasks_per_iteration"][-1]
+    assert max(scheduler_tasks[-4:]) <= max(scheduler_tasks[:4]) + per_iteration + 10, "the scheduler's lineage grows"
 
 
 def in_memory(kind):
@@ -105,11 +106,15 @@ def test_in_memory_input_with_a_checkpoint_resumes_after_a_killed_worker(client,
     assert model.loss_history_ == reference.loss_history_
 
 
-def test_workers_that_keep_dying_end_the_fit_with_a_clear_error(client):
+def test_workers_that_keep_dying_end_the_fit_with_a_clear_error():
+    """On a cluster of its own: killing every worker four times over leaves the shared one alone."""
+    from distributed import Client, LocalCluster
+
     from dnmf.estimator.restarts import MAX_RESTARTS
     from dnmf.exceptions import ClusterLostError
 
-    client.wait_for_workers(2)
-    model = fit_in_memory(callback=killer(client, 3, times=MAX_RESTARTS + 1, every_worker=True))
-    with pytest.warns(RuntimeWarning), pytest.raises(ClusterLostError, match=f"{MAX_RESTARTS + 1} times"):
-        model.fit(in_memory("dense"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        model = fit_in_memory(callback=killer(client, 3, times=MAX_RESTARTS + 1, every_worker=True))
+        with pytest.warns(RuntimeWarning), pytest.raises(ClusterLostError, match=f"{MAX_RESTARTS + 1} times"):
+            model.fit(in_memory("dense"))
