@@ -58,6 +58,9 @@ def _graph_array(blocks: dict[tuple[int, int], Any], chunks: tuple[tuple[int, ..
 class _DaskRuntime(Runtime):
     """What both graph runtimes share."""
 
+    #: Tasks are pickled to reach the processes that run them.
+    ships_tasks = False
+
     def hold(self, array: da.Array) -> da.Array:
         (held,) = dask.persist(array)
         return held
@@ -92,7 +95,8 @@ class _DaskRuntime(Runtime):
             optimized, graph = _optimize(build(stand_ins), [])
             try:
                 template = templates[signature] = StepTemplate(optimized, graph, stand_ins,
-                                                               passes=passes_counted() - before)
+                                                               passes=passes_counted() - before,
+                                                               pickled=self.ships_tasks)
             except ValueError:  # a step that passes an input through: built anew each time
                 return self.persist(build(held), priority=priority, persisted=persisted)
         else:
@@ -155,6 +159,7 @@ class Distributed(_DaskRuntime):
 
     name = "distributed"
     pipelines = True
+    ships_tasks = True
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -205,6 +210,9 @@ class Distributed(_DaskRuntime):
     def _scatter_by_strip(self, blocks: dict[tuple[int, int], Any], token: str, by_rows: bool,
                           strips: int) -> dict[str, Any]:
         workers = sorted(self._workers())
+        if not workers:  # a cluster that is still starting
+            self.client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+            workers = sorted(self._workers())
         owners = {ij: workers[ij[0 if by_rows else 1] * len(workers) // strips] for ij in blocks}
         scattered: dict[str, Any] = {}
         for worker in set(owners.values()):

@@ -4,7 +4,8 @@ Every iteration of a fit has the same graph: only the keys of what it starts fro
 carries) and of what it makes differ. Building it through :mod:`dask.array` and optimising it costs the client
 hundreds of milliseconds at a hundred blocks, whatever the block size. A :class:`StepTemplate` keeps the
 optimised low-level graph of the first such iteration; each later one renames its keys (the inputs' to the new
-inputs', every other name to a fresh one) and submits it as it is, with no graph optimisation.
+inputs', every other name to a fresh one) and submits it as it is, with no graph optimisation: every task of the
+copy runs the template's task on the values of its renamed dependencies.
 
 Keys stay those of dnmf's layers (``dnmf-wta-…``, ``dnmf-update-w-…``) with a new token, so that the dashboard,
 the phase clock and the task stream group them as before.
@@ -15,10 +16,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import dask
 import dask.array as da
+from dask._task_spec import Task, TaskRef
 from dask.highlevelgraph import HighLevelGraph
 
 __all__ = ["StepTemplate", "is_held", "opaque"]
@@ -39,16 +42,29 @@ def is_held(x: Any) -> bool:
     return isinstance(x, da.Array) and len(x.__dask_graph__()) == len(_keys(x))
 
 
+def _evaluate(task: Any, dependencies: tuple[Any, ...], *values: Any) -> Any:
+    """``task`` of a template, run on the values of its dependencies (given in the order of ``dependencies``)."""
+    return task(dict(zip(dependencies, values)))
+
+
+def _evaluate_pickled(task: bytes, dependencies: tuple[Any, ...], *values: Any) -> Any:
+    """:func:`_evaluate` of a task pickled once, when the template was made, rather than at every submission."""
+    from distributed.protocol.pickle import loads
+
+    return _evaluate(loads(task), dependencies, *values)
+
+
 def opaque(x: da.Array) -> da.Array:
     """A stand-in for ``x`` with its name, chunks and dtype and no graph: a step built from stand-ins refers to the
     inputs' keys and cannot have their data fused or inlined into its tasks."""
-    name = f"{x.name}"
-    return da.Array(HighLevelGraph({name: {}}, {name: set()}), name, chunks=x.chunks, dtype=x.dtype, meta=x._meta)
+    return da.Array(HighLevelGraph({x.name: {}}, {x.name: set()}), x.name, chunks=x.chunks, dtype=x.dtype,
+                    meta=x._meta)
 
 
-def _fresh(name: str) -> str:
-    """``name`` with a new token (names that differed only by their token stay distinct)."""
-    return f"{_TOKEN.sub('', name)}-{uuid.uuid4().hex}"
+def _fresh(name: str, token: str, index: int) -> str:
+    """``name`` with the token of a new copy, made unique per name by ``index`` (so that names that differed
+    only by their token stay distinct)."""
+    return f"{_TOKEN.sub('', name)}-{token}{index:08x}"
 
 
 class StepTemplate:
@@ -60,26 +76,38 @@ class StepTemplate:
         The step's results, optimised together (:func:`dask.optimize`).
     graph : dict
         Their merged low-level graph, without the keys of what they were computed from.
+    inputs : dict of str to dask.array.Array
+        What the step started from, by role (``"W"``, ``"H"``, …): held arrays whose keys the graph refers to.
+    passes : int
+        The passes over A the step makes (:func:`dnmf.core.graph.count_pass`), counted again at every reuse.
+    pickled : bool
+        Copies are sent to other processes (a distributed scheduler): pickle each task once, here, so that a
+        submission ships bytes instead of pickling the (fused, nested) tasks again.
 
     Raises
     ------
     ValueError
         If a result is not computed by the graph (an input passed through).
-    inputs : dict of str to dask.array.Array
-        What the step started from, by role (``"W"``, ``"H"``, …): held arrays whose keys the graph refers to.
-    passes : int
-        The passes over A the step makes (:func:`dnmf.core.graph.count_pass`), counted again at every reuse.
     """
 
     def __init__(self, optimized: dict[str, da.Array], graph: dict[Any, Any], inputs: dict[str, da.Array], *,
-                 passes: int = 0) -> None:
-        self._graph = graph
+                 passes: int = 0, pickled: bool = False) -> None:
         self.passes = passes
         self._inputs = {role: (x.name, x.chunks, x.dtype) for role, x in inputs.items()}
         self._outputs = {role: (x.name, x.chunks, x.dtype, x._meta) for role, x in optimized.items()}
-        self._names = {_name(key) for key in graph}
+        self._names = sorted({_name(key) for key in graph})
         if any(name not in self._names for name, *_ in self._outputs.values()):
             raise ValueError("A step whose results include one of its inputs cannot be a template.")
+        # Each task of a copy calls the template's own task on its renamed dependencies' values: one small Task
+        # per key, instead of substituting keys all through the (fused, nested) original.
+        if pickled:
+            from distributed.protocol.pickle import dumps
+
+            runs = {key: partial(_evaluate_pickled, dumps(task)) for key, task in graph.items()}
+        else:
+            runs = {key: partial(_evaluate, task) for key, task in graph.items()}
+        self._runs = {key: (partial(run, deps), deps)
+                      for key, run in runs.items() for deps in [tuple(sorted(graph[key].dependencies, key=str))]}
         external = {dep for task in graph.values() for dep in task.dependencies} - set(graph)
         self._all_keys = [*graph, *external]
 
@@ -91,12 +119,14 @@ class StepTemplate:
     def instantiate(self, inputs: dict[str, da.Array], constants: Iterable[Any]) -> dict[str, da.Array]:
         """The step's results computed from ``inputs`` (lazy arrays over the renamed graph), which also depends
         on ``constants`` (what the step reads but does not change: A, held)."""
-        rename = {name: _fresh(name) for name in self._names}
+        token = uuid.uuid4().hex[:24]
+        rename = {name: _fresh(name, token, index) for index, name in enumerate(self._names)}
         rename.update({self._inputs[role][0]: x.name for role, x in inputs.items()})
         keys = {key: (rename.get(key[0], key[0]), *key[1:]) if isinstance(key, tuple) else rename.get(key, key)
                 for key in self._all_keys}
-        layer = _fresh("dnmf-step")
-        graph = {keys[key]: task.substitute(keys, key=keys[key]) for key, task in self._graph.items()}
+        layer = _fresh("dnmf-step", token, len(rename))
+        graph = {keys[key]: Task(keys[key], run, *(TaskRef(keys[dep]) for dep in deps))
+                 for key, (run, deps) in self._runs.items()}
         dependencies = [x for x in (*inputs.values(), *constants) if dask.is_dask_collection(x)]
         hlg = HighLevelGraph.from_collections(layer, graph, dependencies=dependencies)
         return {role: da.Array(hlg, rename[name], chunks=chunks, dtype=dtype, meta=meta)
@@ -104,4 +134,4 @@ class StepTemplate:
 
     @property
     def n_tasks(self) -> int:
-        return len(self._graph)
+        return len(self._runs)
