@@ -87,7 +87,7 @@ class _DaskRuntime(Runtime):
             return super().persist_step(build, inputs, signature=signature, priority=priority, persisted=persisted)
         templates = self.__dict__.setdefault("_templates", {})
         held = {role: x if is_held(x) else self.hold(x) for role, x in inputs.items()}
-        constants = [x for x in persisted if not any(x is y for y in inputs.values())]
+        constants = [x for x in persisted if is_held(x) and not any(x is y for y in inputs.values())]
         template = templates.get(signature)
         if template is None or not template.fits(held):
             stand_ins = {role: opaque(x) for role, x in held.items()}

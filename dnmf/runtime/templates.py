@@ -106,8 +106,8 @@ class StepTemplate:
             runs = {key: partial(_evaluate_pickled, dumps(task)) for key, task in graph.items()}
         else:
             runs = {key: partial(_evaluate, task) for key, task in graph.items()}
-        self._runs = {key: (partial(run, deps), deps)
-                      for key, run in runs.items() for deps in [tuple(sorted(graph[key].dependencies, key=str))]}
+        dependencies = {key: tuple(sorted(task.dependencies, key=str)) for key, task in graph.items()}
+        self._runs = {key: (partial(run, dependencies[key]), dependencies[key]) for key, run in runs.items()}
         external = {dep for task in graph.values() for dep in task.dependencies} - set(graph)
         self._all_keys = [*graph, *external]
 
@@ -118,7 +118,8 @@ class StepTemplate:
 
     def instantiate(self, inputs: dict[str, da.Array], constants: Iterable[Any]) -> dict[str, da.Array]:
         """The step's results computed from ``inputs`` (lazy arrays over the renamed graph), which also depends
-        on ``constants`` (what the step reads but does not change: A, held)."""
+        on ``constants``: held arrays the step reads but does not change (A held in memory). What was not held
+        when the template was built (A streamed from its store) is part of the template and read anew."""
         token = uuid.uuid4().hex[:24]
         rename = {name: _fresh(name, token, index) for index, name in enumerate(self._names)}
         rename.update({self._inputs[role][0]: x.name for role, x in inputs.items()})

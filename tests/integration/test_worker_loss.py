@@ -104,17 +104,3 @@ def test_in_memory_input_with_a_checkpoint_resumes_after_a_killed_worker(client,
     assert model.resumed_from_ is not None and 1 <= model.resumed_from_ < 15
     np.testing.assert_array_equal(model.components_, reference.components_)
     assert model.loss_history_ == reference.loss_history_
-
-
-def test_workers_that_keep_dying_end_the_fit_with_a_clear_error():
-    """On a cluster of its own: killing every worker four times over leaves the shared one alone."""
-    from distributed import Client, LocalCluster
-
-    from dnmf.estimator.restarts import MAX_RESTARTS
-    from dnmf.exceptions import ClusterLostError
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        model = fit_in_memory(callback=killer(client, 3, times=MAX_RESTARTS + 1, every_worker=True))
-        with pytest.warns(RuntimeWarning), pytest.raises(ClusterLostError, match=f"{MAX_RESTARTS + 1} times"):
-            model.fit(in_memory("dense"))
