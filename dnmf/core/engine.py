@@ -39,7 +39,7 @@ from dnmf.core.seam import Runtime
 from dnmf import exceptions
 from dnmf.exceptions import DivergenceError
 
-__all__ = ["CONVERGENCE_CHECK_EVERY", "EXACT_SHARE", "FitResult", "IterationRecord", "Penalties", "Progress", "resolution", "run"]
+__all__ = ["CONVERGENCE_CHECK_EVERY", "EXACT_SHARE", "FINAL_ERROR_PRECISION", "FitResult", "IterationRecord", "Penalties", "Progress", "final_error", "resolution", "run"]
 
 logger = logging.getLogger("dnmf")
 
@@ -51,9 +51,23 @@ CONVERGENCE_CHECK_EVERY = 10
 #: rests on rounding noise.
 EXACT_SHARE = 0.1
 
+#: The relative rounding error below which the last iteration's loss stands as the fit's final error
+#: (``reconstruction_err_``) instead of an exact evaluation at one more pass over A (see :func:`final_error`).
+FINAL_ERROR_PRECISION = 1e-6
+
 #: The message logged after every iteration; its record carries the :meth:`IterationRecord.event` fields as
 #: ``dnmf_event``, which the CLI's JSON log writes out.
 ITERATION_MESSAGE = "iteration %d: loss %.6g (%.3f s)"
+
+
+def final_error(progress: Progress) -> float | None:
+    """The error of the factors a fit ends with, from its last iteration's loss when that loss is known to
+    :data:`FINAL_ERROR_PRECISION` (always for β-divergences and exact checks, for the trace identity in float64);
+    None where it is not, and the caller evaluates it exactly at one more pass over A."""
+    history, resolutions = progress.loss_history, progress.loss_resolution
+    if not history or len(resolutions) != len(history):
+        return None
+    return history[-1] if resolutions[-1] <= FINAL_ERROR_PRECISION * history[-1] else None
 
 
 def resolution(loss_squared: float, rounding: float) -> float:
@@ -228,9 +242,11 @@ def run(
             check = tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0
             if rounding > 0 and (loss_squared <= rounding or (check and resolution(loss_squared, rounding)
                                                               >= EXACT_SHARE * tol * progress.error_at_init)):
+                evaluating = time.perf_counter()
                 exact, _ = runtime.persist({"loss": objective.exact_loss(A, state.W, state.H)})
                 loss_squared, rounding = runtime.gather([exact["loss"]])[0], 0.0
                 progress.exact_losses += 1
+                progress.exact_loss_seconds += time.perf_counter() - evaluating
             error = math.sqrt(max(loss_squared, 0.0))
             progress.iteration = iteration
             progress.loss_history.append(error)

@@ -95,6 +95,8 @@ class Progress:
     loss_resolution: list[float] = field(default_factory=list)
     #: Losses evaluated exactly because the trace identity's were within their rounding error.
     exact_losses: int = 0
+    #: Wall seconds those exact evaluations took.
+    exact_loss_seconds: float = 0.0
     seconds_per_iteration: list[float] = field(default_factory=list)
     tasks_per_iteration: list[int] = field(default_factory=list)
     checkpoint_seconds: list[float] = field(default_factory=list)

@@ -43,6 +43,7 @@ __all__ = [
     "mask_input",
     "n_observed",
     "persist_input",
+    "stats_of_blocks",
     "zero_filled",
 ]
 
@@ -85,8 +86,6 @@ class MatrixStats:
         return self.sum / (self.shape[0] * self.shape[1])
 
 
-
-
 def _check_shape(shape: tuple[int, ...]) -> None:
     if len(shape) != 2:
         raise ValueError(
@@ -95,16 +94,6 @@ def _check_shape(shape: tuple[int, ...]) -> None:
         )
     if 0 in shape:
         raise ValueError(f"The input matrix is empty (shape {shape}); NMF needs at least one row and one column.")
-
-
-
-
-
-
-
-
-
-
 
 
 def _split(X: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> dict[tuple[int, int], Any]:
@@ -116,7 +105,6 @@ def _split(X: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> dict[tuple[i
             block = strip[:, col_edges[j]:col_edges[j + 1]]
             blocks[i, j] = sp.csr_matrix(block) if sp.issparse(block) else block
     return blocks
-
 
 
 def _as_csr_block(block: Any, out_dtype: np.dtype) -> Any:
@@ -311,7 +299,14 @@ def matrix_stats(A: Any, *, what: str = "the input matrix", allow_nan: bool = Fa
     ValueError
         If A holds NaN or infinity, or a negative value; the message names the first block where it was found.
     """
-    per_block = products.value(products.block_stats(A))
+    return stats_of_blocks(products.value(products.block_stats(A)), A.shape, A.chunks, what=what,
+                           allow_nan=allow_nan)
+
+
+def stats_of_blocks(per_block: np.ndarray, shape: tuple[int, int], chunks: Chunks, *, what: str,
+                    allow_nan: bool) -> MatrixStats:
+    """:class:`MatrixStats` from the per-block statistics of :func:`dnmf.core.products.block_stats`, after checking
+    them as :func:`matrix_stats` does."""
     fields = dict(zip(products.STAT_FIELDS, np.moveaxis(per_block, -1, 0)))
     rejected = fields["n_nonfinite"] - (fields["n_nan"] if allow_nan else 0)
     bad = np.argwhere(rejected > 0)
@@ -322,19 +317,19 @@ def matrix_stats(A: Any, *, what: str = "the input matrix", allow_nan: bool = Fa
                "missing, or impute or drop them first.")
         raise ValueError(
             f"{what.capitalize()} contains {count} {'infinite' if allow_nan else 'NaN or infinite'} value(s), "
-            f"first in {_block_span(A.chunks, *bad[0])}. {fix}"
+            f"first in {_block_span(chunks, *bad[0])}. {fix}"
         )
     negative = np.argwhere(fields["min"] < 0)
     if len(negative):
         raise ValueError(
             f"Negative values in {what} (smallest {fields['min'].min():g}, first in "
-            f"{_block_span(A.chunks, *negative[0])}). NMF needs non-negative data: shift or clip it first."
+            f"{_block_span(chunks, *negative[0])}). NMF needs non-negative data: shift or clip it first."
         )
     return MatrixStats(
         sum=float(fields["sum"].sum()),
         norm_squared=float(fields["sum_squares"].sum()),
         nnz=int(fields["nnz"].sum()),
-        shape=(int(A.shape[0]), int(A.shape[1])),
+        shape=(int(shape[0]), int(shape[1])),
         min_stored=float(fields["min"].min()),
         n_stored=int(fields["n_stored"].sum()),
         n_nan=int(fields["n_nan"].sum()),
@@ -345,11 +340,24 @@ def matrix_stats(A: Any, *, what: str = "the input matrix", allow_nan: bool = Fa
 PERSIST_MEMORY_FRACTION = 0.5
 
 
-def estimated_nbytes(A: Any, stats: MatrixStats) -> int:
-    """Bytes A takes in memory: dense size, or CSR arrays for sparse blocks."""
-    if sp.issparse(getattr(A, "_meta", None)):
-        return stats.nnz * (A.dtype.itemsize + 8) + 8 * (A.shape[0] + 1) * A.numblocks[1]
+def estimated_nbytes(A: Any, nnz: int | None) -> int | None:
+    """Bytes A takes in memory: dense size, or CSR arrays for sparse blocks with ``nnz`` non-zeros (None if
+    ``nnz`` is not known)."""
+    if is_sparse(A):
+        return None if nnz is None else nnz * (A.dtype.itemsize + 8) + 8 * (A.shape[0] + 1) * A.numblocks[1]
     return int(A.size) * A.dtype.itemsize
+
+
+def is_sparse(A: Any) -> bool:
+    """A (a Dask array or blocks) has CSR blocks."""
+    return bool(A.sparse) if is_blocks(A) else sp.issparse(getattr(A, "_meta", None))
+
+
+def fits_in_memory(A: Any, nnz: int | None, runtime: Runtime) -> bool:
+    """A may be held where ``runtime`` computes (see :data:`PERSIST_MEMORY_FRACTION`); False if its size is not
+    known."""
+    nbytes = estimated_nbytes(A, nnz)
+    return nbytes is not None and nbytes <= runtime.total_memory * PERSIST_MEMORY_FRACTION
 
 
 def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> InputMatrix:
@@ -363,12 +371,12 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> 
     array = matrix.array
     if is_blocks(array):
         return matrix
-    dense = not sp.issparse(getattr(array, "_meta", None))
+    dense = not is_sparse(array)
     if not dense and not matrix.returns_dask and not matrix.masked and runtime.name != "in-process":
         return matrix
-    if estimated_nbytes(array, stats) > runtime.total_memory * PERSIST_MEMORY_FRACTION:
+    if not fits_in_memory(array, stats.nnz, runtime):
         if runtime.name == "in-process":
-            raise MemoryError(f"The input takes about {estimated_nbytes(array, stats) / 2**30:.1f} GiB, more than "
+            raise MemoryError(f"The input takes about {estimated_nbytes(array, stats.nnz) / 2**30:.1f} GiB, more than "
                               "half of this machine's available memory: fit it with the Dask executor "
                               "(dask.config.set({'dnmf.executor': 'dask'})), which streams it from its store.")
         return InputMatrix(array, matrix.kind, matrix.masked, streamed=matrix.returns_dask)

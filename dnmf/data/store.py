@@ -55,7 +55,7 @@ from dnmf.exceptions import StoreError
 from dnmf.runtime import current
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
-           "write_blocks"]
+           "stored_nnz", "write_blocks"]
 
 #: The ``dnmf`` attribute of a matrix store's root: what marks it as written by dnmf (see :mod:`dnmf.data.safety`).
 MATRIX_FORMAT = {"kind": "matrix", "version": 1}
@@ -187,6 +187,13 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
     if isinstance(node, zarr.Array):
         return _dense_array(node, location.url, chunks)
     return _sparse_array(node_location, sparse_layout(node, node_location.url), chunks)
+
+
+def stored_nnz(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> int | None:
+    """The number of stored values of a sparse matrix store (the length of its ``data``), read from its metadata
+    alone; None for a dense store."""
+    node, _, _ = _matrix_node(Location.parse(url, storage_options))
+    return None if isinstance(node, zarr.Array) else int(node["data"].shape[0])
 
 
 def read_labels(url: str | os.PathLike[str],

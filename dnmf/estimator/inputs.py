@@ -3,7 +3,7 @@
 In-memory input (NumPy, SciPy sparse, pandas, lists) goes through scikit-learn's ``check_array``: numeric
 object-dtype arrays are converted, complex data, 1-D and empty input are refused with scikit-learn's wording, and
 integers become float64 while float32 stays float32. Dask arrays, Zarr arrays and store paths pass unchanged: the
-one validating pass over them is :func:`dnmf.data.matrix.matrix_stats`, on the cluster. Every message contains
+one validating pass over them is :func:`dnmf.data.first_pass.first_pass`, on the cluster. Every message contains
 scikit-learn's phrase (its tests and estimator checks match on it) followed by what to do.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -22,14 +22,55 @@ from dnmf.core import products
 from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
 from dnmf.core.rules import rule_for
 from dnmf.core.seam import Runtime
-from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, matrix_stats
+from dnmf.data.first_pass import first_pass
+from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, mask_input, matrix_stats, n_observed
+from dnmf.data.store import open_matrix, read_labels, stored_nnz
 from dnmf.estimator.parameters import BETA_VALUES
 
-__all__ = ["check_X", "custom_factors", "objective_for"]
+__all__ = ["PreparedInput", "check_X", "custom_factors", "objective_for", "prepare_input", "runtime_for"]
 
 
 def _in_memory(X: Any) -> bool:
     return not (isinstance(X, (str, os.PathLike, da.Array)) or type(X).__module__.split(".")[0] == "zarr")
+
+
+def runtime_for(X: Any) -> Runtime:
+    """The runtime a fit of ``X`` (a store's path, or an array) runs on."""
+    from dnmf.runtime import current
+
+    return current(in_memory_input=_in_memory(X))
+
+
+class PreparedInput(NamedTuple):
+    """An input after its one pass (see :func:`prepare_input`)."""
+
+    matrix: InputMatrix
+    stats: MatrixStats
+    labels: tuple[Any, Any]
+    runtime: Runtime
+    digests: list[str] | None
+
+
+def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_missing: bool = False,
+                  keeps_fingerprint: bool = False) -> PreparedInput:
+    """The chunked, validated matrix (held in memory if it fits) with its observation mask, its statistics, its
+    labels if it came from a store, the runtime the fit runs on and the digests of its fingerprint (where the fit
+    keeps one, ``keeps_fingerprint``, or on a cluster), all from one pass over X (see :mod:`dnmf.data.first_pass`).
+    A mask that hides nothing is dropped, so that the fit is the unmasked one."""
+    labels: tuple[Any, Any] = (None, None)
+    nnz = None
+    if isinstance(X, (str, os.PathLike)):
+        labels, nnz = read_labels(X), stored_nnz(X)
+        X = open_matrix(X, chunks=chunks)
+    runtime = runtime_for(X)
+    matrix = mask_input(as_input_matrix(X, chunks=chunks, runtime=runtime), mask, nan_is_missing=nan_is_missing)
+    # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there it
+    # is made only where a checkpoint or a result store keeps it.
+    matrix, stats, digests = first_pass(matrix, runtime, what="data passed to NMF (input X)",
+                                        with_digests=keeps_fingerprint or runtime.name != "in-process", nnz=nnz)
+    if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
+        matrix = InputMatrix(matrix.array, matrix.kind)
+    return PreparedInput(matrix, stats, labels, runtime, digests)
 
 
 def _check_form(X: Any) -> None:

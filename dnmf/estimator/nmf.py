@@ -18,7 +18,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
 from dnmf.core import engine, products
@@ -30,21 +29,10 @@ from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.core.seam import Runtime
 from dnmf.data.checkpoint import open_run
 from dnmf.data.fingerprint import fingerprint
-from dnmf.data.matrix import (
-    InputMatrix,
-    MatrixStats,
-    as_input_matrix,
-    is_zarr_array,
-    mask_input,
-    matrix_stats,
-    n_observed,
-    persist_input,
-    zero_filled,
-)
+from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, estimated_nbytes, n_observed, zero_filled
 from dnmf.data.results import jsonable
-from dnmf.data.store import open_matrix, read_labels
 from dnmf.estimator.fitted import FittedState
-from dnmf.estimator.inputs import check_X, custom_factors, objective_for
+from dnmf.estimator.inputs import PreparedInput, check_X, custom_factors, objective_for, prepare_input, runtime_for
 from dnmf.estimator.parameters import (
     RESULT_PARAMETERS,
     entropy_of,
@@ -54,7 +42,6 @@ from dnmf.estimator.parameters import (
 )
 from dnmf.estimator.restarts import fit_with_restarts, raise_if_lost
 from dnmf.estimator.sklearn import Factorization
-from dnmf.runtime import current as current_runtime
 from dnmf.runtime import dashboard
 from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.view.verbose import iteration_log
@@ -62,10 +49,6 @@ from dnmf.view.verbose import iteration_log
 __all__ = ["NMF"]
 
 logger = logging.getLogger("dnmf")
-
-def runtime_for(X: Any) -> Runtime:
-    """The runtime a fit of ``X`` (a store's path, or an array) runs on."""
-    return current_runtime(in_memory_input=not isinstance(X, (str, os.PathLike, da.Array)) and not is_zarr_array(X))
 
 
 class NMF(FittedState, Factorization):
@@ -130,7 +113,8 @@ class NMF(FittedState, Factorization):
         ``H``.
     n_components_ : int
     reconstruction_err_ : float
-        ``‖X − WH‖_F`` at the end of fit, from an exact float64 pass over X's stored entries; for other β,
+        ``‖X − WH‖_F`` at the end of fit: the last entry of ``loss_history_`` where that is known to 1e-6
+        relative (see ``loss_resolution_``), else from an exact float64 pass over X's stored entries; for other β,
         scikit-learn's ``sqrt(2·D_β(X | WH))``; with missing values, over the observed entries.
     n_iter_ : int
     n_features_in_ : int
@@ -148,8 +132,10 @@ class NMF(FittedState, Factorization):
     timings_ : dict
         Per iteration: ``seconds_per_iteration`` (wall), ``tasks_per_iteration`` (tasks submitted to the scheduler),
         ``phase_seconds`` (task seconds per phase, ``aht``, ``update``, ``gram``, ``wta``, ``loss``, ``other``, summed
-        over workers, and ``graph``, the client's time to build and optimise the graph); and ``checkpoint_seconds``
-        per checkpoint written.
+        over workers, and ``graph``, the client's time to build and optimise the graph); ``checkpoint_seconds``
+        per checkpoint written. Per fit: ``executor`` (the runtime's name), ``passes_over_a`` (``before_loop``,
+        ``loop``, ``total``), ``exact_losses`` (losses evaluated exactly because the trace identity could not
+        resolve them) and ``exact_loss_seconds`` (the wall seconds those took).
     """
 
     def __init__(
@@ -202,22 +188,9 @@ class NMF(FittedState, Factorization):
     def _penalties(self, shape: tuple[int, int]) -> engine.Penalties:
         return penalties_for(self, shape)
 
-    def _as_input(self, X: Any, mask: Any = None) -> tuple[InputMatrix, MatrixStats, tuple[Any, Any], Runtime]:
-        """The chunked, validated matrix (persisted if it fits) with its observation mask, its statistics, its
-        labels if it came from a store, and the runtime the fit runs on. A mask that hides nothing is dropped, so
-        the fit is the unmasked one."""
-        labels: tuple[Any, Any] = (None, None)
-        if isinstance(X, (str, os.PathLike)):
-            labels = read_labels(X)
-            X = open_matrix(X, chunks=self.chunks)
-        runtime = runtime_for(X)
-        matrix = mask_input(as_input_matrix(X, chunks=self.chunks, runtime=runtime), mask,
-                            nan_is_missing=self.missing == "nan")
-        stats = matrix_stats(matrix.array, what="data passed to NMF (input X)", allow_nan=matrix.masked)
-        matrix = persist_input(matrix, stats, runtime)
-        if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
-            matrix = InputMatrix(matrix.array, matrix.kind)
-        return matrix, stats, labels, runtime
+    def _as_input(self, X: Any, mask: Any = None, *, keeps_fingerprint: bool = False) -> PreparedInput:
+        return prepare_input(X, mask, chunks=self.chunks, nan_is_missing=self.missing == "nan",
+                             keeps_fingerprint=keeps_fingerprint)
 
     def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
         return objective_for(self, matrix, stats)
@@ -272,13 +245,14 @@ class NMF(FittedState, Factorization):
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
         try:
-            return self._fit_placed(*self._as_input(X, mask), W, H, out, resume)
+            prepared = self._as_input(X, mask, keeps_fingerprint=self.checkpoint is not None or out is not None)
+            return self._fit_placed(prepared, W, H, out, resume)
         except Exception as error:
             raise_if_lost(error, runtime_for(X), self.checkpoint)
             raise
 
-    def _fit_placed(self, matrix: InputMatrix, stats: MatrixStats, labels: tuple[Any, Any], runtime: Runtime,
-                    W: Any, H: Any, out: Any, resume: bool) -> Any:
+    def _fit_placed(self, prepared: PreparedInput, W: Any, H: Any, out: Any, resume: bool) -> Any:
+        matrix, stats, labels, runtime, digests = prepared
         objective = self._objective(matrix, stats)
         A = matrix.array
         k = self._n_components(A.shape[1], W, H)
@@ -291,10 +265,7 @@ class NMF(FittedState, Factorization):
             warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
                           "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                           "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there
-        # it is made only where a checkpoint or a result store keeps it.
-        kept = self.checkpoint is not None or out is not None or runtime.name != "in-process"
-        input_fingerprint = fingerprint(A, stats) if kept else None
+        input_fingerprint = None if digests is None else fingerprint(A, stats, digests)
         run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
                "init": method, "fingerprint": input_fingerprint}
         store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
@@ -305,7 +276,8 @@ class NMF(FittedState, Factorization):
             W0, H0, progress = *self._custom_factors(A, k, W, H, runtime), None
         else:
             W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
-                                               mean=stats.mean)
+                                               mean=stats.mean, nbytes=estimated_nbytes(A, stats.nnz),
+                                               streamed=matrix.streamed)
             if matrix.masked:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
                 W0, H0 = products.persist(W0 * scale, H0 * scale)
@@ -331,14 +303,17 @@ class NMF(FittedState, Factorization):
                 bar.close()
         self.resumed_from_ = None if resumed is None else resumed.iteration
         passes_in_loop = self._passes[0] - passes_before_loop
-        residual = objective.exact_loss(A, result.W, result.H)
+        error = engine.final_error(result.progress)
+        exact = [] if error is not None else [objective.exact_loss(A, result.W, result.H)]
         if matrix.returns_dask:
             W_out = runtime.to_dask(result.W)
-            self.components_, residual = runtime.compute(result.H, residual)
+            self.components_, *residual = runtime.compute(result.H, *exact)
         else:
-            W_out, self.components_, residual = runtime.compute(result.W, result.H, residual)
+            W_out, self.components_, *residual = runtime.compute(result.W, result.H, *exact)
+        if residual:
+            error = float(np.sqrt(max(float(residual[0]), 0.0)))
         self._set_fitted(W_out, A.chunks[1], labels, n_iter=result.n_iter,
-                         reconstruction_err=float(np.sqrt(max(float(residual), 0.0))),
+                         reconstruction_err=error,
                          loss_history=list(result.loss_history), converged=result.converged,
                          loss_resolution=list(result.progress.loss_resolution), fingerprint=input_fingerprint,
                          timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
@@ -347,7 +322,8 @@ class NMF(FittedState, Factorization):
                                   "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name,
                                   "passes_over_a": {"before_loop": passes_before_loop, "loop": passes_in_loop,
                                                     "total": self._passes[0]},
-                                  "exact_losses": result.progress.exact_losses})
+                                  "exact_losses": result.progress.exact_losses,
+                                  "exact_loss_seconds": result.progress.exact_loss_seconds})
         if out is not None:
             self.save(out)
         return W_out
@@ -372,7 +348,7 @@ class NMF(FittedState, Factorization):
         self._check_is_fitted()
         self._validate_params()
         X = check_X(self, X, reset=False, mask=mask)
-        matrix, stats, _, runtime = self._as_input(X, mask)
+        matrix, stats, _, runtime, _ = self._as_input(X, mask)
         objective = self._objective(matrix, stats)
         A = matrix.array
         if A.shape[1] != self.n_features_in_:

@@ -13,6 +13,8 @@ call also makes results independent of how the threads overlap, so two runs are 
 
 from __future__ import annotations
 
+import functools
+
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +42,10 @@ __all__ = ["PARALLEL_MIN_BYTES", "InProcess"]
 PARALLEL_MIN_BYTES = 16 * 2**20
 
 
+#: The phase of an in-process product's name; there are a few dozen names, and a fit asks after every iteration.
+_phase_of_product = functools.lru_cache(maxsize=None)(phase_of)
+
+
 class _Timer:
     """Phase seconds of the block products run while it is open (a :class:`dnmf.core.seam.StepTimer`)."""
 
@@ -57,7 +63,7 @@ class _Timer:
         for name, total in self._totals.items():
             spent = total - self._before.get(name, 0.0)
             if spent > 0:
-                phase = phase_of(name)
+                phase = _phase_of_product(name)
                 seconds[phase] = seconds.get(phase, 0.0) + spent
         self.seconds = {phase: round(value, 6) for phase, value in seconds.items()}
 

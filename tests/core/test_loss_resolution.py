@@ -69,3 +69,31 @@ def test_resolution_of_the_square_root():
     assert resolution(100.0, 0.0) == 0.0
     assert resolution(1e6, 4.0) == pytest.approx(4.0 / (2 * 1e3), rel=1e-3)
     assert resolution(0.0, 4.0) == pytest.approx(2.0)
+
+
+def _passes_after_loop(model) -> int:
+    passes = model.timings_["passes_over_a"]
+    return passes["total"] - passes["before_loop"] - passes["loop"]
+
+
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+def test_a_resolved_last_loss_is_the_final_error_at_no_extra_pass(beta_loss):
+    """float64 Frobenius and every β-divergence: the last iteration's loss is known well enough to stand as
+    ``reconstruction_err_``, which then costs no pass over X."""
+    X, _, _ = make_low_rank(200, 150, 4, random_state=1)
+    X = X + 0.1 * np.random.default_rng(0).random(X.shape)
+    model = NMF(4, solver="mu", beta_loss=beta_loss, max_iter=30, tol=0, random_state=0)
+    W = model.fit_transform(X)
+    assert _passes_after_loop(model) == 0
+    assert model.reconstruction_err_ == model.loss_history_[-1]
+    if beta_loss == "frobenius":
+        assert model.reconstruction_err_ == pytest.approx(exact_error(X, W, model.components_), rel=1e-9)
+
+
+def test_an_unresolved_last_loss_is_evaluated_exactly(planted32):
+    """A close float32 fit whose last loss is not an exact check: one more pass gives the exact error."""
+    model = NMF(5, solver="hals", max_iter=25, tol=0, random_state=0)
+    W = model.fit_transform(planted32)
+    assert model.loss_resolution_[-1] > 1e-6 * model.loss_history_[-1]
+    assert _passes_after_loop(model) == 1
+    assert model.reconstruction_err_ == pytest.approx(exact_error(planted32, W, model.components_), rel=1e-9)

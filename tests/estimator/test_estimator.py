@@ -44,7 +44,8 @@ def test_fitted_attributes(A):
     assert model.reconstruction_err_ == pytest.approx(np.linalg.norm(A - model.fit_transform(A) @ model.components_))
     assert W.shape == (40, 3)
     assert set(model.timings_) == {"seconds_per_iteration", "tasks_per_iteration", "checkpoint_seconds",
-                                  "phase_seconds", "executor", "passes_over_a", "exact_losses"}
+                                  "phase_seconds", "executor", "passes_over_a", "exact_losses",
+                                  "exact_loss_seconds"}
     assert model.timings_["executor"] == "in-process"
 
 
