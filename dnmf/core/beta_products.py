@@ -13,7 +13,7 @@ import numpy as np
 from dnmf.core import blocks, graph, kernels
 from dnmf.core.blocks import is_blocks
 
-__all__ = ["beta_aht", "beta_divergence", "beta_wta"]
+__all__ = ["beta_aht", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta"]
 
 
 def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
@@ -77,3 +77,48 @@ def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, maske
     total = graph.tree_sum(graph.tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=f"{name}-sum")
     return da.blockwise(kernels.finish_divergence, "", total, "", dtype=np.float64, token=name,
                         meta=np.empty((), dtype=np.float64))
+
+
+def masked_aht(A: da.Array, H: da.Array) -> da.Array:
+    """The W-step's products of the masked Frobenius loss, row-aligned with A: ``(m, k + k²)``, per row of W its
+    cross product over its observed entries and the Gram of H over them, flattened (see
+    :func:`dnmf.core.kernels.masked_aht_block`). Costs ``(k + k²)`` floats per row of W."""
+    graph.count_pass()
+    k = H.shape[0]
+    if is_blocks(A):
+        return blocks.masked_aht(A, H)
+    graph.check_cols_aligned(A, H)
+    partials = da.blockwise(
+        kernels.masked_aht_block, "ija", A, "ij", H, "aj", adjust_chunks={"j": 1, "a": k + k * k}, dtype=H.dtype,
+        token="dnmf-aht-masked-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=H.dtype),
+    )
+    return graph.tree_sum(partials, axis=1, name="dnmf-aht-masked")
+
+
+def masked_wta(A: da.Array, W: da.Array) -> da.Array:
+    """The H-step's products of the masked Frobenius loss, column-aligned with A: ``(k + k², n)``."""
+    graph.count_pass()
+    k = W.shape[1]
+    if is_blocks(A):
+        return blocks.masked_wta(A, W)
+    graph.check_rows_aligned(A, W)
+    partials = da.blockwise(
+        kernels.masked_wta_block, "iaj", W, "ia", A, "ij", adjust_chunks={"i": 1, "a": k + k * k}, dtype=W.dtype,
+        token="dnmf-wta-masked-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=W.dtype),
+    )
+    return graph.tree_sum(partials, axis=0, name="dnmf-wta-masked")
+
+
+def masked_terms(parts: da.Array, F: da.Array, *, by_rows: bool) -> da.Array:
+    """``[cross, quadratic]``, float64: the terms of the masked loss from a step's products (:func:`masked_aht`
+    with the new W if ``by_rows``, :func:`masked_wta` with the new H otherwise; see
+    :func:`dnmf.core.kernels.masked_terms_block`). No pass over A."""
+    if is_blocks(F):
+        return blocks.masked_terms(parts, F, by_rows=by_rows)
+    index, factor_index, blocked = ("is", "ia", "i") if by_rows else ("js", "aj", "j")
+    partials = da.blockwise(
+        kernels.masked_terms_block, index, parts, factor_index, F, factor_index.replace("a", "b"),
+        new_axes={"s": 2}, adjust_chunks={blocked: 1}, concatenate=True, dtype=np.float64, by_rows=by_rows,
+        token="dnmf-loss-masked-block", meta=np.empty((0, 0), dtype=np.float64),
+    )
+    return graph.tree_sum(partials, axis=0, name="dnmf-loss-masked")

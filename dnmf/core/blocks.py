@@ -264,6 +264,25 @@ def beta_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: boo
     return kernels.finish_divergence(total.reshape(()))
 
 
+def masked_aht(A: Blocks, H: Blocks) -> Blocks:
+    k = H.shape[0]
+    return _rows(A, "dnmf-aht-masked", lambda i: add_up(
+        [kernels.masked_aht_block(A.block(i, j), H.block(0, j))[:, 0] for j in range(A.numblocks[1])]), k + k * k)
+
+
+def masked_wta(A: Blocks, W: Blocks) -> Blocks:
+    k = W.shape[1]
+    return _cols(A, "dnmf-wta-masked", lambda j: add_up(
+        [kernels.masked_wta_block(W.block(i, 0), A.block(i, j))[0] for i in range(A.numblocks[0])]), k + k * k)
+
+
+def masked_terms(parts: Blocks, F: Blocks, *, by_rows: bool) -> np.ndarray:
+    pairs = ([(parts.block(i, 0), F.block(i, 0)) for i in range(F.numblocks[0])] if by_rows else
+             [(parts.block(0, j), F.block(0, j)) for j in range(F.numblocks[1])])
+    return timed("dnmf-loss-masked", lambda: add_up(
+        [kernels.masked_terms_block(p, f, by_rows=by_rows)[0] for p, f in pairs]))
+
+
 def block_stats(A: Blocks) -> np.ndarray:
     p, q = A.numblocks
     per_block = timed("dnmf-stats", lambda: A.map(lambda ij: kernels.block_stats(A.block(*ij))[0, 0],

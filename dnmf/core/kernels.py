@@ -26,7 +26,8 @@ from dnmf.core.rules.namespace import array_namespace
 
 __all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
            "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
-           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "matmul", "residual_block",
+           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "matmul",
+           "pattern_grams", "residual_block",
            "sampled_product", "sum_blocks", "sum_cols_block", "sum_rows_block", "wta_block"]
 
 #: Byte boundary every dense operand of a BLAS call or reduction starts on (see :func:`aligned`).
@@ -209,3 +210,64 @@ def sum_blocks(blocks: Any, axis: Any = None, keepdims: bool = False) -> Any:
     if keepdims:
         return total
     return xp.reshape(total, ()) if axis is None else xp.squeeze(total, axis=axis)
+
+
+#: Entries of the ``(columns, k²)`` outer products formed at once by :func:`pattern_grams`.
+OUTER_BATCH_ELEMENTS = 1 << 22
+
+
+def pattern_grams(pattern: sp.csr_matrix, f: np.ndarray) -> np.ndarray:
+    """For every row ``r`` of the 0/1 ``pattern`` (``m_b × n_b``), ``Σ_{c stored in row r} f_c f_cᵀ`` over the
+    columns ``f_c`` of ``f`` (``k × n_b``), flattened: ``(m_b, k²)``. One sparse × dense product per batch of
+    columns, so the cost is O(nnz(pattern) · k²)."""
+    k, n = f.shape
+    out = np.zeros((pattern.shape[0], k * k), dtype=f.dtype)
+    if pattern.nnz == 0:
+        return out
+    step = max(1, OUTER_BATCH_ELEMENTS // (k * k))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        columns = f[:, start:stop]
+        outer = (columns[:, None, :] * columns[None, :, :]).reshape(k * k, stop - start)
+        out += np.asarray(pattern[:, start:stop] @ outer.T)
+    return out
+
+
+def masked_aht_block(a: Any, h: np.ndarray) -> np.ndarray:
+    """The W-step's products of the masked Frobenius loss on one block, ``(m_b, 1, k + k²)``: per row, the cross
+    product over its observed entries and the Gram of ``H_j`` over them (flattened).
+
+    A dense block marks unobserved entries with NaN: its rows' Grams are ``H_j H_jᵀ`` less the outer products of
+    the columns it hides, O(unobserved · k²). A CSR block's stored pattern is the observed set: its rows' Grams sum
+    the outer products of the columns it stores, O(nnz · k²)."""
+    k, h = h.shape[0], aligned(h)
+    if sp.issparse(a):
+        a = sp.csr_matrix(a)
+        cross = np.asarray(a @ h.T)
+        observed = sp.csr_matrix((np.ones(a.nnz, dtype=h.dtype), a.indices, a.indptr), shape=a.shape)
+        grams = pattern_grams(observed, h)
+    else:
+        missing = np.isnan(a)
+        cross = aligned(np.where(missing, 0, a)) @ h.T
+        grams = (h @ h.T).reshape(1, k * k) - pattern_grams(sp.csr_matrix(missing.astype(h.dtype)), h)
+    return aligned(np.concatenate([cross.astype(h.dtype, copy=False), grams], axis=1)[:, None, :])
+
+
+def masked_wta_block(w: np.ndarray, a: Any) -> np.ndarray:
+    """The H-step's products of the masked Frobenius loss on one block, ``(1, k + k², n_b)``: per column, the
+    cross product and the Gram of ``W_i`` over its observed entries (see :func:`masked_aht_block`)."""
+    return np.ascontiguousarray(masked_aht_block(a.T, np.ascontiguousarray(w.T))[:, 0, :].T)[None]
+
+
+def masked_terms_block(parts: np.ndarray, f: np.ndarray, *, by_rows: bool) -> np.ndarray:
+    """``[Σ_r c_rᵀ f_r, Σ_r f_rᵀ G_r f_r]`` in float64 over the problems of one block: the cross and quadratic
+    terms of the masked loss ``‖M ⊙ A‖² − 2·cross + quadratic``, from the products the step was solved with and
+    the factor it found (rows of W if ``by_rows``, else columns of H), shape ``(1, 2)``."""
+    if not by_rows:
+        parts, f = parts.T, f.T
+    k = f.shape[1]
+    f64 = f.astype(np.float64)
+    cross = float(np.sum(parts[:, :k].astype(np.float64) * f64))
+    grams = parts[:, k:].reshape(len(f), k, k).astype(np.float64)
+    quadratic = float(np.einsum("ri,rij,rj->", f64, grams, f64))
+    return np.array([[cross, quadratic]])

@@ -22,11 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from dnmf.core import products
-from dnmf.core.kernels import aligned
+from dnmf.core.kernels import ROUNDING_UNITS, aligned
 from dnmf.core.records import Penalties
-from dnmf.core.rules import BetaRule, UpdateRule
+from dnmf.core.rules import BetaRule, MaskedRule, UpdateRule
 
-__all__ = ["BetaDivergence", "Frobenius", "Objective", "read_in_place", "update_rows"]
+__all__ = ["BetaDivergence", "Frobenius", "MaskedFrobenius", "Objective", "read_in_place", "update_rows"]
 
 
 #: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
@@ -130,6 +130,89 @@ class Frobenius:
             out["initial_loss"] = products.frobenius_loss_squared(
                 self.norm_squared_a, products.inner(aht, W, name="dnmf-loss-inner"),
                 products.gram_rows(W), carried["gram_h"])
+        return out
+
+
+def _masked_update_rows(block: np.ndarray, parts: np.ndarray, *, rule: MaskedRule, l1: float,
+                        l2: float) -> np.ndarray:
+    """The masked W-step on one row block: each row with its own cross product and Gram, from
+    :func:`dnmf.core.products.masked_aht`."""
+    k = block.shape[1]
+    grams = parts[:, k:].reshape(len(block), k, k)
+    return aligned(np.ascontiguousarray(rule(block, parts[:, :k], grams, l1=l1, l2=l2), dtype=block.dtype))
+
+
+def _masked_update_cols(block: np.ndarray, parts: np.ndarray, *, rule: MaskedRule, l1: float,
+                        l2: float) -> np.ndarray:
+    """The masked H-step on one column block, each column with its own cross product and Gram."""
+    k = block.shape[0]
+    grams = parts[k:].T.reshape(block.shape[1], k, k)
+    updated = rule(np.ascontiguousarray(block.T), np.ascontiguousarray(parts[:k].T), grams, l1=l1, l2=l2)
+    return aligned(np.ascontiguousarray(updated.T, dtype=block.dtype))
+
+
+def _loss_of_terms(terms: np.ndarray, *, norm_squared_a: float) -> np.ndarray:
+    return np.asarray(max(norm_squared_a - 2.0 * float(terms[0]) + float(terms[1]), 0.0))
+
+
+def _rounding_of_terms(terms: np.ndarray, *, norm_squared_a: float, eps: float) -> np.ndarray:
+    return np.asarray(ROUNDING_UNITS * eps * (norm_squared_a + 2.0 * abs(float(terms[0])) + abs(float(terms[1]))))
+
+
+def _masked_loss(norm_squared_a: float, terms: Any, eps: float) -> tuple[Any, Any]:
+    """``‖M ⊙ (A − WH)‖²`` from ``[cross, quadratic]`` (see :func:`dnmf.core.products.masked_terms`) and an
+    estimate of its rounding error, as the trace identity's (:func:`dnmf.core.kernels.frobenius_rounding_block`)."""
+    if isinstance(terms, np.ndarray):
+        return (_loss_of_terms(terms, norm_squared_a=norm_squared_a),
+                _rounding_of_terms(terms, norm_squared_a=norm_squared_a, eps=eps))
+    scalar = {"drop_axis": 0, "dtype": np.float64, "meta": np.empty((), dtype=np.float64)}
+    return (terms.map_blocks(_loss_of_terms, norm_squared_a=norm_squared_a, token="dnmf-loss-masked-total",
+                             **scalar),
+            terms.map_blocks(_rounding_of_terms, norm_squared_a=norm_squared_a, eps=eps,
+                             token="dnmf-loss-masked-rounding", **scalar))
+
+
+@dataclass(frozen=True)
+class MaskedFrobenius:
+    """``½‖M ⊙ (A − WH)‖²``, the Frobenius loss over the observed entries, for the rules of
+    :data:`dnmf.core.rules.MASKED_RULES` (HALS, BPP): every row of W is fitted to its row's observed entries, every
+    column of H to its column's.
+
+    Each half-step reads A once (:func:`dnmf.core.products.masked_aht`, ``masked_wta``) for the cross products and
+    the per-row (per-column) Grams over the observed entries: for dense blocks with NaN, the full Gram less the
+    outer products at the unobserved entries (O(unobserved · k²), the correction RcppML makes for its holdouts);
+    for CSR blocks, the outer products at the stored entries (O(nnz · k²)). The loss then comes from the H-step's
+    products, ``‖M ⊙ A‖² − 2⟨C, H⟩ + Σ_j h_jᵀ G_j h_j``, at no further pass; ``norm_squared_a`` is ``‖M ⊙ A‖²``.
+    """
+
+    norm_squared_a: float
+
+    def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
+        return {} if update_h else {"aht_masked": products.masked_aht(A, H)}
+
+    def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
+        """``‖M ⊙ (A − WH)‖²`` entry by entry in float64, at one pass over A."""
+        return products.beta_divergence(A, W, H, beta=2.0, masked=True)
+
+    def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: MaskedRule,
+                  penalties: Penalties, update_h: bool, with_initial_loss: bool,
+                  read_again: ReadAgain = read_in_place) -> dict[str, Any]:
+        rows = carried["aht_masked"] if "aht_masked" in carried else products.masked_aht(A, H)
+        W_new = products.map_rows(_masked_update_rows, W, rows, name="dnmf-update-w", rule=rule,
+                                  l1=penalties.l1_w, l2=penalties.l2_w)
+        eps = float(np.finfo(W.dtype).eps)
+        out: dict[str, Any] = {"W": W_new}
+        if update_h:
+            cols = products.masked_wta(read_again(A, products.sum_rows(W_new)), W_new)
+            out["H"] = H_new = products.map_cols(_masked_update_cols, H, cols, name="dnmf-update-h", rule=rule,
+                                                 l1=penalties.l1_h, l2=penalties.l2_h)
+            terms = products.masked_terms(cols, H_new, by_rows=False)
+        else:
+            terms = products.masked_terms(rows, W_new, by_rows=True)
+        out["loss"], out["loss_rounding"] = _masked_loss(self.norm_squared_a, terms, eps)
+        if with_initial_loss:
+            out["initial_loss"], _ = _masked_loss(self.norm_squared_a, products.masked_terms(rows, W, by_rows=True),
+                                                  eps)
         return out
 
 

@@ -23,7 +23,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from dnmf.core import blocks, graph, kernels
-from dnmf.core.beta_products import beta_aht, beta_divergence, beta_wta
+from dnmf.core.beta_products import beta_aht, beta_divergence, beta_wta, masked_aht, masked_terms, masked_wta
 from dnmf.core.blocks import is_blocks
 from dnmf.core.graph import SPLIT_EVERY
 from dnmf.core.kernels import ALIGNMENT, STAT_FIELDS, aligned, sampled_product
@@ -47,6 +47,9 @@ __all__ = [
     "inner",
     "map_cols",
     "map_rows",
+    "masked_aht",
+    "masked_terms",
+    "masked_wta",
     "reconstruct",
     "residual_norm_squared",
     "sampled_product",

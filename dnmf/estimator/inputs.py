@@ -19,8 +19,8 @@ import scipy.sparse as sp
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array
 
 from dnmf.core import products
-from dnmf.core.objectives import BetaDivergence, Frobenius, Objective
-from dnmf.core.rules import rule_for
+from dnmf.core.objectives import BetaDivergence, Frobenius, MaskedFrobenius, Objective
+from dnmf.core.rules import SOLVERS, canonical_solver, rule_for
 from dnmf.core.seam import Runtime
 from dnmf.data.first_pass import first_pass
 from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, mask_input, matrix_stats, n_observed
@@ -202,7 +202,8 @@ def custom_factors(A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[An
 
 
 def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Objective:
-    """What the fit minimises: the Frobenius loss (any solver), or the β-divergence and masked losses (mu).
+    """What the fit minimises: the Frobenius loss (any solver; over the observed entries for the solvers with a
+    masked rule), or the β-divergence and masked β losses (mu).
 
     Raises
     ------
@@ -221,4 +222,6 @@ def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Object
                              f"small values to X, or use a positive beta_loss.{where}")
     if beta == 2 and not matrix.masked:
         return Frobenius(stats.norm_squared)
+    if beta == 2 and SOLVERS[canonical_solver(model.solver)].masked_rule is not None:
+        return MaskedFrobenius(stats.norm_squared)
     return BetaDivergence(beta, masked=matrix.masked)

@@ -76,7 +76,7 @@ class NMF(FittedState, Factorization):
         input, KL costs O(nnz·k) per pass; other β ∉ {1, 2} cost O(m·n·k), as in scikit-learn.
     missing : {None, 'nan'}, default=None
         ``'nan'``: NaN in dense input mark missing entries. The fit then minimises the loss over the observed
-        entries only (see ``mask`` in :meth:`fit`); ``solver='mu'`` only.
+        entries only (see ``mask`` in :meth:`fit`), with any solver.
     tol : float, default=1e-4
         Every 10 iterations, stop when ``‖X − WH‖`` fell by less than ``tol`` times its value at initialisation
         since the last check.
@@ -218,8 +218,9 @@ class NMF(FittedState, Factorization):
         mask : {ndarray, sparse matrix, dask.array.Array} of shape (n_samples, n_features), optional
             Non-zero (True) where an entry of ``X`` is observed; the loss is then over observed entries only,
             ``‖M ⊙ (X − WH)‖`` for Frobenius. A sparse mask (ratings data) costs O(nnz(mask)·k) per iteration and
-            keeps observed zeros of sparse ``X``. Needs ``solver='mu'``. A mask that hides nothing gives the
-            unmasked fit.
+            keeps observed zeros of sparse ``X``; ``hals`` and ``bpp`` also form each row's and column's Gram
+            over its observed entries, O(nnz(mask)·k²) for a sparse mask and O(unobserved·k²) for a dense one. A
+            mask that hides nothing gives the unmasked fit.
 
         Returns
         -------

@@ -34,6 +34,14 @@ def test_the_planted_rank_of_noisy_dense_data_is_found(rank: int, seed: int) -> 
     assert all(t >= e for t, e in zip(result.test_error, result.train_error))
 
 
+@pytest.mark.parametrize("solver", ["hals", "bpp"])
+def test_the_planted_rank_is_found_by_masked_hals_and_bpp(solver: str) -> None:
+    result = dnmf.select_rank(noisy_low_rank(4, 12), range(2, 7), solver=solver, max_iter=300, tol=1e-6,
+                              random_state=12)
+    assert result.best_rank == 4, result.table
+    assert result.solver == solver
+
+
 @pytest.mark.parametrize(("rank", "seed"), [(3, 20), (4, 21)])
 def test_the_planted_rank_of_sparse_poisson_counts_is_found(rank: int, seed: int) -> None:
     X = poisson_counts(rank, seed)
@@ -97,7 +105,7 @@ def test_plot_draws_the_curves() -> None:
     ({"ranks": [2], "replicates": 1}, "replicates must be an integer of at least 2"),
     ({"ranks": [2], "test_fraction": 1.0}, "test_fraction must lie strictly between 0 and 1"),
     ({"ranks": [2], "method": "consensus"}, "method='consensus' is not supported"),
-    ({"ranks": [2], "solver": "hals"}, "does not handle missing values"),
+    ({"ranks": [2], "solver": "hals", "beta_loss": "kullback-leibler"}, "does not handle beta_loss"),
 ])
 def test_bad_arguments_are_refused_by_name(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -30,7 +30,7 @@ import numpy as np
 from dnmf.core.rules import beta_mu, bpp, hals, mu
 from dnmf.core.rules.penalties import regularized_gram
 
-__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "RULES", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver", "capability_table",
+__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "MASKED_RULES", "RULES", "MaskedRule", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver", "capability_table",
            "get_rule", "loss_name", "regularized_gram", "rule_for", "solver_names", "supported_losses_text"]
 
 
@@ -56,6 +56,17 @@ RULES: dict[str, UpdateRule] = {"mu": mu.update, "hals": hals.update, "bpp": bpp
 BETA_RULES: dict[str, BetaRule] = {"beta_mu": beta_mu.step}
 
 
+class MaskedRule(Protocol):
+    def __call__(
+        self, factor: np.ndarray, cross: np.ndarray, grams: np.ndarray, *, l1: float = 0.0, l2: float = 0.0
+    ) -> np.ndarray: ...
+
+
+#: Registered rules of the masked Frobenius loss by name: ``n`` problems (rows of W, or columns of H, in an
+#: ``(n, k)`` layout), each with the Gram of its observed entries (``(n, k, k)``; see :mod:`dnmf.core.masked`).
+MASKED_RULES: dict[str, MaskedRule] = {"hals": hals.update_each, "bpp": bpp.update_each}
+
+
 @dataclass(frozen=True)
 class Solver:
     """What one solver is and supports.
@@ -72,6 +83,9 @@ class Solver:
         ``beta_loss`` values it supports: names of :data:`BETA_LOSSES`, and ``"beta"`` for any float.
     masks : bool
         Whether it fits observed entries only (``missing='nan'``, ``fit(X, mask=...)``).
+    masked_rule : str or None
+        The rule in :data:`MASKED_RULES` for the masked Frobenius loss; without one, a masked fit uses
+        ``beta_rule``.
     penalties : tuple of str
         ``"l1"`` and ``"l2"``, on W and H alike.
     aliases : tuple of str
@@ -85,17 +99,18 @@ class Solver:
     beta_rule: str | None
     losses: tuple[str, ...]
     masks: bool
+    masked_rule: str | None
     penalties: tuple[str, ...]
     aliases: tuple[str, ...]
     summary: str
 
 
 SOLVERS: dict[str, Solver] = {
-    "hals": Solver("hals", "hals", None, ("frobenius",), False, ("l1", "l2"), ("cd",),
+    "hals": Solver("hals", "hals", None, ("frobenius",), True, "hals", ("l1", "l2"), ("cd",),
                    "fast HALS, exact coordinate descent (scikit-learn's 'cd')"),
-    "mu": Solver("mu", "mu", "beta_mu", ("frobenius", "kullback-leibler", "itakura-saito", "beta"), True,
-                 ("l1", "l2"), (), "multiplicative updates, any beta-divergence, missing values"),
-    "bpp": Solver("bpp", "bpp", None, ("frobenius",), False, ("l1", "l2"), (),
+    "mu": Solver("mu", "mu", "beta_mu", ("frobenius", "kullback-leibler", "itakura-saito", "beta"), True, None,
+                 ("l1", "l2"), (), "multiplicative updates, any beta-divergence"),
+    "bpp": Solver("bpp", "bpp", None, ("frobenius",), True, "bpp", ("l1", "l2"), (),
                   "ANLS by block principal pivoting: an exact NNLS solve per half-step"),
 }
 
@@ -143,7 +158,8 @@ def capability_table() -> str:
     return "\n".join(rows)
 
 
-def rule_for(solver: str, beta_loss: str | float = "frobenius", masked: bool = False) -> UpdateRule | BetaRule:
+def rule_for(solver: str, beta_loss: str | float = "frobenius",
+             masked: bool = False) -> UpdateRule | BetaRule | MaskedRule:
     """The rule that fits ``beta_loss`` (with an observation mask if ``masked``) for ``solver``.
 
     Raises
@@ -158,11 +174,12 @@ def rule_for(solver: str, beta_loss: str | float = "frobenius", masked: bool = F
                          f"{beta_loss!r}. Supported: {supported_losses_text()}.")
     if masked and not spec.masks:
         able = ", ".join(repr(name) for name, s in SOLVERS.items() if s.masks)
-        raise ValueError(f"solver={solver!r} does not handle missing values: use solver={able}, whose update "
-                         "weighs each entry by the mask at O(nnz(mask)·k) per iteration, or impute the missing "
-                         "entries first.")
+        raise ValueError(f"solver={solver!r} does not handle missing values: use solver={able}, or impute the "
+                         "missing entries first.")
     if loss == "frobenius" and not masked:
         return RULES[spec.rule]
+    if loss == "frobenius" and spec.masked_rule is not None:
+        return MASKED_RULES[spec.masked_rule]
     return BETA_RULES[spec.beta_rule]
 
 

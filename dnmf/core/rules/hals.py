@@ -69,3 +69,39 @@ def _sweep_in_place(tile: np.ndarray, cross: np.ndarray, gram: np.ndarray, nonze
         gradient /= hessian
         np.subtract(row, gradient, out=gradient)
         np.maximum(gradient, 0, out=row)
+
+
+def update_each(factor: np.ndarray, cross: np.ndarray, grams: np.ndarray, *, l1: float = 0.0,
+                l2: float = 0.0) -> np.ndarray:
+    """One HALS sweep over ``n`` independent problems, each with a Gram of its own (masked fits).
+
+    Row ``r`` of ``factor`` is the unknown of ``min_{x ≥ 0} ½·xᵀ(G_r + l2·I)x − (c_r − l1)ᵀx``: with an
+    observation mask, ``G_r`` sums ``h_j h_jᵀ`` over the entries observed in row ``r`` only. The components are
+    visited in order, each set to its exact non-negative minimiser with the others fixed, for all rows at once; a
+    component whose Gram diagonal is zero in a row (nothing observed informs it) is set to zero there, as BPP's
+    minimum-norm solution and MU's update set it.
+
+    Parameters
+    ----------
+    factor : ndarray of shape (n, k)
+        Current rows, non-negative (rows of W, or columns of H transposed).
+    cross : ndarray of shape (n, k)
+        Each row's data cross product over its observed entries.
+    grams : ndarray of shape (n, k, k)
+        Each row's Gram matrix over its observed entries.
+    l1, l2 : float
+        Scaled L1 and L2 penalties on this factor.
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+    """
+    updated = np.array(factor, copy=True)
+    target = cross - l1 if l1 > 0 else cross
+    for t in range(updated.shape[1]):
+        hessian = grams[:, t, t] + l2
+        gradient = np.einsum("rk,rk->r", grams[:, t, :], updated) + l2 * updated[:, t] - target[:, t]
+        solvable = hessian > 0
+        step = np.divide(gradient, hessian, out=np.zeros_like(gradient), where=solvable)
+        updated[:, t] = np.where(solvable, np.maximum(updated[:, t] - step, 0), 0)
+    return updated

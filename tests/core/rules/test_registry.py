@@ -12,6 +12,7 @@ from dnmf.cli.main import build_parser
 from dnmf.core.rules import (
     ALIASES,
     BETA_RULES,
+    MASKED_RULES,
     RULES,
     SOLVERS,
     capability_table,
@@ -27,7 +28,8 @@ def test_every_solver_names_registered_rules():
     for spec in SOLVERS.values():
         assert spec.rule in RULES
         assert spec.beta_rule is None or spec.beta_rule in BETA_RULES
-        assert spec.masks == (spec.beta_rule is not None)
+        assert spec.masked_rule is None or spec.masked_rule in MASKED_RULES
+        assert spec.masks == (spec.beta_rule is not None or spec.masked_rule is not None)
 
 
 def test_readme_shows_the_registry_table():
@@ -55,12 +57,11 @@ def test_estimator_accepts_what_the_registry_declares(solver, loss):
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
-def test_masks_are_refused_before_any_pass_by_solvers_without_them(solver):
+def test_masked_fits_use_the_rule_the_registry_names(solver):
     mask = np.ones_like(X)
     mask[0, 0] = 0
-    if SOLVERS[solver].masks:
-        NMF(2, solver=solver, max_iter=2, tol=0).fit(X, mask=mask)
-        assert rule_for(solver, "frobenius", masked=True) is BETA_RULES[SOLVERS[solver].beta_rule]
-    else:
-        with pytest.raises(ValueError, match="does not handle missing values"):
-            NMF(2, solver=solver, max_iter=2, tol=0).fit(X, mask=mask)
+    spec = SOLVERS[solver]
+    assert spec.masks  # every solver fits masks now; rule_for refuses one that does not
+    NMF(2, solver=solver, max_iter=2, tol=0).fit(X, mask=mask)
+    expected = MASKED_RULES[spec.masked_rule] if spec.masked_rule else BETA_RULES[spec.beta_rule]
+    assert rule_for(solver, "frobenius", masked=True) is expected
