@@ -23,7 +23,7 @@ from dnmf.core.rules import loss_name, rule_for
 from dnmf.data.store import open_matrix
 from dnmf.exceptions import ConvergenceWarning
 
-__all__ = ["RankSelection", "select_rank"]
+__all__ = ["RankSelection", "select_rank", "stability"]
 
 #: Entries of one row strip handled at once when X is in memory.
 _STRIP_ELEMENTS = 1 << 22
@@ -57,6 +57,10 @@ class RankSelection:
     solver, beta_loss : str
     rule : str
         The rule ``best_rank`` was chosen by, in words.
+    stability : list of float or None
+        Per rank, how alike the replicates' components are (:func:`stability`: a mean silhouette, 1 when every
+        replicate found the same components; None for rank 1). Reported beside the test error, not used by the
+        rule: a rank can be stable and still underfit.
     """
 
     best_rank: int
@@ -71,12 +75,15 @@ class RankSelection:
     solver: str
     beta_loss: str
     rule: str = field(default=RULE)
+    stability: list[float | None] = field(default_factory=list)
 
     @property
     def table(self) -> list[dict[str, Any]]:
-        """One row per rank: ``rank``, ``test_error``, ``test_error_std``, ``train_error``."""
-        return [{"rank": k, "test_error": t, "test_error_std": s, "train_error": e}
-                for k, t, s, e in zip(self.ranks, self.test_error, self.test_error_std, self.train_error)]
+        """One row per rank: ``rank``, ``test_error``, ``test_error_std``, ``train_error``, ``stability``."""
+        stability = self.stability or [None] * len(self.ranks)
+        return [{"rank": k, "test_error": t, "test_error_std": s, "train_error": e, "stability": c}
+                for k, t, s, e, c in zip(self.ranks, self.test_error, self.test_error_std, self.train_error,
+                                         stability)]
 
     def to_json(self) -> str:
         """The result as a JSON document; :meth:`from_json` reads it back."""
@@ -90,7 +97,8 @@ class RankSelection:
         return cls(**fields)
 
     def plot(self, ax: Any = None) -> Any:
-        """Test error (mean ± one standard deviation) and train error against rank, ``best_rank`` marked.
+        """Test error (mean ± one standard deviation) and train error against rank, ``best_rank`` marked, and
+        the stability of the components on a second axis.
 
         Needs matplotlib (``pip install 'dnmf[plot]'``); returns the ``Axes``.
         """
@@ -106,8 +114,52 @@ class RankSelection:
         ax.axvline(self.best_rank, color="grey", linestyle=":", label=f"best rank = {self.best_rank}")
         ax.set_xlabel("rank")
         ax.set_ylabel(f"mean {self.beta_loss} loss per entry")
-        ax.legend()
+        handles, labels = ax.get_legend_handles_labels()
+        stable = [(k, c) for k, c in zip(self.ranks, self.stability) if c is not None]
+        if stable:
+            right = ax.twinx()
+            right.plot(*zip(*stable), marker="s", color="tab:green", label="stability")
+            right.set_ylabel("stability (silhouette)")
+            right.set_ylim(min(0.0, min(c for _, c in stable)), 1.05)
+            more_handles, more_labels = right.get_legend_handles_labels()
+            handles, labels = handles + more_handles, labels + more_labels
+        ax.legend(handles, labels)
         return ax
+
+
+def stability(components: list[np.ndarray]) -> float | None:
+    """How alike the replicates' components are: the mean silhouette (cosine distance) of all replicates'
+    components, each assigned to the component of the first replicate it matches best (a one-to-one matching by
+    cosine similarity, as consensus methods align replicates before clustering them). 1 means every replicate
+    found the same components, values near 0 or below mean they differ; None for a single component, where a
+    silhouette is not defined.
+
+    Parameters
+    ----------
+    components : list of ndarray of shape (k, n_features)
+        Each replicate's ``components_``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    k = components[0].shape[0]
+    if k < 2:
+        return None
+    unit = [H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+            for H in (np.asarray(c, dtype=np.float64) for c in components)]
+    labels = []
+    for H in unit:
+        _, match = linear_sum_assignment(-(H @ unit[0].T))
+        labels.append(match)
+    points, labels = np.concatenate(unit), np.concatenate(labels)
+    distance = np.clip(1.0 - points @ points.T, 0.0, 2.0)
+    scores = []
+    for i, label in enumerate(labels):
+        same = labels == label
+        same[i] = False
+        inside = distance[i, same].mean() if same.any() else 0.0
+        outside = min(distance[i, labels == other].mean() for other in range(k) if other != label)
+        scores.append(0.0 if max(inside, outside) == 0 else (outside - inside) / max(inside, outside))
+    return float(np.mean(scores))
 
 
 def choose_rank(ranks: list[int], mean: list[float], std: list[float]) -> int:
@@ -157,7 +209,8 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     -------
     RankSelection
         ``best_rank``, chosen as the smallest rank whose mean test error is within one standard deviation (over
-        replicates) of the smallest mean test error, and the per-rank table.
+        replicates) of the smallest mean test error, and the per-rank table with the stability of each rank's
+        components across replicates.
     """
     from dnmf.estimator.nmf import NMF
 
@@ -185,6 +238,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     test = np.empty((len(ranks), replicates))
     train = np.empty((len(ranks), replicates))
     n_iter = [[0] * replicates for _ in ranks]
+    components: list[list[np.ndarray]] = [[] for _ in ranks]
     for r, seed in enumerate(seeds):
         held = {"seed": seed, "test_fraction": test_fraction}
         training = _training_input(X, **held)
@@ -198,11 +252,12 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
             test[q, r] = loss / count
             train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
             n_iter[q][r] = int(model.n_iter_)
+            components[q].append(np.asarray(model.components_))
     mean, std = test.mean(axis=1).tolist(), test.std(axis=1, ddof=1).tolist()
     return RankSelection(best_rank=choose_rank(ranks, mean, std), ranks=ranks, test_error=mean, test_error_std=std,
                          train_error=train.mean(axis=1).tolist(), test_errors=test.tolist(), n_iter=n_iter,
                          test_fraction=float(test_fraction), seeds=seeds, solver=solver,
-                         beta_loss=str(loss_name(beta_loss)))
+                         beta_loss=str(loss_name(beta_loss)), stability=[stability(c) for c in components])
 
 
 def _check_ranks(ranks: Any) -> list[int]:

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from dnmf import NMF
 from dnmf.core import products
 from dnmf.core.blocks import Blocks
-from dnmf.core.rules import MASKED_RULES, SOLVERS, bpp, hals, rule_for
+from dnmf.core.rules import MASKED_RULES, SOLVERS, bpp, bpp_masked, hals, rule_for
 
 rng = np.random.default_rng(0)
 
@@ -38,16 +38,16 @@ def test_masked_hals_is_the_unmasked_sweep_of_each_row(l1, l2):
 
 def test_masked_bpp_solves_each_rows_observed_least_squares():
     factor, cross, grams, A, H, observed = _problems()
-    updated = bpp.update_each(factor, cross, grams)
+    updated = bpp_masked.update_each(factor, cross, grams)
     for r in range(len(factor)):
         expected, _ = scipy.optimize.nnls(H[:, observed[r]].T, A[r, observed[r]])
         np.testing.assert_allclose(updated[r], expected, rtol=1e-7, atol=1e-9)
 
 
-def test_rows_without_a_gram_of_their_own_share_one_solve():
+def test_with_one_gram_for_every_row_masked_bpp_is_unmasked_bpp():
     factor, cross, grams, *_ = _problems()
     grams[:] = grams[0]
-    np.testing.assert_allclose(bpp.update_each(factor, cross, grams), bpp.update(factor.T, cross.T, grams[0]).T)
+    np.testing.assert_allclose(bpp_masked.update_each(factor, cross, grams), bpp.update(factor.T, cross.T, grams[0]).T)
 
 
 def _reference_parts(A, H):

@@ -117,3 +117,21 @@ def test_missing_values_in_x_are_refused() -> None:
     X[5, 5] = np.nan
     with pytest.raises(ValueError, match="X has NaN entries: select_rank needs a matrix with no missing values"):
         dnmf.select_rank(X, [1, 2], max_iter=5)
+
+
+def test_stability_is_one_for_the_same_components_in_any_order_and_low_for_unrelated_ones() -> None:
+    from dnmf.estimator.rank import stability
+
+    H = np.random.default_rng(5).random((4, 30))
+    assert stability([H, H[[2, 0, 3, 1]] * 3.0, H[::-1]]) == pytest.approx(1.0)
+    unrelated = [np.random.default_rng(seed).random((4, 30)) for seed in range(3)]
+    assert stability(unrelated) < 0.3
+    assert stability([H[:1], H[:1] * 2]) is None
+
+
+def test_the_planted_rank_has_stable_components_and_the_table_reports_them() -> None:
+    result = dnmf.select_rank(noisy_low_rank(3, 10), [1, 3, 6], max_iter=400, tol=1e-6, random_state=10)
+    by_rank = {row["rank"]: row["stability"] for row in result.table}
+    assert by_rank[1] is None
+    assert by_rank[3] > 0.9 and by_rank[3] > by_rank[6]
+    assert dnmf.RankSelection.from_json(result.to_json()).stability == result.stability

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dnmf.core.rules import beta_mu, bpp, hals, mu
+from dnmf.core.rules import beta_mu, bpp, bpp_masked, hals, mu
 from dnmf.core.rules.penalties import regularized_gram
 
 __all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "MASKED_RULES", "RULES", "MaskedRule", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver", "capability_table",
@@ -64,7 +64,7 @@ class MaskedRule(Protocol):
 
 #: Registered rules of the masked Frobenius loss by name: ``n`` problems (rows of W, or columns of H, in an
 #: ``(n, k)`` layout), each with the Gram of its observed entries (``(n, k, k)``; see :mod:`dnmf.core.masked`).
-MASKED_RULES: dict[str, MaskedRule] = {"hals": hals.update_each, "bpp": bpp.update_each}
+MASKED_RULES: dict[str, MaskedRule] = {"hals": hals.update_each, "bpp": bpp_masked.update_each}
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ import scipy.linalg
 from dnmf.core.rules import bpp_systems as systems
 from dnmf.core.rules.bpp_systems import group_columns
 
-__all__ = ["group_columns", "solve_nnls", "update", "update_each"]
+__all__ = ["group_columns", "solve_nnls", "update"]
 
 #: Full exchanges a column may make without reducing its infeasibility count before the backup rule takes over.
 FULL_EXCHANGE_CHANCES = 3
@@ -128,22 +128,6 @@ def update(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, l1: float 
     dtype = block.dtype if np.issubdtype(block.dtype, np.floating) else np.dtype(np.float64)
     solution, _ = solve_nnls(gram, cross, l1=l1, l2=l2, start=block)
     return solution.astype(dtype, copy=False)
-
-
-def update_each(factor: np.ndarray, cross: np.ndarray, grams: np.ndarray, *, l1: float = 0.0,
-                l2: float = 0.0) -> np.ndarray:
-    """The exact non-negative least-squares solution of ``n`` independent problems, each with a Gram of its own
-    (masked fits; see :func:`dnmf.core.rules.hals.update_each` for the layout). Rows that share a Gram (no entry
-    of theirs is masked, say) are solved together; every other row is one :func:`update` of its own, a Python
-    call per row."""
-    dtype = factor.dtype if np.issubdtype(factor.dtype, np.floating) else np.dtype(np.float64)
-    updated = np.empty(factor.shape, dtype=dtype)
-    flat = np.ascontiguousarray(grams).reshape(len(grams), -1)
-    _, first, groups = np.unique(flat, axis=0, return_index=True, return_inverse=True)
-    for group, row in enumerate(first):
-        rows = np.flatnonzero(groups.ravel() == group)
-        updated[rows] = update(factor[rows].T, cross[rows].T, grams[row], l1=l1, l2=l2).T
-    return updated
 
 
 def solve_nnls(gram: np.ndarray, cross: np.ndarray, *, l1: float = 0.0, l2: float = 0.0,
