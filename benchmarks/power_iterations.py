@@ -15,6 +15,8 @@ structure plus noise, a sparse one with planted topics and noise on its stored e
 Run from the repository root::
 
     python -m benchmarks.power_iterations --repeats 3
+
+The last run's table is in ``benchmarks/results/power_iterations.txt``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,19 @@
 """``dnmf rank``: choose the number of components of a matrix store by cross-validation (:func:`dnmf.select_rank`).
 
-It writes nothing but its JSON summary (stdout or ``--summary FILE``), which holds ``best_rank`` and the per-rank
-table; its exit statuses are those of ``dnmf fit``.
+It writes its JSON summary (stdout or ``--summary FILE``), which holds ``best_rank`` and the per-rank table, and
+with ``--out DIR`` each rank's best fit as a result store ``DIR/rank-K``; its exit statuses are those of ``dnmf fit``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from typing import Any
 
 from dnmf.cli.exits import EXIT_OK, Outcome
+from dnmf.cli.writable import check_writable
 from dnmf.cli.options import (
     CLUSTER_OPTIONS,
     INITS,
@@ -42,6 +44,9 @@ RANK_OPTIONS: tuple[Option, ...] = (
     Option("seed", "int", 0, "seed of the holdouts and the fits (default: %(default)s)"),
     Option("chunks", "str", "auto", "block grid as ROWS,COLS (default: chosen from the data and the workers)",
            metavar="ROWS,COLS"),
+    Option("out", "str", None, "folder that keeps each rank's best fit as a result store rank-K, to use without "
+           "refitting (dnmf transform DIR/rank-K INPUT --out W); none is replaced (default: keep none)",
+           metavar="DIR", is_path=True),
 )
 
 
@@ -73,6 +78,12 @@ def run_rank(values: dict[str, Any]) -> Outcome:
     if not values.get("input"):
         raise UsageError("INPUT is required: the matrix store to survey.")
     ranks = parse_ranks(values["ranks"])
+    if values.get("out"):
+        check_writable(values["out"], "--out")
+        taken = [k for k in ranks if os.path.exists(os.path.join(values["out"], f"rank-{k}"))]
+        if taken:
+            raise UsageError(f"--out {values['out']!r} already holds rank-{taken[0]}: dnmf rank replaces no result "
+                             "store. Choose another --out, or remove those stores first.")
     config = cluster_config(values)
     X = open_matrix(values["input"])
     cluster: dict[str, Any] = {}
@@ -80,12 +91,15 @@ def run_rank(values: dict[str, Any]) -> Outcome:
         result = select_rank(X, ranks, test_fraction=values["test_fraction"], replicates=values["replicates"],
                              solver=values["solver"], beta_loss=beta_loss(values["beta_loss"]),
                              init=values["init"], max_iter=values["max_iter"], tol=values["tol"],
-                             chunks=parse_chunks(values["chunks"]), random_state=values["seed"])
+                             chunks=parse_chunks(values["chunks"]), random_state=values["seed"],
+                             out=values.get("out"))
     logger.info("Best rank of %s: %d (%s)", values["input"], result.best_rank, result.rule)
     summary = {"command": "rank", "status": "completed", "input": values["input"], "best_rank": result.best_rank,
                "rule": result.rule, "table": result.table, "test_errors": result.test_errors,
                "n_iter": result.n_iter, "replicates": values["replicates"], "test_fraction": result.test_fraction,
                "seeds": result.seeds, "solver": result.solver, "beta_loss": result.beta_loss, "cluster": cluster,
+               "results": ({k: os.path.join(values["out"], f"rank-{k}") for k in ranks} if values.get("out")
+                           else None),
                "timings": {"total_seconds": time.perf_counter() - started}}
     return Outcome(EXIT_OK, summary)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -172,7 +173,7 @@ def choose_rank(ranks: list[int], mean: list[float], std: list[float]) -> int:
 def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float = 0.1, replicates: int = 3,
                 solver: str = "mu", beta_loss: str | float = "frobenius", init: str | None = None,
                 max_iter: int = 500, tol: float = 1e-5, chunks: Any = "auto",
-                random_state: int | None = None) -> RankSelection:
+                random_state: int | None = None, out: str | os.PathLike[str] | None = None) -> RankSelection:
     """Choose the number of components of ``X`` by cross-validation on held-out entries.
 
     For each replicate, a random ``test_fraction`` of the entries is held out (the same for every rank; another
@@ -204,6 +205,11 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         a converged fit.
     random_state : int or None
         Seeds the holdouts and the fits; the same seed gives the same result.
+    out : str or path, optional
+        A folder in which to keep, for every rank, the fit of the replicate with the lowest test error as a result
+        store ``rank-K`` (read it with :meth:`dnmf.NMF.from_result`, which gives a fitted estimator), so that the
+        chosen rank needs no refit. Its W and H were fitted on that replicate's training entries. Refused before
+        any fit if one of those stores exists already.
 
     Returns
     -------
@@ -231,6 +237,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     if ranks[-1] > min(m, n):
         raise ValueError(f"ranks go up to {ranks[-1]}, but X of shape {(m, n)} has at most {min(m, n)} "
                          "components: pass ranks no larger than min(n_samples, n_features).")
+    targets = _result_targets(out, ranks)
     beta = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}.get(loss_name(beta_loss))
     beta = float(beta_loss) if beta is None else beta
     seeds = holdout_seeds(random_state, replicates)
@@ -239,6 +246,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     train = np.empty((len(ranks), replicates))
     n_iter = [[0] * replicates for _ in ranks]
     components: list[list[np.ndarray]] = [[] for _ in ranks]
+    kept: dict[int, Any] = {}
     for r, seed in enumerate(seeds):
         held = {"seed": seed, "test_fraction": test_fraction}
         training = _training_input(X, **held)
@@ -253,11 +261,27 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
             train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
             n_iter[q][r] = int(model.n_iter_)
             components[q].append(np.asarray(model.components_))
+            if targets and test[q, r] <= test[q, :r + 1].min():
+                kept[q] = model
+    for q, target in enumerate(targets):
+        kept[q].save(target)
     mean, std = test.mean(axis=1).tolist(), test.std(axis=1, ddof=1).tolist()
     return RankSelection(best_rank=choose_rank(ranks, mean, std), ranks=ranks, test_error=mean, test_error_std=std,
                          train_error=train.mean(axis=1).tolist(), test_errors=test.tolist(), n_iter=n_iter,
                          test_fraction=float(test_fraction), seeds=seeds, solver=solver,
                          beta_loss=str(loss_name(beta_loss)), stability=[stability(c) for c in components])
+
+
+def _result_targets(out: str | os.PathLike[str] | None, ranks: list[int]) -> list[str]:
+    """Where each rank's result store goes under ``out`` (none without ``out``), checked free before any fit."""
+    if out is None:
+        return []
+    targets = [os.path.join(os.fspath(out), f"rank-{k}") for k in ranks]
+    taken = [target for target in targets if os.path.exists(target)]
+    if taken:
+        raise FileExistsError(f"{taken[0]!r} exists already: select_rank(out=...) writes a result store rank-K "
+                              "per rank and replaces none. Choose another folder, or remove those stores first.")
+    return targets
 
 
 def _check_ranks(ranks: Any) -> list[int]:

@@ -26,15 +26,27 @@ def planted_store(tmp_path_factory) -> str:
 
 def test_rank_finds_the_planted_rank_and_writes_the_table(tmp_path, scheduler, planted_store):
     out = tmp_path / "ranks.json"
+    kept = tmp_path / "fits"
     done = run_dnmf("rank", planted_store, "--ranks", "2:4", "--replicates", "2", "--max-iter", "30",
                     "--tol", "1e-6", "--seed", "7", "--log-level", "WARNING",
-                    "--scheduler", scheduler, "--summary", out)
+                    "--scheduler", scheduler, "--summary", out, "--out", kept)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["command"] == "rank" and report["exit_code"] == 0
     assert report["best_rank"] == 3, report["table"]
     assert [row["rank"] for row in report["table"]] == [2, 3, 4]
     assert len(report["test_errors"][0]) == 2 and report["cluster"]
+    assert all(row["stability"] is not None for row in report["table"])
+    # The chosen rank's fit is kept, and is a fitted estimator without a refit.
+    from dnmf import NMF
+
+    assert report["results"]["3"] == str(kept / "rank-3")
+    model = NMF.from_result(kept / "rank-3")
+    assert model.n_components_ == 3 and model.components_.shape == (3, 60)
+    # A second run would replace those stores: refused before any fit, exit 2.
+    again = run_dnmf("rank", planted_store, "--ranks", "3", "--out", kept, "--scheduler", "tcp://127.0.0.1:1",
+                     timeout=60)
+    assert again.returncode == 2 and "already holds rank-3" in again.stderr
 
 
 @pytest.mark.parametrize(("ranks", "message"), [("two", "--ranks must be FIRST:LAST"),

@@ -135,3 +135,15 @@ def test_the_planted_rank_has_stable_components_and_the_table_reports_them() -> 
     assert by_rank[1] is None
     assert by_rank[3] > 0.9 and by_rank[3] > by_rank[6]
     assert dnmf.RankSelection.from_json(result.to_json()).stability == result.stability
+
+
+def test_out_keeps_each_ranks_best_fit_and_replaces_none(tmp_path) -> None:
+    X = noisy_low_rank(3, 10)
+    result = dnmf.select_rank(X, [2, 3], max_iter=100, random_state=10, out=tmp_path / "fits")
+    for q, k in enumerate(result.ranks):
+        model = dnmf.NMF.from_result(tmp_path / "fits" / f"rank-{k}")
+        assert model.n_components_ == k
+        best = int(np.argmin(result.test_errors[q]))
+        assert model.n_iter_ == result.n_iter[q][best]
+    with pytest.raises(FileExistsError, match="rank-2"):
+        dnmf.select_rank(X, [2, 3], max_iter=100, random_state=10, out=tmp_path / "fits")
