@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dnmf.core.rules import ALIASES, RULES, canonical_solver, get_rule, solver_names
+from dnmf.core.rules import ALIASES, MASKED_RULES, RULES, canonical_solver, get_rule, solver_names
 
 
 def objective(block, cross, gram, l1, l2, constant=0.0):
@@ -115,3 +115,54 @@ def test_registry_and_aliases():
     assert get_rule("bpp") is RULES["bpp"]
     with pytest.raises(ValueError, match="Valid solvers are: 'bpp', 'cd', 'hals', 'mu'"):
         get_rule("lbfgs")
+
+
+def masked_problem(rng, n=30, k=4, columns=25, observed_share=0.7):
+    """``n`` row problems with their own observed columns of a random H: ``(factor, cross, grams, H, A, observed)``."""
+    H = rng.random((k, columns))
+    A = rng.random((n, columns))
+    observed = rng.random((n, columns)) < observed_share
+    cross = np.stack([H[:, o] @ a[o] for a, o in zip(A, observed)])
+    grams = np.stack([H[:, o] @ H[:, o].T for o in observed])
+    return rng.random((n, k)), cross, grams, H, A, observed
+
+
+def masked_objective(factor, cross, grams, l1, l2):
+    """Per row: ½xᵀGx − cᵀx + l1·Σx + ½·l2·‖x‖²."""
+    return (0.5 * np.einsum("ri,rij,rj->r", factor, grams, factor) - np.sum(cross * factor, axis=1)
+            + l1 * factor.sum(axis=1) + 0.5 * l2 * np.sum(factor**2, axis=1))
+
+
+@pytest.mark.parametrize("name", sorted(MASKED_RULES))
+class TestMaskedRuleConformance:
+    """The same contract for the masked rules (one Gram per row): never worse, non-negative, arguments untouched,
+    the planted solution of each row's observed entries found."""
+
+    @pytest.mark.parametrize("l1,l2", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5), (0.2, 0.2)])
+    def test_never_increases_any_rows_objective_and_stays_non_negative(self, name, l1, l2):
+        rule = MASKED_RULES[name]
+        for seed in range(5):
+            factor, cross, grams, *_ = masked_problem(np.random.default_rng(seed))
+            previous = masked_objective(factor, cross, grams, l1, l2)
+            for _ in range(10):
+                copies = [x.copy() for x in (factor, cross, grams)]
+                updated = rule(factor, cross, grams, l1=l1, l2=l2)
+                for original, copy in zip((factor, cross, grams), copies):
+                    np.testing.assert_array_equal(original, copy)  # arguments untouched
+                factor = updated
+                assert np.all(factor >= 0)
+                current = masked_objective(factor, cross, grams, l1, l2)
+                assert np.all(current <= previous + 1e-10 * np.abs(previous))
+                previous = current
+
+    def test_recovers_each_rows_planted_solution_on_its_observed_entries(self, name, rng):
+        rule = MASKED_RULES[name]
+        _, _, _, H, _, observed = masked_problem(rng)
+        truth = (rng.random((len(observed), H.shape[0])) + 0.1) * (rng.random((len(observed), H.shape[0])) > 0.3)
+        A = truth @ H
+        cross = np.stack([H[:, o] @ a[o] for a, o in zip(A, observed)])
+        grams = np.stack([H[:, o] @ H[:, o].T for o in observed])
+        factor = np.full_like(truth, 0.5)
+        for _ in range(3000 if name == "hals" else 1):
+            factor = rule(factor, cross, grams)
+        np.testing.assert_allclose(factor, truth, atol=1e-8)
