@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the 'test' extra (nbformat)")
@@ -98,3 +99,14 @@ def test_dashboard(tmp_path):
     html_outputs = [output["data"]["text/html"] for output in outputs_of_type(notebook, "text/html")]
     assert any("dnmf-summary" in markup and summary["dashboard_link"] in markup for markup in html_outputs)
     assert outputs_of_type(notebook, "application/vnd.jupyter.widget-view+json"), "no progress-bar widget"
+
+
+def test_choosing_the_rank(tmp_path):
+    summary, notebook, seconds = run_notebook("choosing_the_rank.ipynb", tmp_path)
+    ranks, test, std, train = (summary[key] for key in ("ranks", "test_error", "test_error_std", "train_error"))
+    best = ranks.index(summary["best_rank"])
+    assert test[best] <= min(test) + std[int(np.argmin(test))]       # the documented rule
+    assert test[0] > test[best] and 2 < summary["best_rank"] < ranks[-1]  # the curve falls, then flattens or rises
+    assert all(t >= e for t, e in zip(test, train))                  # held-out entries are harder than seen ones
+    assert summary["stability"][0] > summary["stability"][-1]        # few components agree; many do not
+    assert outputs_of_type(notebook, "image/png")                    # the curves were drawn
