@@ -16,7 +16,7 @@ Run from the repository root::
 
     python -m benchmarks.power_iterations --repeats 3
 
-The last run's table is in ``benchmarks/results/power_iterations.txt``.
+The README's "Passes over X" quotes what its last run found.
 """
 
 from __future__ import annotations
