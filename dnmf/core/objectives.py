@@ -7,6 +7,9 @@ convergence. The engine persists that graph at once and keeps the collections th
 
 * :class:`Frobenius`: ``½‖A − WH‖²`` with any rule of :data:`dnmf.core.rules.RULES`, from ``AHᵀ``, ``HHᵀ``, ``WᵀA`` and
   ``WᵀW``; the loss by the trace identity, at no extra pass over A.
+* :class:`MaskedFrobenius`: ``½‖M ⊙ (A − WH)‖²`` with the rules of :data:`dnmf.core.rules.MASKED_RULES` (HALS, BPP),
+  each row and column with the Gram of the other factor over its observed entries; one pass over A per
+  half-step, and the loss from the H-step's products.
 * :class:`BetaDivergence`: scikit-learn's ``D_β(A | WH)`` with the β multiplicative update
   (:mod:`dnmf.core.rules.beta_mu`), optionally over the observed entries of a masked A only. Each step reads A once
   for its numerator and denominator (unmasked KL: the numerator only; its denominator is a sum of the other
