@@ -25,8 +25,9 @@ from dnmf.data.fingerprint import corner_digests
 from dnmf.data.matrix import (
     InputMatrix,
     MatrixStats,
+    as_held,
     fits_in_memory,
-    is_sparse,
+    needs_holding,
     persist_input,
     stats_of_blocks,
 )
@@ -37,8 +38,7 @@ __all__ = ["first_pass"]
 def _held_in_one_pass(matrix: InputMatrix, nnz: int | None, runtime: Runtime) -> bool:
     """Whether A can be held by the same graph that validates it: a lazy array (not blocks this process holds, which
     the in-process runtime computes on directly) whose held size is known before it is read."""
-    return (isinstance(matrix.array, da.Array) and runtime.name != "in-process"
-            and (matrix.returns_dask or matrix.masked or not is_sparse(matrix.array))
+    return (isinstance(matrix.array, da.Array) and runtime.name != "in-process" and needs_holding(matrix, runtime)
             and fits_in_memory(matrix.array, nnz, runtime))
 
 
@@ -74,7 +74,7 @@ def first_pass(matrix: InputMatrix, runtime: Runtime, *, what: str, with_digests
     """
     A = matrix.array
     if _held_in_one_pass(matrix, nnz, runtime):
-        source = A if is_sparse(A) else A.map_blocks(products.aligned, dtype=A.dtype, token="dnmf-input-aligned")
+        source = as_held(A)
         wanted = {"A": source, "stats": products.block_stats(source)}
         if with_digests:
             wanted["digests"] = corner_digests(source)

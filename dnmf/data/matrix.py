@@ -35,6 +35,7 @@ __all__ = [
     "TARGET_BLOCK_BYTES",
     "InputMatrix",
     "MatrixStats",
+    "as_held",
     "as_input_matrix",
     "default_grid",
     "even_chunks",
@@ -42,6 +43,7 @@ __all__ = [
     "matrix_stats",
     "mask_input",
     "n_observed",
+    "needs_holding",
     "persist_input",
     "stats_of_blocks",
     "zero_filled",
@@ -360,6 +362,22 @@ def fits_in_memory(A: Any, nnz: int | None, runtime: Runtime) -> bool:
     return nbytes is not None and nbytes <= runtime.total_memory * PERSIST_MEMORY_FRACTION
 
 
+def needs_holding(matrix: InputMatrix, runtime: Runtime) -> bool:
+    """Whether the input is not in memory where ``runtime`` computes already: a lazy (Dask, Zarr, masked) array,
+    or dense blocks, which are held as aligned copies. Sparse NumPy/SciPy input scattered to a cluster, and blocks
+    the in-process runtime placed, are held as they are."""
+    if is_blocks(matrix.array):
+        return False
+    return matrix.returns_dask or matrix.masked or runtime.name == "in-process" or not is_sparse(matrix.array)
+
+
+def as_held(array: Any) -> Any:
+    """What is held of ``array``: its blocks, dense ones as aligned copies (see :func:`dnmf.core.kernels.aligned`)."""
+    if is_sparse(array):
+        return array
+    return array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
+
+
 def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> InputMatrix:
     """Hold the input where ``runtime`` computes, when it fits in :data:`PERSIST_MEMORY_FRACTION` of its memory.
 
@@ -369,10 +387,7 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> 
     NumPy and SciPy inputs, and blocks the in-process runtime placed, are in memory already.
     """
     array = matrix.array
-    if is_blocks(array):
-        return matrix
-    dense = not is_sparse(array)
-    if not dense and not matrix.returns_dask and not matrix.masked and runtime.name != "in-process":
+    if not needs_holding(matrix, runtime):
         return matrix
     if not fits_in_memory(array, stats.nnz, runtime):
         if runtime.name == "in-process":
@@ -380,8 +395,6 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> 
                               "half of this machine's available memory: fit it with the Dask executor "
                               "(dask.config.set({'dnmf.executor': 'dask'})), which streams it from its store.")
         return InputMatrix(array, matrix.kind, matrix.masked, streamed=matrix.returns_dask)
-    if dense:
-        array = array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
     if matrix.returns_dask:
         graph.count_pass()  # a lazy input is read from its source once more to be held
-    return InputMatrix(runtime.hold(array), matrix.kind, matrix.masked)
+    return InputMatrix(runtime.hold(as_held(array)), matrix.kind, matrix.masked)
