@@ -42,17 +42,11 @@ from dnmf.data.labels import check_labels, read_index, write_index
 from dnmf.data.location import Location
 from dnmf.data.matrix import as_input_matrix
 from dnmf.data.safety import NotOwnStoreError, replaceable_store
-from dnmf.data.sparse import (
-    SPARSE_ARRAY_CHUNK,
-    SparseLayout,
-    read_strip,
-    row_strip,
-    sparse_layout,
-    strip_nnz,
-    strip_part,
-)
+from dnmf.data.sparse import SparseLayout, read_strip, sparse_layout
+from dnmf.data.sparse_write import write_csr
 from dnmf.exceptions import StoreError
 from dnmf.runtime import current
+from dnmf.runtime.templates import is_held
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
            "stored_nnz", "write_blocks"]
@@ -229,33 +223,6 @@ def _write_dense(root: zarr.Group, A: da.Array) -> list[Any]:
     return [write_blocks(regular, target, "dnmf-save-x")]
 
 
-def _write_sparse(root: zarr.Group, A: da.Array) -> list[Any]:
-    """Write CSR arrays from row strips in parallel. Each strip's slice of data/indices/indptr reaches Zarr
-    through a rechunk onto the Zarr chunks, so no two tasks write the same chunk. A is read twice: once to
-    count non-zeros per strip, once to write."""
-    m, n = A.shape
-    strips = da.blockwise(row_strip, "i", A, "ij", concatenate=False, dtype=A.dtype, token="dnmf-save-strip",
-                          meta=np.empty((0,), dtype=A.dtype))
-    counts = strips.map_blocks(strip_nnz, chunks=((1,) * strips.numblocks[0],), dtype=np.int64,
-                               token="dnmf-save-nnz", meta=np.empty((0,), dtype=np.int64)).compute()
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    index_dtype = np.dtype(np.int32 if n <= np.iinfo(np.int32).max else np.int64)
-    group = root.create_group("X")
-    group.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": [m, n]})
-    nnz_chunks = tuple(int(c) for c in counts)
-    indptr_chunks = tuple(rows + (i == 0) for i, rows in enumerate(A.chunks[0]))
-    stores = []
-    for part, dtype, lengths in (("data", A.dtype, nnz_chunks), ("indices", index_dtype, nnz_chunks),
-                                 ("indptr", np.dtype(np.int64), indptr_chunks)):
-        flat = strips.map_blocks(strip_part, part=part, offsets=offsets, out_dtype=dtype, chunks=(lengths,),
-                                 dtype=dtype, token=f"dnmf-save-{part}", meta=np.empty((0,), dtype=dtype))
-        chunk = max(1, min(SPARSE_ARRAY_CHUNK, int(flat.shape[0])))
-        target = group.create_array(part, shape=flat.shape, dtype=dtype, chunks=(chunk,),
-                                    config={"write_empty_chunks": True})
-        stores.append(write_blocks(flat.rechunk(chunk), target, f"dnmf-save-{part}-write"))
-    return stores
-
-
 def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto", labels: Any = None,
                 overwrite: bool = False, storage_options: dict[str, Any] | None = None) -> None:
     """Write a dense or sparse matrix to a Zarr store that :func:`open_matrix` and ``anndata`` read.
@@ -263,7 +230,8 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
     Parameters
     ----------
     A : ndarray, scipy sparse matrix or dask.array.Array of shape (m, n)
-        Dask input (NumPy or CSR blocks) is written in parallel, block by block, on the cluster.
+        Dask input (NumPy or CSR blocks) is written in parallel, block by block, on the cluster, and computed
+        once (:mod:`dnmf.data.sparse_write`).
     url : str or path
         Local path or fsspec URL of the store to create.
     chunks : "auto", int or tuple
@@ -281,12 +249,15 @@ def save_matrix(A: Any, url: str | os.PathLike[str], *, chunks: Chunks = "auto",
     FileExistsError
         If a store exists at ``url`` and ``overwrite`` is False.
     """
-    array = as_input_matrix(A, chunks=chunks).array
+    matrix = as_input_matrix(A, chunks=chunks)
+    array = matrix.array
     row_labels, col_labels = check_labels(labels, array.shape)
     with staged_group(url, storage_options, overwrite) as root:
         root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0", "dnmf": MATRIX_FORMAT})
-        sparse = sp.issparse(getattr(array, "_meta", None))
-        dask.compute(*(_write_sparse(root, array) if sparse else _write_dense(root, array)))
+        if sp.issparse(getattr(array, "_meta", None)):
+            write_csr(root, array, held=matrix.kind in ("numpy", "scipy") or is_held(array))
+        else:
+            dask.compute(*_write_dense(root, array))
         for name, size, values in (("obs", array.shape[0], row_labels), ("var", array.shape[1], col_labels)):
             write_index(root, name, size, values)
 
