@@ -278,7 +278,7 @@ class NMF(FittedState, Factorization):
         else:
             W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
                                                mean=stats.mean, nbytes=estimated_nbytes(A, stats.nnz),
-                                               streamed=matrix.streamed)
+                                               streamed=matrix.streamed, runtime=runtime)
             if matrix.masked:
                 scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
                 W0, H0 = products.persist(W0 * scale, H0 * scale)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from dask.utils import key_split
+from distributed import get_task_stream
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from dnmf import NMF
@@ -101,3 +102,27 @@ def test_iterations_submitted_ahead_change_no_result(client, tmp_path):
         assert model.n_iter_ == 7
         np.testing.assert_array_equal(model.components_, plain.components_)
         assert model.loss_history_ == plain.loss_history_
+
+
+@pytest.mark.parametrize("init,sparse", [("nndsvd", True), ("nndsvda", False), ("nndsvdar", True)])
+def test_a_small_input_gets_its_nndsvd_in_this_process_equal_to_the_cluster_one(client, monkeypatch, sparse, init):
+    """Under SMALL_INPUT_BYTES, NNDSVD runs on a copy of A's blocks here (one gather, no power iteration on the
+    cluster) and starts the fit from bitwise the factors that the cluster's products give."""
+    from dnmf.core import initialization
+
+    A = make_sparse_low_rank(400, 150, 4, column_density=0.3, random_state=3)[0]
+    A = A if sparse else A.toarray()
+    fit = NMF(4, init=init, max_iter=3, tol=0, random_state=0, chunks=(200, 75))
+    with get_task_stream(client) as here:
+        local = fit.fit(A).components_
+    assert not [t for t in here.data if key_split(t["key"]).startswith("dnmf-init-orth")]
+
+    def on_the_cluster(A, k, method, *, entropy, mean, power_iterations, runtime):
+        return initialization.products.persist(*initialization.nndsvd(
+            A, k, method, entropy=entropy, mean=mean, power_iterations=power_iterations))
+
+    monkeypatch.setattr(initialization, "in_process_nndsvd", on_the_cluster)
+    with get_task_stream(client) as there:
+        graph = fit.fit(A).components_
+    assert [t for t in there.data if key_split(t["key"]).startswith("dnmf-init-orth")]
+    np.testing.assert_array_equal(local, graph)
