@@ -23,7 +23,7 @@ import sys
 from distributed import Client
 from dnmf import NMF
 address, store, checkpoint, out = sys.argv[1:5]
-with Client(address, timeout=30) as client:
+with Client(address, timeout=10) as client:
     model = NMF(6, init="random", max_iter=30, tol=0, random_state=0, chunks=(10_000, 2_000), checkpoint=checkpoint)
     model.fit(store, resume="resume" in sys.argv, out=out)
 print("done", model.n_iter_, model.resumed_from_)
