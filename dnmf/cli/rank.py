@@ -1,7 +1,8 @@
 """``dnmf rank``: choose the number of components of a matrix store by cross-validation (:func:`dnmf.select_rank`).
 
 It writes its JSON summary (stdout or ``--summary FILE``), which holds ``best_rank`` and the per-rank table, and
-with ``--out DIR`` each rank's best fit as a result store ``DIR/rank-K``; its exit statuses are those of ``dnmf fit``.
+with ``--out DIR`` each rank's best fit as a result store ``DIR/rank-K``; with ``--checkpoint DIR`` a rerun resumes
+the survey. Its exit statuses are those of ``dnmf fit``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ RANK_OPTIONS: tuple[Option, ...] = (
     Option("out", "str", None, "folder that keeps each rank's best fit as a result store rank-K, to use without "
            "refitting (dnmf transform DIR/rank-K INPUT --out W); none is replaced (default: keep none)",
            metavar="DIR", is_path=True),
+    Option("checkpoint", "str", None, "folder in which every fit checkpoints, so that running the same command "
+           "again resumes the survey: finished fits are read back, an interrupted one continues (default: none)",
+           metavar="DIR", is_path=True),
 )
 
 
@@ -84,6 +88,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
         if taken:
             raise UsageError(f"--out {values['out']!r} already holds rank-{taken[0]}: dnmf rank replaces no result "
                              "store. Choose another --out, or remove those stores first.")
+    if values.get("checkpoint"):
+        check_writable(values["checkpoint"], "--checkpoint")
     config = cluster_config(values)
     X = open_matrix(values["input"])
     cluster: dict[str, Any] = {}
@@ -92,7 +98,7 @@ def run_rank(values: dict[str, Any]) -> Outcome:
                              solver=values["solver"], beta_loss=beta_loss(values["beta_loss"]),
                              init=values["init"], max_iter=values["max_iter"], tol=values["tol"],
                              chunks=parse_chunks(values["chunks"]), random_state=values["seed"],
-                             out=values.get("out"))
+                             out=values.get("out"), checkpoint=values.get("checkpoint"))
     logger.info("Best rank of %s: %d (%s)", values["input"], result.best_rank, result.rule)
     summary = {"command": "rank", "status": "completed", "input": values["input"], "best_rank": result.best_rank,
                "rule": result.rule, "table": result.table, "test_errors": result.test_errors,

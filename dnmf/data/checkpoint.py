@@ -228,6 +228,18 @@ class CheckpointStore:
         """Whether any checkpoint (complete or not) is here (a marker alone is none)."""
         return bool(self._manifest_versions() or self._version_folders())
 
+    def _interrupted(self, version: str) -> bool:
+        """Whether ``version``, which no manifest lists, is a write that stopped before its end: its group has no
+        state (the state is written after the arrays, and the manifest after the state), or no metadata yet."""
+        target = self.location.child(version)
+        try:
+            group = zarr.open_group(store=target.url, mode="r", **target.zarr_kwargs())
+        except FileNotFoundError:
+            return True
+        except Exception:  # noqa: BLE001 - metadata that is there but unreadable is damage, not an early stop
+            return False
+        return "state" not in group.attrs
+
     def _load_version(self, version: str) -> Checkpoint:
         target = self.location.child(version)
         if self.location.is_local:
@@ -267,6 +279,10 @@ class CheckpointStore:
             try:
                 checkpoint = self._load_version(version)
             except Exception as error:  # any damage: missing arrays, bad metadata, decode errors, checksums
+                if version not in listed and self._interrupted(version):
+                    logger.info("Ignoring %s: a checkpoint write stopped before it was complete.",
+                                self.location.child(version).url)
+                    continue
                 problems.append(f"{version}: {type(error).__name__}: {error}")
                 warnings.warn(f"Skipping damaged checkpoint {self.location.child(version).url!r}: {error}",
                               CheckpointWarning, stacklevel=2)
@@ -274,6 +290,8 @@ class CheckpointStore:
             logger.info("Loaded checkpoint %s (iteration %d)", self.location.child(version).url,
                         checkpoint.iteration)
             return checkpoint
+        if not problems:  # only writes that never finished: there was no checkpoint yet
+            return None
         raise CheckpointError(f"No complete checkpoint in {self.url!r}; every version is damaged: "
                               + "; ".join(problems) + ". Delete the folder to start afresh.")
 

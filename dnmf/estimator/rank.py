@@ -19,15 +19,20 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 
+from dnmf.core.kernels import aligned
 from dnmf.core.holdout import held_out_loss, holdout_seeds, training_block
 from dnmf.core.rules import loss_name, rule_for
 from dnmf.data.store import open_matrix
+from dnmf.data.survey import SurveyFolder
 from dnmf.exceptions import ConvergenceWarning
 
 __all__ = ["RankSelection", "select_rank", "stability"]
 
 #: Entries of one row strip handled at once when X is in memory.
 _STRIP_ELEMENTS = 1 << 22
+
+#: With a checkpoint folder, each fit of a survey checkpoints at its end and at most this often on the way.
+SURVEY_CHECKPOINT_SECONDS = 60.0
 
 #: The rule :func:`select_rank` chooses ``best_rank`` by, as stored in the result.
 RULE = "smallest rank whose mean test error is within one standard deviation (over replicates) of the minimum"
@@ -173,7 +178,8 @@ def choose_rank(ranks: list[int], mean: list[float], std: list[float]) -> int:
 def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float = 0.1, replicates: int = 3,
                 solver: str = "mu", beta_loss: str | float = "frobenius", init: str | None = None,
                 max_iter: int = 500, tol: float = 1e-5, chunks: Any = "auto",
-                random_state: int | None = None, out: str | os.PathLike[str] | None = None) -> RankSelection:
+                random_state: int | None = None, out: str | os.PathLike[str] | None = None,
+                checkpoint: str | os.PathLike[str] | None = None) -> RankSelection:
     """Choose the number of components of ``X`` by cross-validation on held-out entries.
 
     For each replicate, a random ``test_fraction`` of the entries is held out (the same for every rank; another
@@ -210,6 +216,12 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         store ``rank-K`` (read it with :meth:`dnmf.NMF.from_result`, which gives a fitted estimator), so that the
         chosen rank needs no refit. Its W and H were fitted on that replicate's training entries. Refused before
         any fit if one of those stores exists already.
+    checkpoint : str or path, optional
+        A folder (or URL) in which every fit checkpoints (:mod:`dnmf.data.survey`), so that running the same
+        survey again resumes it: finished fits are read back, not refitted, and an interrupted one continues
+        where it stopped. The ranks may differ between runs; the other parameters may not (a folder holding
+        another survey is refused, naming what differs). With ``random_state=None`` a rerun keeps the holdouts
+        the survey began with. The folder stays after the survey; remove it when done.
 
     Returns
     -------
@@ -241,6 +253,12 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     beta = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}.get(loss_name(beta_loss))
     beta = float(beta_loss) if beta is None else beta
     seeds = holdout_seeds(random_state, replicates)
+    survey = None if checkpoint is None else SurveyFolder(checkpoint, {
+        "shape": [m, n], "replicates": int(replicates), "test_fraction": float(test_fraction), "solver": solver,
+        "beta_loss": str(loss_name(beta_loss)), "init": init, "max_iter": int(max_iter), "tol": float(tol),
+        "chunks": str(chunks), "random_state": None if random_state is None else int(random_state)}, seeds)
+    if survey is not None:
+        seeds = survey.seeds
     fit_seeds = [int(s) % 2**31 for s in np.random.SeedSequence(seeds).generate_state(replicates)]
     test = np.empty((len(ranks), replicates))
     train = np.empty((len(ranks), replicates))
@@ -252,10 +270,12 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         training = _training_input(X, **held)
         for q, k in enumerate(ranks):
             model = NMF(k, solver=solver, beta_loss=beta_loss, init=init, missing="nan", max_iter=max_iter,
-                        tol=tol, chunks=chunks, random_state=fit_seeds[r])
+                        tol=tol, chunks=chunks, random_state=fit_seeds[r],
+                        checkpoint=None if survey is None else survey.fit(r, k), checkpoint_every=None,
+                        checkpoint_seconds=SURVEY_CHECKPOINT_SECONDS)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                W = model.fit_transform(training)
+                W = model.fit_transform(training, resume=survey is not None)
             loss, count = _held_out_loss(X, np.asarray(W), np.asarray(model.components_), beta=beta, **held)
             test[q, r] = loss / count
             train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
@@ -327,7 +347,10 @@ def _training_input(X: Any, *, seed: int, test_fraction: float) -> Any:
 
 def _held_out_loss(X: Any, W: np.ndarray, H: np.ndarray, *, seed: int, test_fraction: float,
                    beta: float) -> tuple[float, int]:
-    """``(Σ D_β(A_ij | (WH)_ij), count)`` over the held-out entries, one row strip of X at a time."""
+    """``(Σ D_β(A_ij | (WH)_ij), count)`` over the held-out entries, one row strip of X at a time. W and H are
+    aligned first, so that the sums do not depend on where the factors happen to lie in memory (a fit's own, or
+    read back from its checkpoint)."""
+    W, H = aligned(np.ascontiguousarray(W)), aligned(np.ascontiguousarray(H))
     n = X.shape[1]
     total, count = 0.0, 0
     for s in _strips(X):

@@ -49,6 +49,23 @@ def test_rank_finds_the_planted_rank_and_writes_the_table(tmp_path, scheduler, p
     assert again.returncode == 2 and "already holds rank-3" in again.stderr
 
 
+def test_rank_with_a_checkpoint_resumes_and_refuses_another_survey(tmp_path, scheduler, planted_store):
+    args = ("rank", planted_store, "--ranks", "2:3", "--replicates", "2", "--max-iter", "20", "--seed", "7",
+            "--log-level", "WARNING", "--scheduler", scheduler, "--checkpoint", tmp_path / "survey")
+    first = run_dnmf(*args, "--summary", tmp_path / "first.json")
+    assert first.returncode == 0, first.stderr
+    fits = sorted(p.name for p in (tmp_path / "survey").glob("replicate-*/v*"))
+    assert len(fits) == 4
+    again = run_dnmf(*args, "--summary", tmp_path / "again.json")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (tmp_path / "survey").glob("replicate-*/v*")) == fits
+    before, after = (json.loads((tmp_path / name).read_text()) for name in ("first.json", "again.json"))
+    assert after["table"] == before["table"] and after["best_rank"] == before["best_rank"]
+    other = run_dnmf(*args, "--test-fraction", "0.2", "--summary", tmp_path / "other.json")
+    assert other.returncode == 2 and "test_fraction: 0.1 then, 0.2 now" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
 @pytest.mark.parametrize(("ranks", "message"), [("two", "--ranks must be FIRST:LAST"),
                                                  ("0:3", "each at least 1")])
 def test_bad_ranks_exit_2_naming_the_flag(planted_store, ranks, message):
@@ -62,5 +79,6 @@ def test_rank_help_names_its_flags(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rank", "--help"])
     text = capsys.readouterr().out
-    for flag in ("INPUT", "--ranks", "--replicates", "--test-fraction", "--summary", "--scheduler", "exit status"):
+    for flag in ("INPUT", "--ranks", "--replicates", "--test-fraction", "--summary", "--scheduler", "--checkpoint",
+                 "exit status"):
         assert flag in text, flag

@@ -149,6 +149,27 @@ def test_every_version_damaged_fails_clearly(store, tmp_path):
         model(tmp_path / "ck").fit(store, resume=True)
 
 
+@pytest.mark.parametrize("stopped", ["before its metadata", "before its state"])
+def test_a_first_write_that_never_finished_is_no_checkpoint(store, tmp_path, caplog, stopped):
+    """What a kill inside the first checkpoint write leaves: a version folder that no manifest lists, with arrays
+    but no state (or not even its group's metadata). Resuming starts afresh rather than calling it damage."""
+    model(tmp_path / "ck", max_iter=3, checkpoint_every=None).fit(store)
+    (tmp_path / "ck" / "manifest.json").unlink()
+    metadata = tmp_path / "ck" / "v00000003" / "zarr.json"
+    if stopped == "before its metadata":
+        metadata.unlink()
+    else:
+        group = json.loads(metadata.read_text())
+        del group["attributes"]["state"]
+        metadata.write_text(json.dumps(group))
+    again = model(tmp_path / "ck", max_iter=3, checkpoint_every=None)
+    with caplog.at_level("INFO", logger="dnmf"):
+        again.fit(store, resume=True)
+    assert "a checkpoint write stopped before it was complete" in caplog.text
+    assert again.resumed_from_ is None and again.n_iter_ == 3
+    assert manifest(tmp_path / "ck")["versions"] == ["v00000003"]
+
+
 # -- real processes, real signals -------------------------------------------------------------------------------
 
 
