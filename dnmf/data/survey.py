@@ -14,8 +14,8 @@ import os
 import uuid
 from typing import Any
 
-from dnmf.data.location import Location
 from dnmf.data.checkpoint import CheckpointError
+from dnmf.data.location import Location
 
 __all__ = ["MANIFEST", "SurveyFolder"]
 

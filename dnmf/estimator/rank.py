@@ -19,8 +19,8 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core.kernels import aligned
 from dnmf.core.holdout import held_out_loss, holdout_seeds, training_block
+from dnmf.core.kernels import aligned
 from dnmf.core.rules import loss_name, rule_for
 from dnmf.data.store import open_matrix
 from dnmf.data.survey import SurveyFolder

@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 import zarr
 
-import dnmf.data.sparse_write as sparse_write
 from dnmf import open_matrix, save_matrix
+from dnmf.data import sparse_write
 
 
 class Counted:

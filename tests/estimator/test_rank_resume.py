@@ -17,7 +17,7 @@ from dnmf.data.checkpoint import CheckpointError
 from dnmf.data.survey import MANIFEST
 from dnmf.datasets import make_low_rank
 
-SURVEY = dict(replicates=2, solver="hals", max_iter=150, tol=0, random_state=3)
+SURVEY = {"replicates": 2, "solver": "hals", "max_iter": 150, "tol": 0, "random_state": 3}
 
 CHILD = """
 import sys
