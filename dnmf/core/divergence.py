@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from dnmf.core.alignment import aligned
 from dnmf.core.rules.mu import EPSILON
 
 __all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "gradient_parts", "divergence", "sampled_product",
@@ -171,7 +172,7 @@ def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: boo
         count, everywhere = x.size, None
 
     def total(values: np.ndarray) -> float:
-        return float(np.sum(values, dtype=np.float64))
+        return float(np.sum(aligned(values), dtype=np.float64))
 
     def sum_power(power: float) -> float:
         if everywhere is None:

@@ -12,8 +12,6 @@ can add them up.
 
 from __future__ import annotations
 
-import ctypes
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dnmf.core import divergence
+from dnmf.core.alignment import ALIGNMENT, address, aligned, empty_aligned
 from dnmf.core.divergence import sampled_product
 from dnmf.core.rules.namespace import array_namespace
 
@@ -30,43 +29,9 @@ __all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty
            "pattern_grams", "residual_block",
            "sampled_product", "sum_blocks", "sum_cols_block", "sum_rows_block", "wta_block"]
 
-#: Byte boundary every dense operand of a BLAS call or reduction starts on (see :func:`aligned`).
-ALIGNMENT = 64
-
 #: The per-block statistics of :func:`block_stats`, in order.
 STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
 
-
-def address(x: np.ndarray) -> int:
-    """Where ``x``'s data start. Reading a writable contiguous array's buffer costs a quarter of ``x.ctypes.data``,
-    which matters on small blocks: every dense operand of every kernel is checked (see :func:`aligned`)."""
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(x))
-    except (TypeError, ValueError, BufferError):  # read-only, not contiguous, or empty
-        return x.ctypes.data
-
-
-def empty_aligned(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised array starting on an :data:`ALIGNMENT`-byte boundary."""
-    dtype = np.dtype(dtype)
-    buffer = np.empty(math.prod(shape) * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
-    return np.ndarray(shape, dtype, buffer, (-address(buffer)) % ALIGNMENT)
-
-
-def aligned(x: Any) -> Any:
-    """``x`` itself if it is a NumPy array starting on an :data:`ALIGNMENT`-byte boundary, else an aligned
-    contiguous copy; other blocks (sparse, CuPy) pass through.
-
-    BLAS kernels and NumPy's SIMD reductions round differently depending on where their operands start, and a
-    block deserialized on another worker (after a worker was lost, say) can start anywhere. Giving every dense
-    operand the same alignment makes a recomputed block bitwise equal to the original, which is what lets a
-    resumed or recovered run end exactly where an uninterrupted one would.
-    """
-    if not isinstance(x, np.ndarray) or address(x) % ALIGNMENT == 0:
-        return x
-    out = empty_aligned(x.shape, x.dtype)
-    np.copyto(out, x)
-    return out
 
 
 def wta_block(w: Any, a: Any) -> Any:
