@@ -309,7 +309,7 @@ def in_process_nndsvd(A: da.Array, k: int, variant: str, *, entropy: int, mean: 
     """:func:`nndsvd` of A's blocks gathered into this process, on the same grid (so that the same products add
     up the same partial sums), its factors placed back where ``runtime`` keeps blocks."""
     p, q = A.numblocks
-    values = runtime.compute(*(A.blocks[i, j] for i in range(p) for j in range(q)))
+    values = runtime.compute(*A.to_delayed(optimize_graph=False).ravel())  # under A's own keys: no new tasks
     local = Blocks([values[i * q:(i + 1) * q] for i in range(p)], A.chunks)
     W, H = nndsvd(local, k, variant, entropy=entropy, mean=mean, power_iterations=power_iterations)
     token = uuid.uuid4().hex
