@@ -372,7 +372,7 @@ def needs_holding(matrix: InputMatrix, runtime: Runtime) -> bool:
 
 
 def as_held(array: Any) -> Any:
-    """What is held of ``array``: its blocks, dense ones as aligned copies (see :func:`dnmf.core.kernels.aligned`)."""
+    """What is held of ``array``: its blocks, dense ones as aligned copies (see :func:`dnmf.core.alignment.aligned`)."""
     if is_sparse(array):
         return array
     return array.map_blocks(products.aligned, dtype=array.dtype, token="dnmf-input-aligned")
@@ -383,7 +383,7 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> 
 
     Each iteration reads A twice; an input left lazy is recomputed (or re-read from its store) every time, which
     is what out-of-core inputs need and what in-memory ones should avoid. Dense blocks are held as aligned
-    copies (see :func:`dnmf.core.kernels.aligned`), so the products need not copy them every iteration; sparse
+    copies (see :func:`dnmf.core.alignment.aligned`), so the products need not copy them every iteration; sparse
     NumPy and SciPy inputs, and blocks the in-process runtime placed, are in memory already.
     """
     array = matrix.array

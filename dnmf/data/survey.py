@@ -46,9 +46,9 @@ class SurveyFolder:
         self.location = Location.parse(url, None)
         self.seeds = list(seeds)
         manifest = self.location.child(MANIFEST)
-        fs, path = self._fs(self.location)
+        fs, path = self.location._fs
         if fs.exists(path):
-            if not fs.exists(self._fs(manifest)[1]):
+            if not fs.exists(manifest._fs[1]):
                 if fs.ls(path):
                     raise CheckpointError(f"{self.location.url!r} holds files but no {MANIFEST}: it is not a dnmf "
                                           "rank survey's checkpoint folder. Choose another folder.")
@@ -61,14 +61,8 @@ class SurveyFolder:
                 os.chmod(path, 0o700)
         self._write(manifest, {"dnmf": _FORMAT, "parameters": parameters, "seeds": self.seeds})
 
-    @staticmethod
-    def _fs(location: Location) -> tuple[Any, str]:
-        import fsspec
-
-        return fsspec.core.url_to_fs(location.url, **location.storage_options)
-
     def _check(self, manifest: Location, parameters: dict[str, Any]) -> list[int]:
-        fs, path = self._fs(manifest)
+        fs, path = manifest._fs
         try:
             with fs.open(path, "r") as file:
                 saved = json.load(file)
@@ -86,7 +80,7 @@ class SurveyFolder:
         return [int(seed) for seed in saved["seeds"]] if parameters.get("random_state") is None else self.seeds
 
     def _write(self, manifest: Location, content: dict[str, Any]) -> None:
-        fs, path = self._fs(manifest)
+        fs, path = manifest._fs
         staging = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
         with fs.open(staging, "w") as file:
             json.dump(content, file, indent=1)
