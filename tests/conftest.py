@@ -9,6 +9,9 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: runs on a real distributed LocalCluster with worker processes")
+    # Tests kill workers on purpose. A LocalCluster closes a killed worker's Nanny for good when the worker has not
+    # come back within this timeout, which under the full suite's load it sometimes has not after 15 s.
+    dask.config.set({"distributed.deploy.lost-worker-timeout": "5 minutes"})
 
 
 @pytest.fixture(autouse=True)

@@ -94,6 +94,12 @@ def _no_dashboard(config: ClusterConfig) -> bool:
     return config.kind == "local" and config.options["dashboard_address"].lower() == "none"
 
 
+#: How long a local cluster waits for a Nanny to bring back a worker that died before it closes the Nanny for good
+#: (``distributed.deploy.lost-worker-timeout``, 15 s by default). On a loaded machine a worker takes longer than
+#: that to start again, and a fit that lost its input blocks with the worker then finds no worker to place them on.
+LOST_WORKER_TIMEOUT = "5 minutes"
+
+
 def _local_cluster(config: ClusterConfig) -> Any:
     from distributed import LocalCluster
 
@@ -252,6 +258,8 @@ def connect(config: ClusterConfig, *, connect_timeout: float = DEFAULT_CONNECT_T
         else:
             if _no_dashboard(config):  # an empty link template: no dashboard link is shown anywhere
                 stack.enter_context(dask.config.set({"distributed.dashboard.link": ""}))
+            if config.kind == "local":
+                stack.enter_context(dask.config.set({"distributed.deploy.lost-worker-timeout": LOST_WORKER_TIMEOUT}))
             cluster = stack.enter_context(_start_cluster(config))
             client = _open_client(cluster, config, connect_timeout)
         stack.enter_context(client)

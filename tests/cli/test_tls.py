@@ -8,11 +8,13 @@ import re
 import subprocess
 import sys
 
+import dask
 import pytest
 import yaml
 from cli_helpers import run_dnmf, summary
 
 from dnmf.runtime import cluster
+from dnmf.runtime.launch import LOST_WORKER_TIMEOUT
 
 pytestmark = pytest.mark.cluster
 
@@ -44,6 +46,8 @@ def test_fit_over_tls_and_clients_without_the_certificates_are_refused(tmp_path,
     with cluster.connect(cluster.load_cluster_config(tmp_path / "tls-local.yaml")) as client:
         address = client.scheduler.address
         assert address.startswith("tls://127.0.0.1:")
+        # A worker that is slow to start again after it died keeps its Nanny (15 s by default).
+        assert dask.config.get("distributed.deploy.lost-worker-timeout") == LOST_WORKER_TIMEOUT
         (tmp_path / "address.yaml").write_text(yaml.safe_dump(
             {"kind": "address", "address": address, "tls": tls_config(tmp_path / "certs")}))
         done = run_dnmf("fit", counts_store, "--rank", "2", "--max-iter", "3", "--out", tmp_path / "r.zarr",
