@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from dask.array.core import normalize_chunks
 
 __all__ = ["STRIP_MEMORY_FRACTION", "TARGET_BLOCK_BYTES", "Chunks", "default_grid", "even_chunks", "float_dtype",
+           "PLACED_INPUT", "strip_axis",
            "nbytes_of", "resolve_chunks"]
 
 #: The block size default chunking aims for (bytes of a dense block, or of a CSR block's arrays).
@@ -40,6 +41,17 @@ def float_dtype(dtype: Any) -> np.dtype:
     if dtype.kind in "biuf":
         return np.dtype(np.float64)
     raise TypeError(f"NMF needs a real-valued matrix, got dtype {dtype}. Convert it with X.astype(np.float64).")
+
+
+#: The name prefix of an input a graph runtime placed itself (``Runtime.place``): each of its strips (see
+#: :func:`strip_axis`) lies whole on one worker, so that a product may read a whole strip in one task.
+PLACED_INPUT = "dnmf-input-placed"
+
+
+def strip_axis(shape: tuple[int, int]) -> int:
+    """The axis along which an input held on a cluster is placed whole strips per worker: 0 (row strips) for a
+    tall or square matrix, 1 (column strips) for a wide one, so that the larger factor's products stay local."""
+    return 0 if shape[0] >= shape[1] else 1
 
 
 def nbytes_of(X: Any) -> int:

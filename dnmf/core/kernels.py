@@ -12,6 +12,7 @@ can add them up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,8 @@ __all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty
            "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
            "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "matmul",
            "pattern_grams", "residual_block",
-           "sampled_product", "sum_blocks", "sum_cols_block", "sum_rows_block", "wta_block"]
+           "sampled_product", "split_block", "sum_blocks", "sum_cols_block", "sum_rows_block", "tree_sum_parts",
+           "wta_block", "aht_strip", "wta_strip", "wta_row_partial", "aht_col_partial"]
 
 #: The per-block statistics of :func:`block_stats`, in order.
 STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
@@ -175,6 +177,45 @@ def sum_blocks(blocks: Any, axis: Any = None, keepdims: bool = False) -> Any:
     if keepdims:
         return total
     return xp.reshape(total, ()) if axis is None else xp.squeeze(total, axis=axis)
+
+
+def tree_sum_parts(parts: list[Any], axis: int, split_every: int) -> Any:
+    """``parts`` summed along ``axis`` in the order of Dask's tree reduction with fan-in ``split_every``
+    (``dask.array.reduction`` with :func:`sum_blocks` at every level): consecutive groups added left to right,
+    level by level, so that a strip task and the per-block graph it replaces give bitwise-equal sums."""
+    depth = max(1, math.ceil(math.log(len(parts), split_every)))
+    for _ in range(depth - 1):
+        parts = [sum_blocks(parts[start:start + split_every], axis=(axis,), keepdims=True)
+                 for start in range(0, len(parts), split_every)]
+    return sum_blocks(parts, axis=(axis,))
+
+
+def aht_strip(a_blocks: list[Any], h_blocks: list[Any], split_every: int) -> Any:
+    """``Σ_j A_ij H_jᵀ`` of one row strip of A, in one task (the strip's blocks live on one worker)."""
+    return tree_sum_parts([aht_block(a, h) for a, h in zip(a_blocks, h_blocks)], 1, split_every)
+
+
+def wta_strip(w_blocks: list[Any], a_blocks: list[Any], split_every: int) -> Any:
+    """``Σ_i W_iᵀ A_ij`` of one column strip of A, in one task (the strip's blocks live on one worker)."""
+    return tree_sum_parts([wta_block(w, a) for w, a in zip(w_blocks, a_blocks)], 0, split_every)
+
+
+def wta_row_partial(w: Any, a_blocks: list[Any]) -> Any:
+    """``W_iᵀ A_i·`` of one row strip, every column block's partial side by side: ``(1, k, n)``."""
+    xp = array_namespace(w)
+    return xp.concat([wta_block(w, a) for a in a_blocks], axis=2)
+
+
+def aht_col_partial(a_blocks: list[Any], h: Any) -> Any:
+    """``A_·j H_jᵀ`` of one column strip, every row block's partial stacked: ``(m, 1, k)``."""
+    xp = array_namespace(h)
+    return xp.concat([aht_block(a, h) for a in a_blocks], axis=0)
+
+
+def split_block(block: Any, axis: int, start: int, stop: int) -> Any:
+    """``block[start:stop]`` along ``axis``, as a contiguous array of its own."""
+    index = (slice(None),) * axis + (slice(start, stop),)
+    return aligned(block[index])
 
 
 #: Entries of the ``(columns, k²)`` outer products formed at once by :func:`pattern_grams`.

@@ -8,8 +8,10 @@ Everything that moves data between blocks lives here. Arrays share one chunk gri
 
 Each product is an explicit blockwise graph with a named layer (``dnmf-wta``, ``dnmf-aht``, ``dnmf-gram-w``, ...).
 A partial product is formed where each ``A_ij`` lives, and only the small partial results travel to a tree sum, so
-A is never copied, concatenated or brought to the client. The block kernels use nothing but ``@`` and ``.T``, which
-NumPy, SciPy sparse and CuPy blocks all understand.
+A is never copied, concatenated or brought to the client. Over an input a runtime placed whole strips per worker
+(:data:`dnmf.core.grid.PLACED_INPUT`), ``AHᵀ`` and ``WᵀA`` form a whole strip's partial products in one task,
+summed in the tree's own order. The block kernels use nothing but ``@`` and ``.T``, which NumPy, SciPy sparse and
+CuPy blocks all understand.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dnmf.core import blocks, graph, kernels
 from dnmf.core.beta_products import beta_aht, beta_divergence, beta_wta, masked_aht, masked_terms, masked_wta
 from dnmf.core.blocks import is_blocks
 from dnmf.core.graph import SPLIT_EVERY
+from dnmf.core.grid import PLACED_INPUT, strip_axis
 from dnmf.core.kernels import ALIGNMENT, STAT_FIELDS, aligned, sampled_product
 from dnmf.core.rules.penalties import regularized_gram
 
@@ -59,33 +62,6 @@ __all__ = [
 ]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def reread(A: da.Array, after: da.Array) -> da.Array:
     """A under keys of its own, whose blocks are read (or recomputed) only once ``after`` is computed.
 
@@ -115,6 +91,16 @@ def wta(A: da.Array, W: da.Array) -> da.Array:
         return blocks.wta(A, W)
     graph.check_rows_aligned(A, W)
     dtype = graph.result_dtype(A, W)
+    strips = _held_strips(A)
+    if strips == 1:
+        return da.blockwise(kernels.wta_strip, "aj", W, "ia", A, "ij", split_every=SPLIT_EVERY,
+                            concatenate=False, dtype=dtype, name=f"dnmf-wta-{tokenize(A.name, W.name)}",
+                            meta=np.empty((0, 0), dtype=dtype))
+    if strips == 0:
+        partials = da.blockwise(kernels.wta_row_partial, "iab", W, "ia", A, "ij", new_axes={"b": A.shape[1]},
+                                adjust_chunks={"i": 1}, concatenate=False, dtype=dtype,
+                                token="dnmf-wta-strip", meta=np.empty((0, 0, 0), dtype=dtype))
+        return _split(graph.tree_sum(partials, axis=0, name="dnmf-wta"), 1, A.chunks[1], "dnmf-wta-split")
     partials = da.blockwise(
         kernels.wta_block, "iaj", W, "ia", A, "ij",
         adjust_chunks={"i": 1}, dtype=dtype, token="dnmf-wta-block",
@@ -130,12 +116,45 @@ def aht(A: da.Array, H: da.Array) -> da.Array:
         return blocks.aht(A, H)
     graph.check_cols_aligned(A, H)
     dtype = graph.result_dtype(A, H)
+    strips = _held_strips(A)
+    if strips == 0:
+        return da.blockwise(kernels.aht_strip, "ia", A, "ij", H, "aj", split_every=SPLIT_EVERY,
+                            concatenate=False, dtype=dtype, name=f"dnmf-aht-{tokenize(A.name, H.name)}",
+                            meta=np.empty((0, 0), dtype=dtype))
+    if strips == 1:
+        partials = da.blockwise(kernels.aht_col_partial, "bja", A, "ij", H, "aj", new_axes={"b": A.shape[0]},
+                                adjust_chunks={"j": 1}, concatenate=False, dtype=dtype,
+                                token="dnmf-aht-strip", meta=np.empty((0, 0, 0), dtype=dtype))
+        return _split(graph.tree_sum(partials, axis=1, name="dnmf-aht"), 0, A.chunks[0], "dnmf-aht-split")
     partials = da.blockwise(
         kernels.aht_block, "ija", A, "ij", H, "aj",
         adjust_chunks={"j": 1}, dtype=dtype, token="dnmf-aht-block",
         meta=np.empty((0, 0, 0), dtype=dtype),
     )
     return graph.tree_sum(partials, axis=1, name="dnmf-aht")
+
+
+def _held_strips(A: da.Array) -> int | None:
+    """The axis of the strips of an A that a runtime placed (:data:`dnmf.core.grid.PLACED_INPUT`), or None for
+    any other A (streamed from its store, computed, or persisted by Dask wherever its blocks were made).
+
+    A placed strip's blocks lie on one worker, so its products run as one task per strip instead of one per block
+    and a tree sum over the strip: a tenth of the tasks on a 10 × 10 grid, the same sums in the same order. Any
+    other A keeps one task per block, so that no block of it moves between workers and a streamed strip is never
+    all in memory at once."""
+    return strip_axis(A.shape) if A.name.startswith(f"{PLACED_INPUT}-") else None
+
+
+def _split(x: da.Array, axis: int, chunks: tuple[int, ...], prefix: str) -> da.Array:
+    """The single-block ``x`` cut into ``chunks`` along ``axis`` (the other axis stays whole)."""
+    name = f"{prefix}-{tokenize(x.name, axis, chunks)}"
+    source = (x.name, 0, 0)
+    stops = np.cumsum(chunks).tolist()
+    layer = {(name, *((0, b) if axis == 1 else (b, 0))): (kernels.split_block, source, axis, stop - size, stop)
+             for b, (size, stop) in enumerate(zip(chunks, stops))}
+    graph_ = HighLevelGraph.from_collections(name, layer, dependencies=[x])
+    new_chunks = (x.chunks[0], chunks) if axis == 1 else (chunks, x.chunks[1])
+    return da.Array(graph_, name, chunks=new_chunks, dtype=x.dtype, meta=x._meta)
 
 
 def gram_rows(W: da.Array, name: str = "dnmf-gram-w") -> da.Array:

@@ -13,6 +13,7 @@ the phase clock and the task stream group them as before.
 
 from __future__ import annotations
 
+import gc
 import re
 import uuid
 from collections.abc import Iterable
@@ -120,18 +121,28 @@ class StepTemplate:
         """The step's results computed from ``inputs`` (lazy arrays over the renamed graph), which also depends
         on ``constants``: held arrays the step reads but does not change (A held in memory). What was not held
         when the template was built (A streamed from its store) is part of the template and read anew."""
+        graph, outputs = self.copy(inputs)
+        dependencies = [x for x in (*inputs.values(), *constants) if dask.is_dask_collection(x)]
+        hlg = HighLevelGraph.from_collections(_fresh("dnmf-step", uuid.uuid4().hex[:24], 0), graph,
+                                              dependencies=dependencies)
+        return {role: da.Array(hlg, name, chunks=chunks, dtype=dtype, meta=meta)
+                for role, (name, chunks, dtype, meta) in outputs.items()}
+
+    def copy(self, inputs: dict[str, da.Array]) -> tuple[dict[Any, Task], dict[str, tuple[str, Any, Any, Any]]]:
+        """The renamed low-level graph of a copy that starts from ``inputs`` (its tasks only: it refers to the
+        inputs' and the constants' keys), and each result's name, chunks, dtype and meta."""
         token = uuid.uuid4().hex[:24]
         rename = {name: _fresh(name, token, index) for index, name in enumerate(self._names)}
         rename.update({self._inputs[role][0]: x.name for role, x in inputs.items()})
         keys = {key: (rename.get(key[0], key[0]), *key[1:]) if isinstance(key, tuple) else rename.get(key, key)
                 for key in self._all_keys}
-        layer = _fresh("dnmf-step", token, len(rename))
-        graph = {keys[key]: Task(keys[key], run, *(TaskRef(keys[dep]) for dep in deps))
-                 for key, (run, deps) in self._runs.items()}
-        dependencies = [x for x in (*inputs.values(), *constants) if dask.is_dask_collection(x)]
-        hlg = HighLevelGraph.from_collections(layer, graph, dependencies=dependencies)
-        return {role: da.Array(hlg, rename[name], chunks=chunks, dtype=dtype, meta=meta)
-                for role, (name, chunks, dtype, meta) in self._outputs.items()}
+        gc.disable()
+        try:
+            graph = {keys[key]: Task(keys[key], run, *(TaskRef(keys[dep]) for dep in deps))
+                     for key, (run, deps) in self._runs.items()}
+        finally:
+            gc.enable()
+        return graph, {role: (rename[name], *rest) for role, (name, *rest) in self._outputs.items()}
 
     @property
     def n_tasks(self) -> int:

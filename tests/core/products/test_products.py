@@ -69,16 +69,62 @@ def test_sampled_product_matches_dense_product_at_nonzeros(rng):
     np.testing.assert_allclose(products.sampled_product(a, w, h), (w @ h)[rows, cols], rtol=1e-12)
 
 
+def held_blocks(dense, chunks, sparse: bool, name: str) -> da.Array:
+    """``dense`` as a held Dask array of NumPy or CSR blocks called ``name``, the way a runtime holds an input."""
+    from dask.highlevelgraph import HighLevelGraph
+
+    grid = da.from_array(dense, chunks=chunks)
+    blocks = {(name, i, j): (sp.csr_matrix if sparse else np.asarray)(grid.blocks[i, j].compute())
+              for i in range(grid.numblocks[0]) for j in range(grid.numblocks[1])}
+    meta = sp.csr_matrix((0, 0)) if sparse else np.empty((0, 0))
+    return da.Array(HighLevelGraph.from_collections(name, blocks, dependencies=()), name, chunks=grid.chunks,
+                    dtype=dense.dtype, meta=meta)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("shape, chunks", [((120, 50), (12, 5)), ((50, 120), (5, 12)), ((700, 60), (10, 6)),
+                                           ((40, 650), (5, 10)), ((30, 20), (30, 20))],
+                         ids=["tall-10x10", "wide-10x10", "70-row-strips", "65-column-blocks", "one-block"])
+def test_a_placed_input_gets_one_task_per_strip_and_the_per_block_sums_bit_for_bit(rng, sparse, shape, chunks):
+    """Grids with more than 8 (one partial level) and more than 64 (two) blocks along the summed axis."""
+    from dask.core import get_dependencies
+
+    from dnmf.core.grid import PLACED_INPUT, strip_axis
+
+    dense = rng.random(shape) * (rng.random(shape) < 0.4)
+    placed = held_blocks(dense, chunks, sparse, f"{PLACED_INPUT}-t")
+    other = held_blocks(dense, chunks, sparse, "someone-elses")
+    W = da.from_array(rng.random((shape[0], 4)), chunks=(placed.chunks[0], 4))
+    H = da.from_array(rng.random((4, shape[1])), chunks=(4, placed.chunks[1]))
+    strips = placed.numblocks[strip_axis(shape)]
+    for product, factor in ((products.wta, W), (products.aht, H)):
+        fused, per_block = product(placed, factor), product(other, factor)
+        assert fused.chunks == per_block.chunks
+        np.testing.assert_array_equal(fused.compute(), per_block.compute())
+        a_keys = {key for row in placed.__dask_keys__() for key in row}
+        graph = dict(fused.__dask_graph__())
+        reads = [set(get_dependencies(graph, key)) & a_keys for key in graph if key not in a_keys]
+        reads = [keys for keys in reads if keys]
+        assert len(reads) == strips
+        for keys in reads:
+            assert len({key[1 + strip_axis(shape)] for key in keys}) == 1
+
+
 def test_layers_are_named_after_the_algorithm(rng):
-    _, A, _, _, W_d, H_d = operands(rng, True, (13, 7))
+    dense, *_ = operands(rng, True, (13, 7))
+    A = held_blocks(dense, (13, 7), True, "user-array")
+    W_d = da.from_array(rng.random((40, 4)), chunks=(A.chunks[0], 4))
+    H_d = da.from_array(rng.random((4, 40)), chunks=(4, A.chunks[1]))
     layers = " ".join(products.wta(A, W_d).dask.layers) + " ".join(products.aht(A, H_d).dask.layers)
     for prefix in ("dnmf-wta-block", "dnmf-wta-aggregate", "dnmf-aht-block", "dnmf-aht-aggregate"):
         assert prefix in layers
 
 
 def test_partial_products_never_concatenate_a(rng):
-    """Every partial-product task reads exactly one block of A."""
-    _, A, _, _, W_d, _ = operands(rng, True, (13, 7))
+    """Every partial-product task reads exactly one block of an A that was not placed by strips."""
+    dense, *_ = operands(rng, True, (13, 7))
+    A = held_blocks(dense, (13, 7), True, "user-array")
+    W_d = da.from_array(rng.random((40, 4)), chunks=(A.chunks[0], 4))
     graph = dict(products.wta(A, W_d).__dask_graph__())
     block_tasks = [task for key, task in graph.items() if key[0].startswith("dnmf-wta-block")]
     assert len(block_tasks) == A.numblocks[0] * A.numblocks[1]
