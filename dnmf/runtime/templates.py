@@ -136,12 +136,16 @@ class StepTemplate:
         rename.update({self._inputs[role][0]: x.name for role, x in inputs.items()})
         keys = {key: (rename.get(key[0], key[0]), *key[1:]) if isinstance(key, tuple) else rename.get(key, key)
                 for key in self._all_keys}
+        # A copy makes a few thousand small objects; a cyclic collection they set off midway would scan every
+        # graph this process holds (a fifth of the copy's time at 100 blocks). Nothing here makes a cycle.
+        collecting = gc.isenabled()
         gc.disable()
         try:
             graph = {keys[key]: Task(keys[key], run, *(TaskRef(keys[dep]) for dep in deps))
                      for key, (run, deps) in self._runs.items()}
         finally:
-            gc.enable()
+            if collecting:
+                gc.enable()
         return graph, {role: (rename[name], *rest) for role, (name, *rest) in self._outputs.items()}
 
     @property
