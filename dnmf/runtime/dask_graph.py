@@ -99,7 +99,7 @@ class _DaskRuntime(Runtime):
         if template is None or not template.fits(held):
             stand_ins = {role: opaque(x) for role, x in held.items()}
             before = passes_counted()
-            optimized, graph = _optimize(build(stand_ins), [])
+            optimized, graph = _optimize(build(stand_ins), constants)
             try:
                 template = templates[signature] = StepTemplate(optimized, graph, stand_ins,
                                                                passes=passes_counted() - before,
