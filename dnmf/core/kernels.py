@@ -179,25 +179,34 @@ def sum_blocks(blocks: Any, axis: Any = None, keepdims: bool = False) -> Any:
     return xp.reshape(total, ()) if axis is None else xp.squeeze(total, axis=axis)
 
 
-def tree_sum_parts(parts: list[Any], axis: int, split_every: int) -> Any:
-    """``parts`` summed along ``axis`` in the order of Dask's tree reduction with fan-in ``split_every``
-    (``dask.array.reduction`` with :func:`sum_blocks` at every level): consecutive groups added left to right,
-    level by level, so that a strip task and the per-block graph it replaces give bitwise-equal sums."""
-    depth = max(1, math.ceil(math.log(len(parts), split_every)))
-    for _ in range(depth - 1):
-        parts = [sum_blocks(parts[start:start + split_every], axis=(axis,), keepdims=True)
-                 for start in range(0, len(parts), split_every)]
-    return sum_blocks(parts, axis=(axis,))
+def tree_sum_parts(part: Callable[[int], Any], count: int, axis: int, split_every: int) -> Any:
+    """The ``count`` partial products ``part(0)``, ``part(1)``, … summed along ``axis`` in the order of Dask's tree
+    reduction with fan-in ``split_every`` (``dask.array.reduction`` with :func:`sum_blocks` at every level):
+    consecutive groups added left to right, level by level, so that a strip task and the per-block graph it
+    replaces give bitwise-equal sums. Parts are made as the sums need them, so that at most ``split_every`` of them
+    per level are held at once."""
+    depth = max(1, math.ceil(math.log(count, split_every)))
+
+    def node(level: int, index: int) -> Any:
+        if level == 0:
+            return part(index)
+        first = index * split_every
+        below = math.ceil(count / split_every ** (level - 1))
+        return sum_blocks([node(level - 1, child) for child in range(first, min(first + split_every, below))],
+                          axis=(axis,), keepdims=True)
+
+    top = math.ceil(count / split_every ** (depth - 1))
+    return sum_blocks([node(depth - 1, index) for index in range(top)], axis=(axis,))
 
 
 def aht_strip(a_blocks: list[Any], h_blocks: list[Any], split_every: int) -> Any:
     """``Σ_j A_ij H_jᵀ`` of one row strip of A, in one task (the strip's blocks live on one worker)."""
-    return tree_sum_parts([aht_block(a, h) for a, h in zip(a_blocks, h_blocks)], 1, split_every)
+    return tree_sum_parts(lambda j: aht_block(a_blocks[j], h_blocks[j]), len(a_blocks), 1, split_every)
 
 
 def wta_strip(w_blocks: list[Any], a_blocks: list[Any], split_every: int) -> Any:
     """``Σ_i W_iᵀ A_ij`` of one column strip of A, in one task (the strip's blocks live on one worker)."""
-    return tree_sum_parts([wta_block(w, a) for w, a in zip(w_blocks, a_blocks)], 0, split_every)
+    return tree_sum_parts(lambda i: wta_block(w_blocks[i], a_blocks[i]), len(a_blocks), 0, split_every)
 
 
 def wta_row_partial(w: Any, a_blocks: list[Any]) -> Any:

@@ -151,3 +151,23 @@ def test_block_stats(rng):
         assert fields["sum_squares"].sum() == pytest.approx(np.sum(dense**2))
         assert fields["min"][0, 0] == -2.0
         assert fields["nnz"].sum() == np.count_nonzero(dense)
+
+
+def test_a_strip_sum_holds_a_few_partial_products_at_a_time():
+    """A strip of a hundred blocks must not hold a hundred partial products (each as large as the result)."""
+    import weakref
+
+    from dnmf.core import kernels
+
+    alive, most = set(), [0]
+
+    def part(index):
+        block = np.full((5, 1, 3), float(index))
+        alive.add(index)
+        weakref.finalize(block, alive.discard, index)
+        most[0] = max(most[0], len(alive))
+        return block
+
+    total = kernels.tree_sum_parts(part, 100, 1, 8)
+    np.testing.assert_array_equal(total, np.full((5, 3), float(sum(range(100)))))
+    assert most[0] <= 8 * 3
