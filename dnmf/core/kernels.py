@@ -234,18 +234,22 @@ OUTER_BATCH_ELEMENTS = 1 << 22
 def pattern_grams(pattern: sp.csr_matrix, f: np.ndarray) -> np.ndarray:
     """For every row ``r`` of the 0/1 ``pattern`` (``m_b × n_b``), ``Σ_{c stored in row r} f_c f_cᵀ`` over the
     columns ``f_c`` of ``f`` (``k × n_b``), flattened: ``(m_b, k²)``. One sparse × dense product per batch of
-    columns, so the cost is O(nnz(pattern) · k²)."""
+    columns, so the cost is O(nnz(pattern) · k²). Only the upper triangle's ``k(k+1)/2`` sums are formed, then
+    copied to both halves: ``f_s f_t`` and ``f_t f_s`` are the same products, so the result is bitwise the full
+    product's."""
     k, n = f.shape
-    out = np.zeros((pattern.shape[0], k * k), dtype=f.dtype)
     if pattern.nnz == 0:
-        return out
-    step = max(1, OUTER_BATCH_ELEMENTS // (k * k))
+        return np.zeros((pattern.shape[0], k * k), dtype=f.dtype)
+    upper, lower = np.triu_indices(k)
+    place = np.empty((k, k), dtype=np.intp)
+    place[upper, lower] = place[lower, upper] = np.arange(len(upper))
+    step = max(1, OUTER_BATCH_ELEMENTS // len(upper))
+    triangle = np.zeros((pattern.shape[0], len(upper)), dtype=f.dtype)
     for start in range(0, n, step):
         stop = min(n, start + step)
         columns = f[:, start:stop]
-        outer = (columns[:, None, :] * columns[None, :, :]).reshape(k * k, stop - start)
-        out += np.asarray(pattern[:, start:stop] @ outer.T)
-    return out
+        triangle += np.asarray(pattern[:, start:stop] @ (columns[upper] * columns[lower]).T)
+    return np.take(triangle, place.ravel(), axis=1)
 
 
 def masked_aht_block(a: Any, h: np.ndarray) -> np.ndarray:

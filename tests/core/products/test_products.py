@@ -171,3 +171,17 @@ def test_a_strip_sum_holds_a_few_partial_products_at_a_time():
     total = kernels.tree_sum_parts(part, 100, 1, 8)
     np.testing.assert_array_equal(total, np.full((5, 3), float(sum(range(100)))))
     assert most[0] <= 8 * 3
+
+
+@pytest.mark.parametrize("k", [1, 5, 32])
+def test_pattern_grams_are_the_per_row_grams_over_the_stored_columns_bit_for_bit(rng, k):
+    from dnmf.core import kernels
+
+    f = rng.random((k, 300))
+    pattern = sp.random(40, 300, density=0.2, format="csr", random_state=3)
+    pattern.data[:] = 1
+    grams = kernels.pattern_grams(pattern, f).reshape(40, k, k)
+    full = np.asarray(pattern @ (f[:, None, :] * f[None, :, :]).reshape(k * k, -1).T).reshape(40, k, k)
+    np.testing.assert_array_equal(grams, full)
+    row = pattern[7].indices
+    np.testing.assert_allclose(grams[7], f[:, row] @ f[:, row].T, rtol=1e-12)
