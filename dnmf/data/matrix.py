@@ -17,17 +17,8 @@ from dask.base import tokenize
 
 from dnmf.core import graph, products
 from dnmf.core.blocks import Blocks, is_blocks
-from dnmf.core.grid import (
-    PLACED_INPUT,
-    STRIP_MEMORY_FRACTION,
-    TARGET_BLOCK_BYTES,
-    Chunks,
-    default_grid,
-    even_chunks,
-    float_dtype,
-    nbytes_of,
-    resolve_chunks,
-)
+from dnmf.core.grid import (PLACED_INPUT, STRIP_MEMORY_FRACTION, TARGET_BLOCK_BYTES, Chunks, default_grid,
+                            even_chunks, float_dtype, nbytes_of, resolve_chunks)
 from dnmf.core.seam import Runtime
 from dnmf.data.sparse import canonical_csr
 
@@ -373,14 +364,12 @@ def needs_holding(matrix: InputMatrix, runtime: Runtime) -> bool:
 
 
 def as_held(array: Any) -> Any:
-    """What is held of ``array``: its blocks, dense ones as aligned copies (see :func:`dnmf.core.alignment.aligned`).
-    Each copy is made where its block lies, so the copies of an input a runtime placed keep its placement, and its
-    name (:data:`dnmf.core.grid.PLACED_INPUT`)."""
+    """What is held of ``array``: its blocks, dense ones as aligned copies (see :func:`dnmf.core.alignment.aligned`),
+    made where the blocks lie: copies of a placed input keep its name (:data:`dnmf.core.grid.PLACED_INPUT`)."""
     if is_sparse(array):
         return array
-    placed = array.name.startswith(f"{PLACED_INPUT}-")
-    return array.map_blocks(products.aligned, dtype=array.dtype,
-                            token=f"{PLACED_INPUT}-aligned" if placed else "dnmf-input-aligned")
+    token = f"{PLACED_INPUT}-aligned" if array.name.startswith(f"{PLACED_INPUT}-") else "dnmf-input-aligned"
+    return array.map_blocks(products.aligned, dtype=array.dtype, token=token)
 
 
 def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> InputMatrix:

@@ -185,3 +185,16 @@ def test_pattern_grams_are_the_per_row_grams_over_the_stored_columns_bit_for_bit
     np.testing.assert_array_equal(grams, full)
     row = pattern[7].indices
     np.testing.assert_allclose(grams[7], f[:, row] @ f[:, row].T, rtol=1e-12)
+
+
+def test_the_held_copies_of_a_placed_input_keep_its_strip_products(rng):
+    """Dense input is held as aligned copies; those of a placed input must still get one task per strip."""
+    from dnmf.core.grid import PLACED_INPUT
+    from dnmf.data.matrix import as_held
+
+    dense = rng.random((120, 50))
+    for name, strips in ((f"{PLACED_INPUT}-t", True), ("someone-elses", False)):
+        held = as_held(held_blocks(dense, (12, 5), False, name))
+        H = da.from_array(rng.random((4, 50)), chunks=(4, held.chunks[1]))
+        layers = " ".join(products.aht(held, H).dask.layers)
+        assert ("dnmf-aht-block" not in layers) is strips
