@@ -246,7 +246,7 @@ class Distributed(_DaskRuntime):
     def _submit_copy(self, template: StepTemplate, inputs: dict[str, da.Array], constants: list[Any],
                      priority: int) -> dict[str, Any]:
         """The copy's low-level graph straight to the scheduler (``Client.get``), and its results as arrays over
-        their futures: no collection is merged, converted or optimised on the way (a third of the client's time
+        their futures: no collection is merged, converted or optimised on the way (a sixth of the client's time
         per iteration at 100 blocks). The graph carries the futures of the inputs and constants, so that the
         scheduler keeps their data until the copy's tasks have read it."""
         graph, outputs = template.copy(inputs)
