@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 
 from dnmf.core import blocks, graph, kernels
 from dnmf.core.blocks import is_blocks
 
-__all__ = ["beta_aht", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta"]
+__all__ = ["beta_aht", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
 
 
 def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
@@ -79,32 +80,46 @@ def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, maske
                         meta=np.empty((), dtype=np.float64))
 
 
-def masked_aht(A: da.Array, H: da.Array) -> da.Array:
+def unobserved(A: da.Array) -> da.Array:
+    """The 0/1 CSR pattern of the unobserved entries of a masked A, block by block on A's grid (see
+    :func:`dnmf.core.kernels.unobserved_block`): what :func:`masked_aht` and :func:`masked_wta` take, so that a fit
+    finds them once. One pass over A; about 12 bytes per unobserved entry."""
+    graph.count_pass()
+    if is_blocks(A):
+        return blocks.unobserved(A)
+    return A.map_blocks(kernels.unobserved_block, dtype=A.dtype, token="dnmf-unobserved",
+                        meta=sp.csr_matrix((0, 0), dtype=A.dtype))
+
+
+def masked_aht(A: da.Array, H: da.Array, unobserved: da.Array | None = None) -> da.Array:
     """The W-step's products of the masked Frobenius loss, row-aligned with A: ``(m, k + k²)``, per row of W its
     cross product over its observed entries and the Gram of H over them, flattened (see
-    :func:`dnmf.core.kernels.masked_aht_block`). Costs ``(k + k²)`` floats per row of W."""
+    :func:`dnmf.core.kernels.masked_aht_block`). Costs ``(k + k²)`` floats per row of W. ``unobserved`` is
+    :func:`unobserved` of A, if a caller keeps it."""
     graph.count_pass()
     k = H.shape[0]
     if is_blocks(A):
-        return blocks.masked_aht(A, H)
+        return blocks.masked_aht(A, H, unobserved)
     graph.check_cols_aligned(A, H)
+    pattern = () if unobserved is None else (unobserved, "ij")
     partials = da.blockwise(
-        kernels.masked_aht_block, "ija", A, "ij", H, "aj", adjust_chunks={"j": 1, "a": k + k * k}, dtype=H.dtype,
-        token="dnmf-aht-masked-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=H.dtype),
+        kernels.masked_aht_block, "ija", A, "ij", H, "aj", *pattern, adjust_chunks={"j": 1, "a": k + k * k},
+        dtype=H.dtype, token="dnmf-aht-masked-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=H.dtype),
     )
     return graph.tree_sum(partials, axis=1, name="dnmf-aht-masked")
 
 
-def masked_wta(A: da.Array, W: da.Array) -> da.Array:
+def masked_wta(A: da.Array, W: da.Array, unobserved: da.Array | None = None) -> da.Array:
     """The H-step's products of the masked Frobenius loss, column-aligned with A: ``(k + k², n)``."""
     graph.count_pass()
     k = W.shape[1]
     if is_blocks(A):
-        return blocks.masked_wta(A, W)
+        return blocks.masked_wta(A, W, unobserved)
     graph.check_rows_aligned(A, W)
+    pattern = () if unobserved is None else (unobserved, "ij")
     partials = da.blockwise(
-        kernels.masked_wta_block, "iaj", W, "ia", A, "ij", adjust_chunks={"i": 1, "a": k + k * k}, dtype=W.dtype,
-        token="dnmf-wta-masked-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=W.dtype),
+        kernels.masked_wta_block, "iaj", W, "ia", A, "ij", *pattern, adjust_chunks={"i": 1, "a": k + k * k},
+        dtype=W.dtype, token="dnmf-wta-masked-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=W.dtype),
     )
     return graph.tree_sum(partials, axis=0, name="dnmf-wta-masked")
 

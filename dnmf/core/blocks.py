@@ -264,16 +264,29 @@ def beta_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: boo
     return kernels.finish_divergence(total.reshape(()))
 
 
-def masked_aht(A: Blocks, H: Blocks) -> Blocks:
+def unobserved(A: Blocks) -> Blocks:
+    p, q = A.numblocks
+    grid = timed("dnmf-unobserved", lambda: A.map(lambda ij: kernels.unobserved_block(A.block(*ij)),
+                                                    [(i, j) for i in range(p) for j in range(q)]))
+    return A.like([grid[i * q:(i + 1) * q] for i in range(p)], A.chunks)
+
+
+def masked_aht(A: Blocks, H: Blocks, unobserved: Blocks | None) -> Blocks:
     k = H.shape[0]
     return _rows(A, "dnmf-aht-masked", lambda i: add_up(
-        [kernels.masked_aht_block(A.block(i, j), H.block(0, j))[:, 0] for j in range(A.numblocks[1])]), k + k * k)
+        [kernels.masked_aht_block(A.block(i, j), H.block(0, j), _block_of(unobserved, i, j))[:, 0]
+         for j in range(A.numblocks[1])]), k + k * k)
 
 
-def masked_wta(A: Blocks, W: Blocks) -> Blocks:
+def masked_wta(A: Blocks, W: Blocks, unobserved: Blocks | None) -> Blocks:
     k = W.shape[1]
     return _cols(A, "dnmf-wta-masked", lambda j: add_up(
-        [kernels.masked_wta_block(W.block(i, 0), A.block(i, j))[0] for i in range(A.numblocks[0])]), k + k * k)
+        [kernels.masked_wta_block(W.block(i, 0), A.block(i, j), _block_of(unobserved, i, j))[0]
+         for i in range(A.numblocks[0])]), k + k * k)
+
+
+def _block_of(x: Blocks | None, i: int, j: int) -> Any:
+    return None if x is None else x.block(i, j)
 
 
 def masked_terms(parts: Blocks, F: Blocks, *, by_rows: bool) -> np.ndarray:

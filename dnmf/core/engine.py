@@ -185,8 +185,9 @@ def run(
         objective = objectives.Frobenius(norm_squared_a)
     read_again = products.reread if stream_input else objectives.read_in_place
     with runtime.session(streamed=stream_input):
+        prepared, _ = runtime.persist(objective.prepare(A))
         carried, _ = runtime.persist(objective.carried(A, W, H, update_h=update_h))
-        state = _State(W, H, carried)
+        state = _State(W, H, {**prepared, **carried})
         clock = runtime.clock()
         pipelined = runtime.pipelines and not stream_input
         run_token = object()
@@ -276,7 +277,8 @@ def run(
                 if replacement is not None:
                     ahead = None
                     state.W, state.H = (runtime.adopt(x) for x in replacement)
-                    state.carried, _ = runtime.persist(objective.carried(A, state.W, state.H, update_h=update_h))
+                    carried, _ = runtime.persist(objective.carried(A, state.W, state.H, update_h=update_h))
+                    state.carried = {**prepared, **carried}
                 progress.checkpoint_seconds.append(time.perf_counter() - written)
                 last_checkpoint = time.perf_counter()
             started = time.perf_counter()

@@ -26,7 +26,7 @@ from dnmf.core.rules.namespace import array_namespace
 
 __all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
            "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
-           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "matmul",
+           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "unobserved_block", "matmul",
            "pattern_grams", "residual_block",
            "sampled_product", "split_block", "sum_blocks", "sum_cols_block", "sum_rows_block", "tree_sum_parts",
            "wta_block", "aht_strip", "wta_strip", "wta_row_partial", "aht_col_partial"]
@@ -231,8 +231,8 @@ def split_block(block: Any, axis: int, start: int, stop: int) -> Any:
 OUTER_BATCH_ELEMENTS = 1 << 22
 
 
-def pattern_grams(pattern: sp.csr_matrix, f: np.ndarray) -> np.ndarray:
-    """For every row ``r`` of the 0/1 ``pattern`` (``m_b × n_b``), ``Σ_{c stored in row r} f_c f_cᵀ`` over the
+def pattern_grams(pattern: sp.csr_matrix | sp.csc_matrix, f: np.ndarray) -> np.ndarray:
+    """For every row ``r`` of the 0/1 ``pattern`` (``m_b × n_b``, CSR or CSC), ``Σ_{c stored in row r} f_c f_cᵀ`` over the
     columns ``f_c`` of ``f`` (``k × n_b``), flattened: ``(m_b, k²)``. One sparse × dense product per batch of
     columns, so the cost is O(nnz(pattern) · k²). Only the upper triangle's ``k(k+1)/2`` sums are formed, then
     copied to both halves: ``f_s f_t`` and ``f_t f_s`` are the same products, so the result is bitwise the full
@@ -261,11 +261,30 @@ def _pattern(marked: np.ndarray, dtype: Any) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(cols), dtype=dtype), cols, indptr), shape=marked.shape)
 
 
-def masked_aht_block(a: Any, h: np.ndarray) -> np.ndarray:
+def unobserved_block(a: Any) -> sp.csr_matrix:
+    """The 0/1 CSR pattern of a masked block's unobserved entries: its NaN for a dense block; none for a CSR block,
+    whose stored pattern is the observed set. A masked fit forms it once per block (:meth:`dnmf.core.objectives.
+    MaskedFrobenius.prepare`) instead of finding the NaN again in every product."""
+    if sp.issparse(a):
+        return sp.csr_matrix(a.shape, dtype=a.dtype)
+    return _pattern(np.isnan(a), a.dtype)
+
+
+def _zero_filled(a: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
+    """An aligned copy of the dense block ``a`` with 0 at the entries of ``unobserved`` (its NaN)."""
+    filled = empty_aligned(a.shape, a.dtype)
+    np.copyto(filled, a)
+    rows = np.repeat(np.arange(a.shape[0], dtype=np.int64), np.diff(unobserved.indptr))
+    filled.reshape(-1)[rows * a.shape[1] + unobserved.indices] = 0
+    return filled
+
+
+def masked_aht_block(a: Any, h: np.ndarray, unobserved: sp.csr_matrix | None = None) -> np.ndarray:
     """The W-step's products of the masked Frobenius loss on one block, ``(m_b, 1, k + k²)``: per row, the cross
     product over its observed entries and the Gram of ``H_j`` over them (flattened).
 
-    A dense block marks unobserved entries with NaN: its rows' Grams are ``H_j H_jᵀ`` less the outer products of
+    A dense block marks unobserved entries with NaN (``unobserved`` is their pattern, from
+    :func:`unobserved_block`, found here if not given): its rows' Grams are ``H_j H_jᵀ`` less the outer products of
     the columns it hides, O(unobserved · k²). A CSR block's stored pattern is the observed set: its rows' Grams sum
     the outer products of the columns it stores, O(nnz · k²)."""
     k, h = h.shape[0], aligned(h)
@@ -275,16 +294,22 @@ def masked_aht_block(a: Any, h: np.ndarray) -> np.ndarray:
         observed = sp.csr_matrix((np.ones(a.nnz, dtype=h.dtype), a.indices, a.indptr), shape=a.shape)
         grams = pattern_grams(observed, h)
     else:
-        missing = np.isnan(a)
-        cross = aligned(np.where(missing, 0, a)) @ h.T
-        grams = (h @ h.T).reshape(1, k * k) - pattern_grams(_pattern(missing, h.dtype), h)
+        unobserved = unobserved_block(a) if unobserved is None else unobserved
+        cross = _zero_filled(a, unobserved) @ h.T
+        grams = (h @ h.T).reshape(1, k * k) - pattern_grams(unobserved, h)
     return aligned(np.concatenate([cross.astype(h.dtype, copy=False), grams], axis=1)[:, None, :])
 
 
-def masked_wta_block(w: np.ndarray, a: Any) -> np.ndarray:
+def masked_wta_block(w: np.ndarray, a: Any, unobserved: sp.csr_matrix | None = None) -> np.ndarray:
     """The H-step's products of the masked Frobenius loss on one block, ``(1, k + k², n_b)``: per column, the
     cross product and the Gram of ``W_i`` over its observed entries (see :func:`masked_aht_block`)."""
-    return np.ascontiguousarray(masked_aht_block(a.T, np.ascontiguousarray(w.T))[:, 0, :].T)[None]
+    if sp.issparse(a):
+        return np.ascontiguousarray(masked_aht_block(a.T, np.ascontiguousarray(w.T))[:, 0, :].T)[None]
+    k, w = w.shape[1], aligned(w)
+    unobserved = unobserved_block(a) if unobserved is None else unobserved
+    cross = (_zero_filled(a, unobserved).T @ w).T
+    grams = (w.T @ w).reshape(k * k, 1) - pattern_grams(unobserved.T, np.ascontiguousarray(w.T)).T
+    return aligned(np.concatenate([cross.astype(w.dtype, copy=False), grams], axis=0)[None])
 
 
 def masked_terms_block(parts: np.ndarray, f: np.ndarray, *, by_rows: bool) -> np.ndarray:

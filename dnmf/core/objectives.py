@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from dnmf.core import products
 from dnmf.core.kernels import ROUNDING_UNITS, aligned
@@ -42,6 +43,10 @@ def read_in_place(A: Any, after: Any) -> Any:
 
 
 class Objective(Protocol):
+    def prepare(self, A: Any) -> dict[str, Any]:
+        """Collections of A alone that every iteration reads besides A; the engine persists them once per fit and
+        hands them to :meth:`iteration` with what it carries."""
+
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         """Collections the first iteration needs besides W and H, built from them; the engine persists them."""
 
@@ -102,6 +107,9 @@ class Frobenius:
     def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
         """``‖A − WH‖²`` from A's stored entries, accurate to float64 rounding, at one pass over A."""
         return products.residual_norm_squared(A, W, H)
+
+    def prepare(self, A: Any) -> dict[str, Any]:
+        return {}
 
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         carried = {"gram_h": products.gram_cols(H)}
@@ -183,12 +191,19 @@ class MaskedFrobenius:
 
     Each half-step reads A once (:func:`dnmf.core.products.masked_aht`, ``masked_wta``) for the cross products and
     the per-row (per-column) Grams over the observed entries: for dense blocks with NaN, the full Gram less the
-    outer products at the unobserved entries (O(unobserved · k²), the correction RcppML makes for its holdouts);
+    outer products at the unobserved entries (O(unobserved · k²), the correction RcppML makes for its holdouts),
+    whose pattern :meth:`prepare` finds once per fit;
     for CSR blocks, the outer products at the stored entries (O(nnz · k²)). The loss then comes from the H-step's
     products, ``‖M ⊙ A‖² − 2⟨C, H⟩ + Σ_j h_jᵀ G_j h_j``, at no further pass; ``norm_squared_a`` is ``‖M ⊙ A‖²``.
     """
 
     norm_squared_a: float
+
+    def prepare(self, A: Any) -> dict[str, Any]:
+        """The pattern of a dense A's unobserved entries (its NaN), found once instead of in every product
+        (:func:`dnmf.core.products.unobserved`); nothing for a sparse A, whose stored entries are the observed
+        ones."""
+        return {} if sp.issparse(A._meta) else {"unobserved": products.unobserved(A)}
 
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         return {} if update_h else {"aht_masked": products.masked_aht(A, H)}
@@ -200,13 +215,14 @@ class MaskedFrobenius:
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: MaskedRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
-        rows = carried["aht_masked"] if "aht_masked" in carried else products.masked_aht(A, H)
+        unobserved = carried.get("unobserved")
+        rows = carried["aht_masked"] if "aht_masked" in carried else products.masked_aht(A, H, unobserved)
         W_new = products.map_rows(_masked_update_rows, W, rows, name="dnmf-update-w", rule=rule,
                                   l1=penalties.l1_w, l2=penalties.l2_w)
         eps = float(np.finfo(W.dtype).eps)
         out: dict[str, Any] = {"W": W_new}
         if update_h:
-            cols = products.masked_wta(read_again(A, products.sum_rows(W_new)), W_new)
+            cols = products.masked_wta(read_again(A, products.sum_rows(W_new)), W_new, unobserved)
             out["H"] = H_new = products.map_cols(_masked_update_cols, H, cols, name="dnmf-update-h", rule=rule,
                                                  l1=penalties.l1_h, l2=penalties.l2_h)
             terms = products.masked_terms(cols, H_new, by_rows=False)
@@ -275,6 +291,9 @@ class BetaDivergence:
     @property
     def _rank_one(self) -> bool:
         return self.beta == 1 and not self.masked
+
+    def prepare(self, A: Any) -> dict[str, Any]:
+        return {}
 
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
         return {}

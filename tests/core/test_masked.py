@@ -10,7 +10,8 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from dnmf import NMF
-from dnmf.core import products
+from dnmf.core import kernels, products
+from dnmf.core.objectives import MaskedFrobenius
 from dnmf.core.blocks import Blocks
 from dnmf.core.rules import MASKED_RULES, SOLVERS, bpp, bpp_masked, hals, rule_for
 
@@ -60,9 +61,10 @@ def _reference_parts(A, H):
     return np.concatenate([values @ H.T, grams], axis=1), k
 
 
+@pytest.mark.parametrize("prepared", [False, True], ids=["holes-found-per-product", "holes-found-once"])
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 @pytest.mark.parametrize("on", ["dask", "blocks"])
-def test_masked_products_match_numpy(kind, on):
+def test_masked_products_match_numpy(kind, on, prepared):
     A = rng.random((24, 18))
     if kind == "dense":
         A[rng.random(A.shape) < 0.3] = np.nan
@@ -74,10 +76,11 @@ def test_masked_products_match_numpy(kind, on):
         Blocks.from_array(W, (chunks[0], (3,)))
     if on == "dask":
         Ab, Hb, Wb = (blocks_as_dask(x) for x in (Ab, Hb, Wb))
+    unobserved = products.unobserved(Ab) if prepared else None
     rows, k = _reference_parts(A, H)
     cols, _ = _reference_parts(A.T.tocsr() if sp.issparse(A) else A.T, W.T)
-    np.testing.assert_allclose(np.asarray(products.masked_aht(Ab, Hb).compute()), rows)
-    parts = products.masked_wta(Ab, Wb)
+    np.testing.assert_allclose(np.asarray(products.masked_aht(Ab, Hb, unobserved).compute()), rows)
+    parts = products.masked_wta(Ab, Wb, unobserved)
     np.testing.assert_allclose(np.asarray(parts.compute()), cols.T)
     terms = products.value(products.masked_terms(parts, Hb, by_rows=False))
     grams = cols[:, k:].reshape(-1, k, k)
@@ -111,8 +114,8 @@ def test_masked_fits_descend_and_report_the_exact_observed_error(solver):
     exact = np.sqrt(np.sum(((X - W @ model.components_)[observed]) ** 2))
     assert model.reconstruction_err_ == pytest.approx(exact, rel=1e-9)
     assert rule_for(solver, "frobenius", masked=True) is MASKED_RULES[SOLVERS[solver].masked_rule]
-    # Each half-step reads X once, and the loss needs no pass of its own.
-    assert model.timings_["passes_over_a"]["loop"] == 2 * model.n_iter_
+    # Each half-step reads X once, and the loss needs no pass of its own; one more pass finds the holes, once.
+    assert model.timings_["passes_over_a"]["loop"] == 2 * model.n_iter_ + 1
 
 
 def test_masked_hals_fills_the_holes_of_planted_data_better_than_mu():
@@ -159,3 +162,21 @@ def test_transform_with_a_mask_fits_each_row_to_its_observed_entries():
     for r in range(0, 60, 7):
         expected, _ = scipy.optimize.nnls(H[:, observed[r]].T, X[r, observed[r]])
         np.testing.assert_allclose(W[r], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_the_unobserved_pattern_of_a_block_marks_its_nan_and_nothing_of_a_sparse_block():
+    a = rng.random((7, 5))
+    a[[0, 0, 3, 6], [1, 4, 0, 4]] = np.nan
+    pattern = kernels.unobserved_block(a)
+    assert sp.isspmatrix_csr(pattern) and pattern.has_canonical_format
+    np.testing.assert_array_equal(pattern.toarray(), np.isnan(a).astype(float))
+    sparse = sp.random(7, 5, density=0.5, random_state=0, format="csr")
+    assert kernels.unobserved_block(sparse).nnz == 0 and kernels.unobserved_block(sparse).shape == (7, 5)
+
+
+def test_a_masked_fit_finds_the_holes_once_and_keeps_them_between_iterations():
+    X, holes, _ = _planted_with_holes()
+    dense = MaskedFrobenius(1.0).prepare(da.from_array(holes, chunks=(20, 15)))
+    assert set(dense) == {"unobserved"}
+    np.testing.assert_array_equal(dense["unobserved"].compute().toarray(), np.isnan(holes).astype(float))
+    assert MaskedFrobenius(1.0).prepare(da.from_array(sp.csr_matrix(X), chunks=(20, 15))) == {}

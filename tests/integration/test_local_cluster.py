@@ -11,6 +11,7 @@ from distributed import get_task_stream
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from dnmf import NMF
+from dnmf.core.rules import hals
 from dnmf.datasets import make_low_rank, make_sparse_low_rank
 
 pytestmark = pytest.mark.cluster
@@ -37,6 +38,31 @@ def test_sparse_planted_rank_is_recovered(client):
     W = model.fit_transform(A)
     assert isinstance(W, np.ndarray)
     assert model.reconstruction_err_ / sp.linalg.norm(A) < 1e-3
+
+
+def _masked_hals_reference(X, W, H, iterations):
+    """Masked HALS iterations done densely: every row's and column's Gram formed from its observed entries."""
+    observed, values = ~np.isnan(X), np.nan_to_num(X)
+    for _ in range(iterations):
+        W = hals.update_each(W, values @ H.T, np.stack([H[:, o] @ H[:, o].T for o in observed]))
+        H = hals.update_each(H.T, values.T @ W, np.stack([W[o].T @ W[o] for o in observed.T])).T
+    return W, H
+
+
+def test_masked_hals_on_the_cluster_matches_a_dense_masked_reference(client):
+    A, _, _ = make_low_rank(240, 150, 4, random_state=5)
+    A[np.random.default_rng(5).random(A.shape) < 0.15] = np.nan
+    r = np.random.default_rng(6)
+    W0, H0 = r.random((240, 4)), r.random((4, 150))
+    model = NMF(4, solver="hals", init="custom", missing="nan", max_iter=12, tol=0, chunks=(80, 50))
+    W = model.fit_transform(A, W=W0, H=H0)
+    assert model.timings_["executor"] == "distributed"
+    W_ref, H_ref = _masked_hals_reference(A, W0, H0, 12)
+    np.testing.assert_allclose(W, W_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.components_, H_ref, rtol=1e-9, atol=1e-12)
+    observed = ~np.isnan(A)
+    exact = np.sqrt(np.sum((A - W_ref @ H_ref)[observed] ** 2))
+    assert model.reconstruction_err_ == pytest.approx(exact, rel=1e-9)
 
 
 def test_dask_input_stays_on_cluster(client):
