@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from dnmf.core import blocks, graph, kernels
 from dnmf.core.blocks import is_blocks
 
-__all__ = ["beta_aht", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
+__all__ = ["beta_aht", "beta_aht_and_divergence", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
 
 
 def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
@@ -37,6 +37,30 @@ def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool
         beta=float(beta), masked=masked,
     )
     return graph.tree_sum(partials, axis=1, name="dnmf-aht-beta")
+
+
+def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float,
+                            masked: bool = False) -> tuple[da.Array, da.Array]:
+    """:func:`beta_aht` and :func:`beta_divergence` of the same W and H at one pass over A: each block's task forms
+    ``WH`` once for both (:func:`dnmf.core.kernels.beta_aht_loss_block`). The divergence is summed in the order
+    :func:`beta_divergence` sums it, so the two give the same bits."""
+    graph.count_pass()
+    if is_blocks(A):
+        return blocks.beta_aht_and_divergence(A, W, H, beta=float(beta), masked=masked)
+    graph.check_rows_aligned(A, W)
+    graph.check_cols_aligned(A, H)
+    dtype = graph.result_dtype(W, H)
+    pairs = da.blockwise(
+        kernels.beta_aht_loss_block, "ij", A, "ij", W, "ia", H, "aj", concatenate=True, dtype=object,
+        token="dnmf-aht-beta-loss-block", meta=np.empty((0, 0), dtype=object), beta=float(beta), masked=masked,
+    )
+    partials = da.blockwise(
+        kernels.first, "ija", pairs, "ij", new_axes={"a": kernels.gradient_width(W.shape[1], beta, masked)},
+        adjust_chunks={"j": 1}, dtype=dtype, token="dnmf-aht-beta-block", meta=np.empty((0, 0, 0), dtype=dtype),
+    )
+    losses = da.blockwise(kernels.second, "ij", pairs, "ij", adjust_chunks={"i": 1, "j": 1}, dtype=np.float64,
+                          token="dnmf-loss-beta-block", meta=np.empty((0, 0), dtype=np.float64))
+    return graph.tree_sum(partials, axis=1, name="dnmf-aht-beta"), _divergence_total(losses, "dnmf-loss-beta")
 
 
 def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
@@ -75,6 +99,11 @@ def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, maske
         concatenate=True, dtype=np.float64, token=f"{name}-block", meta=np.empty((0, 0), dtype=np.float64),
         beta=float(beta), masked=masked,
     )
+    return _divergence_total(partials, name)
+
+
+def _divergence_total(partials: da.Array, name: str) -> da.Array:
+    """The divergence from its ``(p, q)`` per-block shares: over rows, then over columns, clipped at zero."""
     total = graph.tree_sum(graph.tree_sum(partials, axis=0, name=f"{name}-rows"), axis=0, name=f"{name}-sum")
     return da.blockwise(kernels.finish_divergence, "", total, "", dtype=np.float64, token=name,
                         meta=np.empty((), dtype=np.float64))

@@ -264,6 +264,25 @@ def beta_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: boo
     return kernels.finish_divergence(total.reshape(()))
 
 
+def beta_aht_and_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float,
+                            masked: bool) -> tuple[Blocks, np.ndarray]:
+    width = kernels.gradient_width(W.shape[1], beta, masked)
+    shares: dict[tuple[int, int], np.ndarray] = {}
+
+    def row(i: int) -> Any:
+        parts = []
+        for j in range(A.numblocks[1]):
+            part, shares[i, j] = kernels.beta_aht_loss_block(A.block(i, j), W.block(i, 0), H.block(0, j),
+                                                             beta=beta, masked=masked)
+            parts.append(part[:, 0])
+        return add_up(parts)
+
+    rows = _rows(A, "dnmf-aht-beta", row, width)
+    p, q = A.numblocks
+    total = add_up([add_up([shares[i, j] for i in range(p)]) for j in range(q)])
+    return rows, kernels.finish_divergence(total.reshape(()))
+
+
 def unobserved(A: Blocks) -> Blocks:
     p, q = A.numblocks
     grid = timed("dnmf-unobserved", lambda: A.map(lambda ij: kernels.unobserved_block(A.block(*ij)),

@@ -105,8 +105,17 @@ def _with_pattern(a: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((data, a.indices, a.indptr), shape=a.shape)
 
 
+def product_at(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``WH`` where :func:`gradient_parts` and :func:`divergence` evaluate it: dense for a dense block, at the
+    stored entries (in CSR order) for a sparse one. Both take it as ``wh``, so that one pass forms it once."""
+    dtype = np.result_type(w.dtype, h.dtype)
+    if sp.issparse(a):
+        return sampled_product(sp.csr_matrix(a), w, h, dtype=dtype)
+    return w @ h
+
+
 def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool,
-                   side: str) -> tuple[Any, Any]:
+                   side: str, wh: np.ndarray | None = None) -> tuple[Any, Any]:
     """The numerator and denominator partial products of one block for the W-step (``side="rows"``) or the
     H-step (``side="cols"``).
 
@@ -116,6 +125,8 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
         ``(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ`` of shape (m_i, k) for rows, ``W_iᵀ (...)`` of shape (k, n_j) for cols.
     denominator : ndarray or None
         ``(M ⊙ (WH)^(β−1)) H_jᵀ`` or ``W_iᵀ (...)``; None when :func:`rank_one_denominator`.
+
+    ``wh`` is :func:`product_at` of the block, if the caller has it already.
     """
     dtype = np.result_type(w.dtype, h.dtype)
 
@@ -124,7 +135,7 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
 
     if sp.issparse(a):
         a = sp.csr_matrix(a)
-        wh = sampled_product(a, w, h, dtype=dtype)
+        wh = product_at(a, w, h) if wh is None else wh
         x = a.data.astype(dtype, copy=False)
         numerator = project(_with_pattern(a, _ratio(x, wh, beta)))
         if rank_one_denominator(beta, masked):
@@ -133,7 +144,7 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
             weight = np.ones_like(wh) if beta == 1 else _weight(wh, beta)
             return numerator, project(_with_pattern(a, weight))
         return numerator, _dense_weight_products(w, h, beta, side)
-    wh = w @ h
+    wh = product_at(a, w, h) if wh is None else wh
     if masked:
         observed = ~np.isnan(a)
         x = np.where(observed, a, 0.0).astype(dtype, copy=False)
@@ -151,24 +162,27 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
     return numerator, project(weight)
 
 
-def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool) -> float:
+def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool,
+               wh: np.ndarray | None = None) -> float:
     """This block's share of ``2·D_β(A | WH)`` (of ``‖M ⊙ (A − WH)‖²`` for β = 2).
 
     ``D_β`` is scikit-learn's ``_beta_divergence``; over observed entries only when ``masked``. Summed over blocks
     and square-rooted, it is scikit-learn's ``_beta_divergence(..., square_root=True)``. Entries are evaluated in
-    the factors' precision and summed in float64.
+    the factors' precision and summed in float64. ``wh`` is :func:`product_at` of the block, if the caller has it
+    already.
     """
+    wh = product_at(a, w, h) if wh is None else wh
     if sp.issparse(a):
         a = sp.csr_matrix(a)
-        x, wh = a.data, sampled_product(a, w, h, dtype=np.result_type(w.dtype, h.dtype))
+        x = a.data
         count = a.nnz if masked else a.shape[0] * a.shape[1]
         everywhere = None if masked else (w, h)
     elif masked:
         observed = ~np.isnan(a)
-        x, wh = a[observed], (w @ h)[observed]
+        x, wh = a[observed], wh[observed]
         count, everywhere = x.size, None
     else:
-        x, wh = np.asarray(a).ravel(), (w @ h).ravel()
+        x, wh = np.asarray(a).ravel(), wh.ravel()
         count, everywhere = x.size, None
 
     def total(values: np.ndarray) -> float:

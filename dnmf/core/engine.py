@@ -12,6 +12,11 @@ back, so that the workers do not wait for the client. It is dropped unused when 
 checkpoint swaps the factors for their read-back copies, and it is not submitted when a checkpoint is due or the
 input streams from its store (its reads would not wait for the current iteration). Results are the same either way.
 
+An objective whose loss lags (``loss_lags``: the β-divergences) reports, in each iteration's first pass over A,
+the loss of the factors that iteration starts from. The loop then always submits the next iteration before it
+reads the current one's loss (whose first pass waits for the current H even on streamed input), and evaluates the
+last iteration's loss exactly; the initial error comes from the first iteration's own first pass.
+
 The loop knows no update rule's or objective's maths, and no scheduler: a rule is any
 :class:`dnmf.core.rules.UpdateRule`, and everything it asks of the machine goes through the runtime.
 """
@@ -208,8 +213,23 @@ def run(
                 priority=-iteration, persisted=(A, *state.collections()))
             after = _State(values["W"], values.get("H", state.H),
                            {name: values.get(name, value) for name, value in state.carried.items()})
-            return _Submitted(after, values["loss"], values.get("loss_rounding"), values.get("initial_loss"), n_tasks,
+            return _Submitted(after, values["loss_before" if objective.loss_lags else "loss"],
+                              values.get("loss_rounding"), values.get("initial_loss"), n_tasks,
                               time.perf_counter() - began)
+
+        def lagged_losses(current: _Submitted, iteration: int) -> tuple[list[float], _Submitted | None]:
+            """For an objective whose loss lags: ``[loss of current.state, loss it started from?]`` from the next
+            iteration's first pass, submitted here, or after the last iteration from one exact evaluation; the
+            second only while the initial error is unknown."""
+            if iteration < max_iter:
+                following = submit(current.state, iteration + 1, with_initial_loss=False)
+                latest = following.loss
+            else:
+                following = None
+                latest = runtime.persist({"loss": objective.exact_loss(A, current.state.W, current.state.H)})[0]
+                latest = latest["loss"]
+            initial = [current.loss] if math.isnan(progress.error_at_init) else []
+            return runtime.gather([latest, *initial]), following
 
         def checkpoint_due(iteration: int) -> bool:
             return checkpoint is not None and (
@@ -225,12 +245,17 @@ def run(
         while progress.iteration < max_iter and not progress.converged and not stopped_by_callback:
             iteration = progress.iteration + 1
             with clock:
-                current = ahead or submit(state, iteration, with_initial_loss=math.isnan(progress.error_at_init))
+                initial_unknown = math.isnan(progress.error_at_init)
+                current = ahead or submit(state, iteration,
+                                          with_initial_loss=initial_unknown and not objective.loss_lags)
                 ahead = None
                 state = current.state
-                if pipelined and iteration < max_iter and not checkpoint_due(iteration):
-                    ahead = submit(state, iteration + 1, with_initial_loss=False)
-                scalars = runtime.gather(current.scalars())
+                if objective.loss_lags:
+                    scalars, ahead = lagged_losses(current, iteration)
+                else:
+                    if pipelined and iteration < max_iter and not checkpoint_due(iteration):
+                        ahead = submit(state, iteration + 1, with_initial_loss=False)
+                    scalars = runtime.gather(current.scalars())
             if not all(math.isfinite(value) for value in scalars):
                 raise DivergenceError(
                     f"The loss is no longer finite after iteration {iteration} (got {scalars[0]}): the factors "
@@ -238,7 +263,7 @@ def run(
                     "alpha_W/alpha_H; nothing of this fit was kept.")
             loss_squared = scalars[0]
             rounding = scalars[1] if current.rounding is not None else 0.0
-            if current.initial_loss is not None:
+            if initial_unknown and (objective.loss_lags or current.initial_loss is not None):
                 progress.error_at_init = progress.previous_error = math.sqrt(scalars[-1])
             check = tol > 0 and iteration % CONVERGENCE_CHECK_EVERY == 0
             if rounding > 0 and (loss_squared <= rounding or (check and resolution(loss_squared, rounding)

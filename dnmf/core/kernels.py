@@ -24,7 +24,7 @@ from dnmf.core.alignment import ALIGNMENT, address, aligned, empty_aligned
 from dnmf.core.divergence import sampled_product
 from dnmf.core.rules.namespace import array_namespace
 
-__all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_wta_block",
+__all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_aht_loss_block", "beta_wta_block", "first", "second",
            "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
            "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "unobserved_block", "matmul",
            "pattern_grams", "residual_block",
@@ -110,11 +110,28 @@ def sum_cols_block(h: Any) -> Any:
     return array_namespace(h).sum(h, axis=1)[:, None]
 
 
-def beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> Any:
+def beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool, wh: Any = None) -> Any:
     numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
-                                                       side="rows")
+                                                       side="rows", wh=wh)
     parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=1)
     return np.asarray(parts)[:, None, :]
+
+
+def beta_aht_loss_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> tuple[Any, np.ndarray]:
+    """:func:`beta_aht_block` and :func:`divergence_block` of one block from one ``WH``: the W-step's gradient
+    parts and the divergence of the factors the step starts from, at one read of the block."""
+    w, h = aligned(w), aligned(h)
+    wh = divergence.product_at(a, w, h)
+    return (beta_aht_block(a, w, h, beta=beta, masked=masked, wh=wh),
+            np.asarray(divergence.divergence(a, w, h, beta=beta, masked=masked, wh=wh)).reshape(1, 1))
+
+
+def first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def second(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
 
 
 def beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool) -> Any:
@@ -125,7 +142,7 @@ def beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool) -> Any:
 
 
 def divergence_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> np.ndarray:
-    return np.asarray(divergence.divergence(a, w, h, beta=beta, masked=masked)).reshape(1, 1)
+    return np.asarray(divergence.divergence(a, aligned(w), aligned(h), beta=beta, masked=masked)).reshape(1, 1)
 
 
 def finish_divergence(total: Any) -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,6 +43,11 @@ def read_in_place(A: Any, after: Any) -> Any:
 
 
 class Objective(Protocol):
+    #: Whether :meth:`iteration` reports the loss of the W and H it starts from (``"loss_before"``), not of those
+    #: it ends with (``"loss"``): the engine then reads an iteration's loss from the next one, and evaluates
+    #: :meth:`exact_loss` for the last.
+    loss_lags: ClassVar[bool]
+
     def prepare(self, A: Any) -> dict[str, Any]:
         """Collections of A alone that every iteration reads besides A; the engine persists them once per fit and
         hands them to :meth:`iteration` with what it carries."""
@@ -59,7 +64,8 @@ class Objective(Protocol):
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
         """The graph of one iteration: ``"W"``, ``"H"`` (if ``update_h``), ``"loss"`` (a squared error, a float64
         scalar), optionally ``"loss_rounding"`` (an estimate of the rounding error of ``"loss"``; absent means
-        exact), ``"initial_loss"`` (the loss at the incoming W and H, if asked) and new values of ``carried``.
+        exact), ``"initial_loss"`` (the loss at the incoming W and H, if asked) and new values of ``carried``; if
+        :attr:`loss_lags`, ``"loss_before"`` (exact, at the incoming W and H) instead of the three losses.
 
         Every pass over A after the first uses ``read_again(A, after=X)``, X being a one-chunk product the pass
         needs anyway: A itself when A is held in memory; when it streams from its store, a copy under keys of its
@@ -103,6 +109,7 @@ class Frobenius:
     """``½‖A − WH‖²``; ``norm_squared_a`` is ``‖A‖²``, from the one validating pass over A."""
 
     norm_squared_a: float
+    loss_lags: ClassVar[bool] = False
 
     def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
         """``‖A − WH‖²`` from A's stored entries, accurate to float64 rounding, at one pass over A."""
@@ -198,6 +205,7 @@ class MaskedFrobenius:
     """
 
     norm_squared_a: float
+    loss_lags: ClassVar[bool] = False
 
     def prepare(self, A: Any) -> dict[str, Any]:
         """The pattern of a dense A's unobserved entries (its NaN), found once instead of in every product
@@ -287,6 +295,10 @@ class BetaDivergence:
 
     beta: float
     masked: bool = False
+    #: The loss of an iteration's W and H comes from the next iteration's first pass over A, which forms ``WH``
+    #: for its gradient anyway (:func:`dnmf.core.products.beta_aht_and_divergence`): two passes per iteration,
+    #: not three.
+    loss_lags: ClassVar[bool] = True
 
     @property
     def _rank_one(self) -> bool:
@@ -309,7 +321,8 @@ class BetaDivergence:
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: BetaRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
-        rows = products.beta_aht(A, W, H, beta=self.beta, masked=self.masked)
+        rows, loss_before = products.beta_aht_and_divergence(read_again(A, products.sum_cols(H)), W, H,
+                                                             beta=self.beta, masked=self.masked)
         W_new = products.map_rows(
             _beta_update_rows, W, rows, small=(products.sum_cols(H),) if self._rank_one else (),
             name="dnmf-update-w", rule=rule, beta=float(self.beta), l1=penalties.l1_w, l2=penalties.l2_w)
@@ -321,8 +334,5 @@ class BetaDivergence:
             out["H"] = H_new = products.map_cols(
                 _beta_update_cols, H, cols, small=(w_sums,) if self._rank_one else (),
                 name="dnmf-update-h", rule=rule, beta=float(self.beta), l1=penalties.l1_h, l2=penalties.l2_h)
-        h_sums = products.sum_cols(H_new)
-        out["loss"] = self._loss(read_again(A, h_sums), W_new, H_new)
-        if with_initial_loss:
-            out["initial_loss"] = self._loss(read_again(A, h_sums), W, H)
+        out["loss_before"] = loss_before
         return out

@@ -123,7 +123,8 @@ def test_task_count_per_iteration_is_constant_for_kl(rng):
     model = NMF(5, init="custom", solver="mu", beta_loss="kullback-leibler", max_iter=6, tol=0, chunks=(25, 20))
     model.fit(sp.csr_matrix(A), W=W0.copy(), H=H0.copy())
     counts = model.timings_["tasks_per_iteration"]
-    assert counts[0] > counts[1] and len(set(counts[1:])) == 1
+    # The initial loss comes from the first iteration's own first pass, so the first iteration is no larger.
+    assert len(set(counts)) == 1
 
 
 WORKER_MEMORY = 300 * 2**20
