@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from dnmf.core.holdout import holdout_seeds
     from dnmf.datasets import make_low_rank
-    from dnmf.estimator.rank import _training_input
+    from dnmf.estimator.training import training_input
 
     print(f"{args.rows} × {args.cols} dense, HALS, holdout {args.test_fraction}, in process")
     print("| k | plain s/it | masked s/it | masked ÷ plain | 1 + f·k/2 |")
     print("|---|---|---|---|---|")
     for k in args.ranks:
         X = make_low_rank(args.rows, args.cols, k, random_state=0)[0] + 0.01
-        training = _training_input(X, seed=holdout_seeds(0, 1)[0], test_fraction=args.test_fraction)
+        training = training_input(X, seed=holdout_seeds(0, 1)[0], test_fraction=args.test_fraction)
         runs: dict[str, list[float]] = {"plain": [], "masked": []}
         for round_ in range(args.repeats):
             for name in (("plain", "masked") if round_ % 2 == 0 else ("masked", "plain")):

@@ -321,18 +321,17 @@ class BetaDivergence:
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: BetaRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
-        rows, loss_before = products.beta_aht_and_divergence(read_again(A, products.sum_cols(H)), W, H,
-                                                             beta=self.beta, masked=self.masked)
+        h_sums = products.sum_cols(H)
+        rows, loss_before = products.beta_aht_and_divergence(read_again(A, h_sums), W, H, beta=self.beta,
+                                                             masked=self.masked)
         W_new = products.map_rows(
-            _beta_update_rows, W, rows, small=(products.sum_cols(H),) if self._rank_one else (),
+            _beta_update_rows, W, rows, small=(h_sums,) if self._rank_one else (),
             name="dnmf-update-w", rule=rule, beta=float(self.beta), l1=penalties.l1_w, l2=penalties.l2_w)
-        out: dict[str, Any] = {"W": W_new}
-        H_new = H
-        w_sums = products.sum_rows(W_new)
+        out: dict[str, Any] = {"W": W_new, "loss_before": loss_before}
         if update_h:
+            w_sums = products.sum_rows(W_new)
             cols = products.beta_wta(read_again(A, w_sums), W_new, H, beta=self.beta, masked=self.masked)
-            out["H"] = H_new = products.map_cols(
+            out["H"] = products.map_cols(
                 _beta_update_cols, H, cols, small=(w_sums,) if self._rank_one else (),
                 name="dnmf-update-h", rule=rule, beta=float(self.beta), l1=penalties.l1_h, l2=penalties.l2_h)
-        out["loss_before"] = loss_before
         return out

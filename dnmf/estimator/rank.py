@@ -7,29 +7,26 @@ held-out entries. Replicates differ in their holdout seed; every rank of one rep
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import scipy.sparse as sp
 
-from dnmf.core.holdout import held_out_loss, holdout_seeds, training_block
-from dnmf.core.kernels import aligned
+from dnmf.core.holdout import holdout_seeds
 from dnmf.core.rules import loss_name, rule_for
 from dnmf.data.store import open_matrix
 from dnmf.data.survey import SurveyFolder
+from dnmf.estimator.training import held_out_loss_of, training_input
 from dnmf.exceptions import ConvergenceWarning
+from dnmf.runtime.client import active_client, cluster_memory, n_workers
 
 __all__ = ["RankSelection", "select_rank", "stability"]
-
-#: Entries of one row strip handled at once when X is in memory.
-_STRIP_ELEMENTS = 1 << 22
 
 #: With a checkpoint folder, each fit of a survey checkpoints at its end and at most this often on the way.
 SURVEY_CHECKPOINT_SECONDS = 60.0
@@ -179,7 +176,8 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                 solver: str = "mu", beta_loss: str | float = "frobenius", init: str | None = None,
                 max_iter: int = 500, tol: float = 1e-5, chunks: Any = "auto",
                 random_state: int | None = None, out: str | os.PathLike[str] | None = None,
-                checkpoint: str | os.PathLike[str] | None = None) -> RankSelection:
+                checkpoint: str | os.PathLike[str] | None = None,
+                concurrent_fits: int | None = None) -> RankSelection:
     """Choose the number of components of ``X`` by cross-validation on held-out entries.
 
     For each replicate, a random ``test_fraction`` of the entries is held out (the same for every rank; another
@@ -222,6 +220,11 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         where it stopped. The ranks may differ between runs; the other parameters may not (a folder holding
         another survey is refused, naming what differs). With ``random_state=None`` a rerun keeps the holdouts
         the survey began with. The folder stays after the survey; remove it when done.
+    concurrent_fits : int, optional
+        How many ranks of a replicate are fitted at once, from threads of this process that share the cluster
+        (each fit places its own copy of the training input). By default, with a distributed client, two per
+        worker while those copies take at most a quarter of the workers' memory; without one, one at a time.
+        The results are the same for every value: each fit is bitwise the fit it would be alone.
 
     Returns
     -------
@@ -240,6 +243,9 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                          "best_rank needs a spread over replicates.")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}.")
+    if concurrent_fits is not None and (not isinstance(concurrent_fits, (int, np.integer))
+                                        or isinstance(concurrent_fits, bool) or concurrent_fits < 1):
+        raise ValueError(f"concurrent_fits must be a positive integer or None, got {concurrent_fits!r}.")
     rule_for(solver, beta_loss, masked=True)
     if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
         X = open_matrix(X)
@@ -267,16 +273,21 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     kept: dict[int, Any] = {}
     for r, seed in enumerate(seeds):
         held = {"seed": seed, "test_fraction": test_fraction}
-        training = _training_input(X, **held)
-        for q, k in enumerate(ranks):
+        training = training_input(X, **held)
+
+        def fit(k: int, r: int = r, training: Any = training, held: dict[str, Any] = held) -> tuple[Any, float, int]:
             model = NMF(k, solver=solver, beta_loss=beta_loss, init=init, missing="nan", max_iter=max_iter,
                         tol=tol, chunks=chunks, random_state=fit_seeds[r],
                         checkpoint=None if survey is None else survey.fit(r, k), checkpoint_every=None,
                         checkpoint_seconds=SURVEY_CHECKPOINT_SECONDS)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                W = model.fit_transform(training, resume=survey is not None)
-            loss, count = _held_out_loss(X, np.asarray(W), np.asarray(model.components_), beta=beta, **held)
+            W = model.fit_transform(training, resume=survey is not None)
+            loss, count = held_out_loss_of(X, np.asarray(W), np.asarray(model.components_), beta=beta, **held)
+            return model, loss, count
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fitted = _map(fit, ranks, _fits_at_once(concurrent_fits, len(ranks), training))
+        for q, (model, loss, count) in enumerate(fitted):
             test[q, r] = loss / count
             train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
             n_iter[q][r] = int(model.n_iter_)
@@ -290,6 +301,28 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                          train_error=train.mean(axis=1).tolist(), test_errors=test.tolist(), n_iter=n_iter,
                          test_fraction=float(test_fraction), seeds=seeds, solver=solver,
                          beta_loss=str(loss_name(beta_loss)), stability=[stability(c) for c in components])
+
+
+def _fits_at_once(concurrent_fits: int | None, n_ranks: int, training: Any) -> int:
+    """How many fits of one replicate run at once: ``concurrent_fits`` if given; else, with a distributed client,
+    two per worker while a copy of the training input per fit takes at most a quarter of the cluster's memory
+    (a small fit waits on round trips more than it computes); else one (in this process, one fit already uses
+    every core)."""
+    if concurrent_fits is not None:
+        return min(int(concurrent_fits), n_ranks)
+    if active_client() is None:
+        return 1
+    nbytes = int(np.prod(training.shape)) * np.dtype(training.dtype).itemsize
+    return max(1, min(n_ranks, 2 * n_workers(), int(cluster_memory() / 4 // max(1, nbytes))))
+
+
+def _map(fit: Callable[[int], Any], ranks: list[int], at_once: int) -> list[Any]:
+    """``[fit(k) for k in ranks]``, ``at_once`` at a time on threads of this process: the fits share the cluster,
+    each submitting its own iterations, so that one fit's round trips leave the workers to the others."""
+    if at_once <= 1:
+        return [fit(k) for k in ranks]
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="dnmf-rank") as pool:
+        return list(pool.map(fit, ranks))
 
 
 def _result_targets(out: str | os.PathLike[str] | None, ranks: list[int]) -> list[str]:
@@ -314,52 +347,3 @@ def _check_ranks(ranks: Any) -> list[int]:
         raise ValueError(f"ranks must be a non-empty collection of positive integers (e.g. range(2, 11)), got "
                          f"{ranks!r}.")
     return values
-
-
-def _strips(X: Any) -> list[slice]:
-    """Row strips of X: its row chunks for a Dask array, else strips of about ``_STRIP_ELEMENTS`` entries."""
-    if isinstance(X, da.Array):
-        bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(int)
-    else:
-        step = max(1, _STRIP_ELEMENTS // max(1, X.shape[1]))
-        bounds = np.append(np.arange(0, X.shape[0], step), X.shape[0])
-    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-
-
-def _training_input(X: Any, *, seed: int, test_fraction: float) -> Any:
-    """X with NaN at the held-out entries, dense, computed block by block (a Dask array stays lazy)."""
-    n = X.shape[1]
-    if isinstance(X, da.Array):
-        def block(b: Any, block_info: Any = None) -> np.ndarray:
-            (r0, r1), (c0, c1) = block_info[0]["array-location"]
-            return training_block(b, slice(r0, r1), slice(c0, c1), n, seed=seed, test_fraction=test_fraction)
-
-        dtype = np.result_type(X.dtype, np.float32)
-        return X.map_blocks(block, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
-    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-    values = X.data if sp.issparse(X) else X
-    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
-        raise ValueError("X has NaN entries: select_rank needs a matrix with no missing values, since it makes "
-                         "its own (the held-out entries). Impute or drop the missing entries first.")
-    return np.concatenate([training_block(X[s], s, slice(0, n), n, seed=seed, test_fraction=test_fraction)
-                           for s in _strips(X)])
-
-
-def _held_out_loss(X: Any, W: np.ndarray, H: np.ndarray, *, seed: int, test_fraction: float,
-                   beta: float) -> tuple[float, int]:
-    """``(Σ D_β(A_ij | (WH)_ij), count)`` over the held-out entries, one row strip of X at a time. W and H are
-    aligned first, so that the sums do not depend on where the factors happen to lie in memory (a fit's own, or
-    read back from its checkpoint)."""
-    W, H = aligned(np.ascontiguousarray(W)), aligned(np.ascontiguousarray(H))
-    n = X.shape[1]
-    total, count = 0.0, 0
-    for s in _strips(X):
-        strip = X[s]
-        strip = strip.compute() if isinstance(strip, da.Array) else strip
-        loss, c = held_out_loss(strip, W[s], H, s, slice(0, n), n, seed=seed, test_fraction=test_fraction,
-                                beta=beta)
-        if not math.isfinite(loss):
-            raise ValueError(f"The held-out entries of rows {s.start}..{s.stop - 1} of X give a non-finite test "
-                             "error: X must be finite, with no missing values, for select_rank.")
-        total, count = total + loss, count + c
-    return total, count

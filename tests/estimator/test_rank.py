@@ -9,7 +9,8 @@ import scipy.sparse as sp
 
 import dnmf
 from dnmf.datasets import make_low_rank
-from dnmf.estimator.rank import RankSelection, _training_input, choose_rank
+from dnmf.estimator.rank import RankSelection, choose_rank
+from dnmf.estimator.training import training_input
 
 
 def noisy_low_rank(rank: int, seed: int) -> np.ndarray:
@@ -54,10 +55,10 @@ def test_the_planted_rank_of_sparse_poisson_counts_is_found(rank: int, seed: int
 
 def test_the_training_input_is_the_same_on_two_chunk_grids_and_in_memory() -> None:
     X = sp.random(90, 70, density=0.3, random_state=1, format="csr")
-    in_memory = _training_input(X, seed=9, test_fraction=0.1)
+    in_memory = training_input(X, seed=9, test_fraction=0.1)
     grids = [da.from_array(X.toarray(), chunks=(30, 70)), da.from_array(X, chunks=(17, 23))]
     for lazy in grids:
-        training = _training_input(lazy, seed=9, test_fraction=0.1).compute()
+        training = training_input(lazy, seed=9, test_fraction=0.1).compute()
         np.testing.assert_array_equal(np.isnan(training), np.isnan(in_memory))
         np.testing.assert_array_equal(np.nan_to_num(training, nan=-1), np.nan_to_num(in_memory, nan=-1))
     assert 0.05 < np.isnan(in_memory).mean() < 0.15
