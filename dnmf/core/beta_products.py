@@ -14,36 +14,19 @@ import scipy.sparse as sp
 from dnmf.core import blocks, graph, kernels
 from dnmf.core.blocks import is_blocks
 
-__all__ = ["beta_aht", "beta_aht_and_divergence", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
-
-
-def beta_aht(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
-    """The W-step's gradient parts of ``D_β(A | WH)``, row-aligned with A: ``[numerator | denominator]``.
-
-    Block i is ``Σ_j [(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ | (M ⊙ (WH)^(β−1)) H_jᵀ]`` restricted to row block i, of shape
-    ``(m_i, 2k)``; for unmasked KL only the numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H).
-    ``WH`` is formed at the stored positions of sparse blocks only (see :mod:`dnmf.core.divergence`).
-    """
-    graph.count_pass()
-    if is_blocks(A):
-        return blocks.beta_aht(A, W, H, beta=float(beta), masked=masked)
-    graph.check_rows_aligned(A, W)
-    graph.check_cols_aligned(A, H)
-    dtype = graph.result_dtype(W, H)
-    partials = da.blockwise(
-        kernels.beta_aht_block, "ija", A, "ij", W, "ia", H, "aj",
-        adjust_chunks={"j": 1, "a": kernels.gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
-        token="dnmf-aht-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
-        beta=float(beta), masked=masked,
-    )
-    return graph.tree_sum(partials, axis=1, name="dnmf-aht-beta")
+__all__ = ["beta_aht_and_divergence", "beta_divergence", "beta_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
 
 
 def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float,
                             masked: bool = False) -> tuple[da.Array, da.Array]:
-    """:func:`beta_aht` and :func:`beta_divergence` of the same W and H at one pass over A: each block's task forms
-    ``WH`` once for both (:func:`dnmf.core.kernels.beta_aht_loss_block`). The divergence is summed in the order
-    :func:`beta_divergence` sums it, so the two give the same bits."""
+    """The W-step's gradient parts of ``D_β(A | WH)`` and ``2·D_β(A | WH)`` itself, at one pass over A.
+
+    The parts are row-aligned with A, ``[numerator | denominator]``: block i is ``Σ_j [(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ |
+    (M ⊙ (WH)^(β−1)) H_jᵀ]`` restricted to row block i, of shape ``(m_i, 2k)``; for unmasked KL only the
+    numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H). Each block's task forms ``WH`` once for
+    both (:func:`dnmf.core.kernels.beta_aht_loss_block`), at the stored positions of sparse blocks only (see
+    :mod:`dnmf.core.divergence`), and the divergence is summed in :func:`beta_divergence`'s order, so the two give
+    the same bits."""
     graph.count_pass()
     if is_blocks(A):
         return blocks.beta_aht_and_divergence(A, W, H, beta=float(beta), masked=masked)

@@ -244,13 +244,6 @@ def residual_norm_squared(A: Blocks, W: Blocks, H: Blocks) -> np.ndarray:
         A.block(i, j), W.block(i, 0), H.block(0, j))).reshape(())
 
 
-def beta_aht(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool) -> Blocks:
-    width = kernels.gradient_width(W.shape[1], beta, masked)
-    return _rows(A, "dnmf-aht-beta", lambda i: add_up(
-        [kernels.beta_aht_block(A.block(i, j), W.block(i, 0), H.block(0, j), beta=beta, masked=masked)[:, 0]
-         for j in range(A.numblocks[1])]), width)
-
-
 def beta_wta(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool) -> Blocks:
     height = kernels.gradient_width(W.shape[1], beta, masked)
     return _cols(A, "dnmf-wta-beta", lambda j: add_up(

@@ -25,7 +25,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from dnmf.core import blocks, graph, kernels
-from dnmf.core.beta_products import (beta_aht, beta_aht_and_divergence, beta_divergence, beta_wta, masked_aht,
+from dnmf.core.beta_products import (beta_aht_and_divergence, beta_divergence, beta_wta, masked_aht,
                                      masked_terms, masked_wta, unobserved)
 from dnmf.core.blocks import is_blocks
 from dnmf.core.graph import SPLIT_EVERY
@@ -40,7 +40,6 @@ __all__ = [
     "reread",
     "STAT_FIELDS",
     "aht",
-    "beta_aht",
     "beta_aht_and_divergence",
     "beta_divergence",
     "beta_wta",
@@ -236,7 +235,7 @@ def map_rows(func: Callable[..., Any], W: da.Array, *row_aligned: da.Array, smal
              name: str, dtype: Any = None, width: int | None = None, **kwargs: Any) -> da.Array:
     """Apply ``func(W_i, *row_blocks_i, *small, **kwargs)`` to every row block; the result is row-aligned with W.
 
-    A row-aligned operand whose width is not W's (e.g. the ``(m, 2k)`` parts of :func:`beta_aht`) is passed whole
+    A row-aligned operand whose width is not W's (e.g. the ``(m, 2k)`` parts of :func:`beta_aht_and_divergence`) is passed whole
     along its columns; its column chunks must then be one.
 
     ``small`` holds k-sized operands (Dask arrays of one chunk, or NumPy arrays) passed whole to every task.

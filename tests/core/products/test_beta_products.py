@@ -27,6 +27,10 @@ def operands(rng, chunks, *, sparse=False, positive=False):
     return dense, A, W, H, W_d, H_d
 
 
+def beta_rows(A, W_d, H_d, **kwargs):
+    return products.beta_aht_and_divergence(A, W_d, H_d, **kwargs)[0].compute()
+
+
 def reference_parts(X, W, H, beta, observed=None):
     """Dense NumPy: (M ⊙ X ⊙ WH^(β−2), M ⊙ WH^(β−1)) with scikit-learn's clipping."""
     WH = W @ H
@@ -43,7 +47,7 @@ def reference_parts(X, W, H, beta, observed=None):
 def test_dense_gradient_parts(rng, chunks, beta):
     dense, A, W, H, W_d, H_d = operands(rng, chunks, positive=beta <= 0)
     ratio, weight = reference_parts(dense, W, H, beta)
-    rows = products.beta_aht(A, W_d, H_d, beta=beta).compute()
+    rows = beta_rows(A, W_d, H_d, beta=beta)
     cols = products.beta_wta(A, W_d, H_d, beta=beta).compute()
     np.testing.assert_allclose(rows[:, :4], ratio @ H.T, rtol=1e-10)
     np.testing.assert_allclose(cols[:4], W.T @ ratio, rtol=1e-10)
@@ -60,7 +64,7 @@ def test_sparse_gradient_parts(rng, chunks, beta, monkeypatch):
     monkeypatch.setattr(divergence, "DENSE_BATCH_ELEMENTS", 50)  # several row batches per block
     dense, A, W, H, W_d, H_d = operands(rng, chunks, sparse=True)
     ratio, weight = reference_parts(dense, W, H, beta)
-    rows = products.beta_aht(A, W_d, H_d, beta=beta).compute()
+    rows = beta_rows(A, W_d, H_d, beta=beta)
     cols = products.beta_wta(A, W_d, H_d, beta=beta).compute()
     np.testing.assert_allclose(rows[:, :4], ratio @ H.T, rtol=1e-10)
     np.testing.assert_allclose(cols[:4], W.T @ ratio, rtol=1e-10)
@@ -100,7 +104,7 @@ def masked_operands(rng, chunks, sparse_mask):
 def test_masked_gradient_parts_and_loss(rng, sparse_mask, beta):
     dense, observed, A, W, H, W_d, H_d = masked_operands(rng, GRIDS[1], sparse_mask)
     ratio, weight = reference_parts(dense, W, H, beta, observed)
-    rows = products.beta_aht(A, W_d, H_d, beta=beta, masked=True).compute()
+    rows = beta_rows(A, W_d, H_d, beta=beta, masked=True)
     cols = products.beta_wta(A, W_d, H_d, beta=beta, masked=True).compute()
     np.testing.assert_allclose(rows, np.hstack([ratio @ H.T, weight @ H.T]), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(cols, np.vstack([W.T @ ratio, W.T @ weight]), rtol=1e-10, atol=1e-14)
@@ -126,8 +130,30 @@ def test_factor_sums(rng):
 
 def test_layers_are_named_after_the_algorithm(rng):
     _, A, _, _, W_d, H_d = operands(rng, (13, 7), sparse=True)
-    layers = " ".join([*products.beta_aht(A, W_d, H_d, beta=1).dask.layers,
+    layers = " ".join([*products.beta_aht_and_divergence(A, W_d, H_d, beta=1)[0].dask.layers,
                        *products.beta_wta(A, W_d, H_d, beta=1).dask.layers,
                        *products.beta_divergence(A, W_d, H_d, beta=1).dask.layers])
     for prefix in ("dnmf-aht-beta-block", "dnmf-wta-beta-block", "dnmf-loss-beta-block", "dnmf-loss-beta-"):
         assert prefix in layers
+
+
+@pytest.mark.parametrize(("sparse", "masked"), [(False, False), (True, False), (False, True)],
+                         ids=["dense", "sparse", "masked"])
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0])
+@pytest.mark.parametrize("on", ["dask", "blocks"])
+def test_the_w_step_pass_sums_the_divergence_the_loss_pass_would(rng, sparse, masked, beta, on):
+    """The divergence the W-step's pass forms beside its gradient is bitwise that of its own pass."""
+    if masked:
+        _, _, A, W, H, W_d, H_d = masked_operands(rng, GRIDS[1], sparse_mask=False)
+    else:
+        _, A, W, H, W_d, H_d = operands(rng, GRIDS[1], sparse=sparse)
+    if on == "blocks":
+        from dnmf.core.blocks import Blocks
+
+        A = Blocks.from_array(A.compute(), A.chunks)
+        W_d, H_d = Blocks.from_array(W, (A.chunks[0], (4,))), Blocks.from_array(H, ((4,), A.chunks[1]))
+    rows, fused = products.beta_aht_and_divergence(A, W_d, H_d, beta=beta, masked=masked)
+    alone = products.beta_divergence(A, W_d, H_d, beta=beta, masked=masked)
+    fused, alone = (float(np.asarray(products.value(x))) for x in (fused, alone))
+    assert fused == alone and fused > 0
+    assert rows.compute().shape == (40, 4 if beta == 1 and not masked else 8)
