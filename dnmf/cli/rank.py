@@ -51,6 +51,9 @@ RANK_OPTIONS: tuple[Option, ...] = (
     Option("checkpoint", "str", None, "folder in which every fit checkpoints, so that running the same command "
            "again resumes the survey: finished fits are read back, an interrupted one continues (default: none)",
            metavar="DIR", is_path=True),
+    Option("concurrent_fits", "int", None, "fits of a replicate run at once on the cluster, each with the result "
+           "it has alone (default: two per worker, while their copies of the training input take at most a "
+           "quarter of the workers' memory)", metavar="N"),
 )
 
 
@@ -90,6 +93,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
                              "store. Choose another --out, or remove those stores first.")
     if values.get("checkpoint"):
         check_writable(values["checkpoint"], "--checkpoint")
+    if values.get("concurrent_fits") is not None and values["concurrent_fits"] < 1:
+        raise UsageError(f"--concurrent-fits must be at least 1, got {values['concurrent_fits']}.")
     config = cluster_config(values)
     X = open_matrix(values["input"])
     cluster: dict[str, Any] = {}
@@ -98,7 +103,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
                              solver=values["solver"], beta_loss=beta_loss(values["beta_loss"]),
                              init=values["init"], max_iter=values["max_iter"], tol=values["tol"],
                              chunks=parse_chunks(values["chunks"]), random_state=values["seed"],
-                             out=values.get("out"), checkpoint=values.get("checkpoint"))
+                             out=values.get("out"), checkpoint=values.get("checkpoint"),
+                             concurrent_fits=values.get("concurrent_fits"))
     logger.info("Best rank of %s: %d (%s)", values["input"], result.best_rank, result.rule)
     summary = {"command": "rank", "status": "completed", "input": values["input"], "best_rank": result.best_rank,
                "rule": result.rule, "table": result.table, "test_errors": result.test_errors,

@@ -28,7 +28,7 @@ def test_rank_finds_the_planted_rank_and_writes_the_table(tmp_path, scheduler, p
     out = tmp_path / "ranks.json"
     kept = tmp_path / "fits"
     done = run_dnmf("rank", planted_store, "--ranks", "2:4", "--replicates", "2", "--max-iter", "30",
-                    "--tol", "1e-6", "--seed", "7", "--log-level", "WARNING",
+                    "--tol", "1e-6", "--seed", "7", "--log-level", "WARNING", "--concurrent-fits", "3",
                     "--scheduler", scheduler, "--summary", out, "--out", kept)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
@@ -75,10 +75,17 @@ def test_bad_ranks_exit_2_naming_the_flag(planted_store, ranks, message):
     assert summary(done)["status"] == "failed"
 
 
+def test_no_concurrent_fits_exits_2_before_connecting(planted_store):
+    done = run_dnmf("rank", planted_store, "--ranks", "2:3", "--concurrent-fits", "0", "--scheduler",
+                    "tcp://127.0.0.1:1", timeout=60)
+    assert done.returncode == 2
+    assert "--concurrent-fits must be at least 1" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_rank_help_names_its_flags(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rank", "--help"])
     text = capsys.readouterr().out
     for flag in ("INPUT", "--ranks", "--replicates", "--test-fraction", "--summary", "--scheduler", "--checkpoint",
-                 "exit status"):
+                 "--concurrent-fits", "exit status"):
         assert flag in text, flag
