@@ -191,7 +191,8 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         Non-negative data with no missing values, or the path or URL of a matrix store. Every entry can be held
         out, the zeros of sparse input included (see :mod:`dnmf.core.holdout` for why). The training input is
         dense with NaN at the held-out entries, built block by block, so sparse input costs 8 bytes per entry of
-        the whole matrix during the fits.
+        the whole matrix during the fits; an in-memory X whose dense copy would not fit, twice over, in the memory
+        this machine has free is refused with a ``MemoryError`` before any fit (a Dask array or a store is not).
     ranks : iterable of int
         Candidate numbers of components, each at least 1 and at most ``min(n_samples, n_features)``.
     method : {'cv'}, default='cv'

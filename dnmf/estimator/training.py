@@ -9,6 +9,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import psutil
 import scipy.sparse as sp
 
 from dnmf.core.holdout import held_out_loss, training_block
@@ -41,12 +42,27 @@ def training_input(X: Any, *, seed: int, test_fraction: float) -> Any:
         dtype = np.result_type(X.dtype, np.float32)
         return X.map_blocks(block, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
     X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    _check_room(X)
     values = X.data if sp.issparse(X) else X
     if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
         raise ValueError("X has NaN entries: select_rank needs a matrix with no missing values, since it makes "
                          "its own (the held-out entries). Impute or drop the missing entries first.")
     return np.concatenate([training_block(X[s], s, slice(0, n), n, seed=seed, test_fraction=test_fraction)
                            for s in _strips(X)])
+
+
+def _check_room(X: Any) -> None:
+    """Refuse, before any fit, an in-memory X whose dense training copy and a fit's copy of it would not fit in
+    the memory this machine has free."""
+    m, n = X.shape
+    nbytes = m * n * np.result_type(X.dtype, np.float32).itemsize
+    available = psutil.virtual_memory().available
+    if 2 * nbytes > available:
+        raise MemoryError(
+            f"select_rank holds X densely with NaN at the held-out entries: {nbytes / 2**30:.1f} GiB for this "
+            f"{m} × {n} matrix, and a fit needs about as much again, more than the {available / 2**30:.1f} GiB "
+            "this machine has free. Pass X as a Dask array or a matrix store (dnmf.open_matrix), whose training "
+            "input is built block by block where the fits run, or survey a sample of its rows.")
 
 
 def held_out_loss_of(X: Any, W: np.ndarray, H: np.ndarray, *, seed: int, test_fraction: float,

@@ -148,3 +148,9 @@ def test_out_keeps_each_ranks_best_fit_and_replaces_none(tmp_path) -> None:
         assert model.n_iter_ == result.n_iter[q][best]
     with pytest.raises(FileExistsError, match="rank-2"):
         dnmf.select_rank(X, [2, 3], max_iter=100, random_state=10, out=tmp_path / "fits")
+
+
+def test_an_in_memory_matrix_whose_dense_training_copy_would_not_fit_is_refused_before_any_fit() -> None:
+    X = sp.csr_matrix(([1.0, 2.0, 3.0], ([0, 5, 7], [1, 2, 3])), shape=(10**6, 10**6))
+    with pytest.raises(MemoryError, match="Pass X as a Dask array or a matrix store"):
+        dnmf.select_rank(X, [2, 3], replicates=2)
