@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import zarr
 
-from dnmf.data.sparse import SPARSE_ARRAY_CHUNK, row_strip, strip_nnz, strip_part
+from dnmf.data.sparse import MATRIX_COMPRESSORS, SPARSE_ARRAY_CHUNK, row_strip, strip_nnz, strip_part
 
 __all__ = ["STAGING_GROUP", "write_csr"]
 
@@ -30,6 +30,9 @@ __all__ = ["STAGING_GROUP", "write_csr"]
 STAGING_GROUP = "dnmf-staging"
 
 _PARTS = ("data", "indices", "indptr")
+#: Elements per chunk of ``indptr``: a streamed strip decodes only the chunks its rows span, so one chunk as large as
+#: ``data``'s (8 MiB of int64) would be decoded again by every strip of a store of many rows.
+INDPTR_CHUNK = 1 << 16
 
 
 def _index_dtype(n_columns: int) -> np.dtype:
@@ -37,8 +40,9 @@ def _index_dtype(n_columns: int) -> np.dtype:
 
 
 def _target(group: zarr.Group, part: str, length: int, dtype: Any) -> zarr.Array:
-    return group.create_array(part, shape=(length,), dtype=dtype, chunks=(max(1, min(SPARSE_ARRAY_CHUNK, length)),),
-                              config={"write_empty_chunks": True})
+    chunk = INDPTR_CHUNK if part == "indptr" else SPARSE_ARRAY_CHUNK
+    return group.create_array(part, shape=(length,), dtype=dtype, chunks=(max(1, min(chunk, length)),),
+                              compressors=MATRIX_COMPRESSORS, config={"write_empty_chunks": True})
 
 
 def _stage_strip(strip: sp.csr_matrix, *, staging: zarr.Group, index_dtype: np.dtype,

@@ -42,7 +42,7 @@ from dnmf.data.labels import check_labels, read_index, write_index
 from dnmf.data.location import Location
 from dnmf.data.matrix import as_input_matrix
 from dnmf.data.safety import NotOwnStoreError, replaceable_store
-from dnmf.data.sparse import SparseLayout, read_strip, sparse_layout
+from dnmf.data.sparse import MATRIX_COMPRESSORS, SparseLayout, read_strip, sparse_layout
 from dnmf.data.sparse_write import write_csr
 from dnmf.exceptions import StoreError
 from dnmf.runtime import current
@@ -76,6 +76,10 @@ def _matrix_node(location: Location) -> tuple[zarr.Array | zarr.Group, Location,
 
 
 def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
+    """Block ``[rows, cols]`` of a strip as CSR: the strip itself when it is one CSR block."""
+    whole = (rows.stop - rows.start, cols.stop - cols.start) == strip.shape
+    if whole and strip.format == "csr":
+        return strip
     return sp.csr_matrix(strip[rows, cols])
 
 
@@ -218,7 +222,8 @@ def write_blocks(x: da.Array, target: zarr.Array, name: str) -> da.Array:
 
 def _write_dense(root: zarr.Group, A: da.Array) -> list[Any]:
     regular = A.rechunk((A.chunks[0][0], A.chunks[1][0]))
-    target = root.create_array("X", shape=A.shape, dtype=A.dtype, chunks=(regular.chunks[0][0], regular.chunks[1][0]))
+    target = root.create_array("X", shape=A.shape, dtype=A.dtype, chunks=(regular.chunks[0][0], regular.chunks[1][0]),
+                               compressors=MATRIX_COMPRESSORS)
     target.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
     return [write_blocks(regular, target, "dnmf-save-x")]
 

@@ -43,6 +43,7 @@ def lazy(matrix: np.ndarray, chunks: tuple[int, int], counted: Counted) -> da.Ar
 @pytest.mark.parametrize("array_chunk", [1 << 20, 50], ids=["one-chunk", "chunks-span-strips"])
 def test_lazy_input_is_computed_once_and_written_exactly(tmp_path, matrix, chunks, array_chunk, monkeypatch):
     monkeypatch.setattr(sparse_write, "SPARSE_ARRAY_CHUNK", array_chunk)
+    monkeypatch.setattr(sparse_write, "INDPTR_CHUNK", array_chunk)
     counted = Counted()
     A = lazy(matrix, chunks, counted)
     save_matrix(A, tmp_path / "m.zarr")
@@ -54,6 +55,7 @@ def test_lazy_input_is_computed_once_and_written_exactly(tmp_path, matrix, chunk
     np.testing.assert_array_equal(group["indices"][:], expected.indices)
     np.testing.assert_array_equal(group["data"][:], expected.data)
     assert group["data"].chunks == (max(1, min(array_chunk, expected.nnz)),)
+    assert group["indptr"].chunks == (min(array_chunk, len(expected.indptr)),)
     assert sparse_write.STAGING_GROUP not in os.listdir(tmp_path / "m.zarr")
     np.testing.assert_array_equal(open_matrix(tmp_path / "m.zarr").compute().toarray(), matrix)
 

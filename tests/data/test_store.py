@@ -67,6 +67,38 @@ def test_labels_round_trip_and_anndata_reads_our_store(tmp_path, matrix):
     np.testing.assert_array_equal(X.toarray(), matrix)
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_matrix_arrays_are_written_with_the_store_codec(tmp_path, matrix, sparse):
+    from dnmf.data.sparse import MATRIX_COMPRESSORS
+
+    save_matrix(sp.csr_matrix(matrix) if sparse else matrix, tmp_path / "m.zarr")
+    root = zarr.open_group(tmp_path / "m.zarr", mode="r")
+    arrays = [root["X"][part] for part in ("data", "indices", "indptr")] if sparse else [root["X"]]
+    def settings(codec):  # Zarr fills in the typesize from each array's dtype
+        return type(codec), codec.cname, codec.clevel, codec.shuffle
+
+    for array in arrays:
+        assert [settings(c) for c in array.compressors] == [settings(c) for c in MATRIX_COMPRESSORS]
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_stores_with_zarrs_default_codec_still_open(tmp_path, matrix, sparse):
+    """What dnmf wrote before its stores used :data:`MATRIX_COMPRESSORS`: the same layout, Zarr's default codec."""
+    root = zarr.open_group(tmp_path / "old.zarr", mode="w")
+    root.attrs["encoding-type"] = "anndata"
+    if sparse:
+        csr = sp.csr_matrix(matrix)
+        group = root.create_group("X")
+        group.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": list(matrix.shape)})
+        for part in ("data", "indices", "indptr"):
+            group.create_array(part, data=getattr(csr, part), chunks=(16,))
+    else:
+        root.create_array("X", data=matrix, chunks=(20, 15)).attrs["encoding-type"] = "array"
+    first = (root["X"]["data"] if sparse else root["X"]).compressors
+    assert first and type(first[0]).__name__ == "ZstdCodec"
+    np.testing.assert_array_equal(assemble(open_matrix(tmp_path / "old.zarr", chunks=(17, 13))), matrix)
+
+
 def test_missing_labels_get_anndata_defaults(tmp_path, matrix):
     save_matrix(matrix, tmp_path / "m.zarr", labels=(None, [f"c{j}" for j in range(41)]))
     rows, cols = read_labels(tmp_path / "m.zarr")
