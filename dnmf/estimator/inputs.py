@@ -16,14 +16,26 @@ from typing import Any, NamedTuple
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    check_array,
+)
 
 from dnmf.core import products
+from dnmf.core.grid import planning_rank
 from dnmf.core.objectives import BetaDivergence, Frobenius, MaskedFrobenius, Objective
 from dnmf.core.rules import SOLVERS, canonical_solver, rule_for
 from dnmf.core.seam import Runtime
 from dnmf.data.first_pass import first_pass
-from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, mask_input, matrix_stats, n_observed
+from dnmf.data.matrix import (
+    InputMatrix,
+    MatrixStats,
+    as_input_matrix,
+    mask_input,
+    matrix_stats,
+    n_observed,
+)
 from dnmf.data.store import open_matrix, read_labels, stored_nnz
 from dnmf.estimator.parameters import BETA_VALUES
 
@@ -52,18 +64,20 @@ class PreparedInput(NamedTuple):
 
 
 def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_missing: bool = False,
-                  keeps_fingerprint: bool = False) -> PreparedInput:
+                  keeps_fingerprint: bool = False, rank: Any = None) -> PreparedInput:
     """The chunked, validated matrix (held in memory if it fits) with its observation mask, its statistics, its
     labels if it came from a store, the runtime the fit runs on and the digests of its fingerprint (where the fit
     keeps one, ``keeps_fingerprint``, or on a cluster), all from one pass over X (see :mod:`dnmf.data.first_pass`).
-    A mask that hides nothing is dropped, so that the fit is the unmasked one."""
+    A mask that hides nothing is dropped, so that the fit is the unmasked one. ``rank`` (the fit's
+    ``n_components``) sizes the default grid's factor panels (:func:`dnmf.core.grid.planning_rank`)."""
     labels: tuple[Any, Any] = (None, None)
     nnz = None
-    if isinstance(X, (str, os.PathLike)):
-        labels, nnz = read_labels(X), stored_nnz(X)
-        X = open_matrix(X, chunks=chunks)
-    runtime = runtime_for(X)
-    matrix = mask_input(as_input_matrix(X, chunks=chunks, runtime=runtime), mask, nan_is_missing=nan_is_missing)
+    with planning_rank(rank):
+        if isinstance(X, (str, os.PathLike)):
+            labels, nnz = read_labels(X), stored_nnz(X)
+            X = open_matrix(X, chunks=chunks)
+        runtime = runtime_for(X)
+        matrix = mask_input(as_input_matrix(X, chunks=chunks, runtime=runtime), mask, nan_is_missing=nan_is_missing)
     # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there it
     # is made only where a checkpoint or a result store keeps it.
     matrix, stats, digests = first_pass(matrix, runtime, what="data passed to NMF (input X)",

@@ -190,7 +190,7 @@ class NMF(FittedState, Factorization):
 
     def _as_input(self, X: Any, mask: Any = None, *, keeps_fingerprint: bool = False) -> PreparedInput:
         return prepare_input(X, mask, chunks=self.chunks, nan_is_missing=self.missing == "nan",
-                             keeps_fingerprint=keeps_fingerprint)
+                             keeps_fingerprint=keeps_fingerprint, rank=self.n_components)
 
     def _objective(self, matrix: InputMatrix, stats: MatrixStats) -> Objective:
         return objective_for(self, matrix, stats)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dnmf.core.grid import planning_rank
 from dnmf.core.holdout import holdout_seeds
 from dnmf.core.rules import loss_name, rule_for
 from dnmf.data.store import open_matrix
@@ -249,7 +250,8 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         raise ValueError(f"concurrent_fits must be a positive integer or None, got {concurrent_fits!r}.")
     rule_for(solver, beta_loss, masked=True)
     if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
-        X = open_matrix(X)
+        with planning_rank(ranks[-1]):
+            X = open_matrix(X)
     if len(np.shape(X)) != 2:
         raise ValueError(f"X must be a 2-D matrix, got shape {np.shape(X)}.")
     m, n = (int(s) for s in X.shape)

@@ -47,11 +47,37 @@ def test_store_larger_than_worker_memory_streams_through(big_store):
         assert set(client.scheduler_info()["workers"]) == workers_before, "a worker died or was restarted"
         W = W.compute()
     assert np.all(np.diff(model.loss_history_) < 0)
-    H = model.components_
+    assert model.reconstruction_err_ == pytest.approx(exact_error(A, W, model.components_), rel=1e-6)
+    assert model.reconstruction_err_ < sp.linalg.norm(A)
+
+
+def exact_error(A: sp.csr_matrix, W: np.ndarray, H: np.ndarray) -> float:
+    """‖A − WH‖_F from A's stored entries and the factors' Grams, without forming WH."""
     approx = sampled_product(A, W, H)
     residual = (np.sum((A.data - approx) ** 2) - np.sum(approx**2)
                 + np.sum((W.T.astype(float) @ W) * (H.astype(float) @ H.T)))
-    assert model.reconstruction_err_ == pytest.approx(np.sqrt(residual), rel=1e-6)
+    return float(np.sqrt(residual))
+
+
+def test_a_wide_store_on_small_workers_gets_factor_panels_that_fit_them(tmp_path):
+    """400,000 columns at rank 16 on workers of 250 MiB: with one column block per worker, NNDSVD's float64 sketch
+    panels (26 × 200,000) and their copies in a product task killed every worker (``KilledWorker``); the default
+    grid now sizes column blocks for the fit's rank (:data:`dnmf.core.grid.PANEL_MEMORY_FRACTION`)."""
+    import dask
+
+    A = make_sampled_low_rank(20_000, 400_000, 8, 3_000_000, dtype=np.float32, random_state=0)
+    url = tmp_path / "wide.zarr"
+    with dask.config.set(scheduler="threads"):
+        save_matrix(A, url)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=250 * 2**20,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        workers_before = set(client.scheduler_info()["workers"])
+        model = NMF(16, solver="hals", init="nndsvda", max_iter=3, tol=0, random_state=0)
+        W = model.fit_transform(str(url))
+        assert set(client.scheduler_info()["workers"]) == workers_before, "a worker died or was restarted"
+        W = W.compute()
+    assert np.all(np.diff(model.loss_history_) < 0)
+    assert model.reconstruction_err_ == pytest.approx(exact_error(A, W, model.components_), rel=1e-6)
     assert model.reconstruction_err_ < sp.linalg.norm(A)
 
 
