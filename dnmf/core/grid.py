@@ -40,7 +40,8 @@ PANEL_MEMORY_FRACTION = 1 / 16
 #: The rank the grid plans factor panels for when no fit has said its own (a matrix opened before its fit).
 PLANNING_RANK = 32
 
-#: Rows NNDSVD's randomized range finder adds to the rank (its sketch is the widest factor panel of a fit).
+#: Rows NNDSVD's randomized range finder adds to the rank (``initialization.randomized_svd``'s default): its
+#: sketch is the widest factor panel of a fit.
 PANEL_OVERSAMPLES = 10
 
 _planned_rank: ContextVar[int | None] = ContextVar("dnmf_planned_rank", default=None)

@@ -20,11 +20,23 @@ import numpy as np
 
 from dnmf.core import products
 from dnmf.core.blocks import Blocks, is_blocks
+from dnmf.core.grid import PANEL_OVERSAMPLES
 from dnmf.core.seam import Runtime
 
-__all__ = ["INIT_METHODS", "constant_rows", "gaussian", "in_process_nndsvd", "initialize", "nndsvd", "POWER_ITERATIONS", "SMALL_INPUT_BYTES", "STREAMED_POWER_ITERATIONS",
-           "power_iterations", "randomized_svd",
-           "resolve_init"]
+__all__ = [
+    "INIT_METHODS",
+    "POWER_ITERATIONS",
+    "SMALL_INPUT_BYTES",
+    "STREAMED_POWER_ITERATIONS",
+    "constant_rows",
+    "gaussian",
+    "in_process_nndsvd",
+    "initialize",
+    "nndsvd",
+    "power_iterations",
+    "randomized_svd",
+    "resolve_init",
+]
 
 INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "custom")
 
@@ -148,7 +160,7 @@ def power_iterations(shape: tuple[int, int], k: int, *, nbytes: int | None = Non
     return 7 if k < 0.1 * min(shape) else 4
 
 
-def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = 10,
+def randomized_svd(A: da.Array, k: int, *, entropy: int, n_oversamples: int = PANEL_OVERSAMPLES,
                    n_iter: int | None = None) -> tuple[da.Array, np.ndarray, da.Array]:
     """The leading ``k`` singular triplets of a chunked A, in float64, by a randomized range finder.
 
