@@ -14,6 +14,7 @@ import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,6 +111,15 @@ def scheduler_address(fit, timeout: float = 180) -> str:
     raise AssertionError("the fit never logged its scheduler: " + "".join(seen))
 
 
+def drain(process: subprocess.Popen) -> list[str]:
+    """Read ``process``'s stdout and stderr in the background into the list returned, so that a fit that logs
+    for minutes never blocks on a full pipe (where SIGTERM could not end it either)."""
+    logged: list[str] = []
+    for stream in (process.stdout, process.stderr):
+        threading.Thread(target=lambda s=stream: logged.extend(iter(s.readline, "")), daemon=True).start()
+    return logged
+
+
 def test_another_user_cannot_run_code_in_the_fit_cluster(tmp_path, counts_store, dask_cluster, attacker):
     from distributed import Client
 
@@ -125,13 +135,14 @@ def test_another_user_cannot_run_code_in_the_fit_cluster(tmp_path, counts_store,
                      "--checkpoint-every", "100000", "--out", tmp_path / "r.zarr")
     try:
         address = scheduler_address(fit)
+        logged = drain(fit)
         ports = listening_ports(fit.pid)
         port = int(address.rsplit(":", 1)[1])
         assert port in ports and len(ports) >= 3
         clients = [f"{protocol}://127.0.0.1:{port}" for protocol in ("tcp", "tls")]
         rpcs = [f"{protocol}://127.0.0.1:{p}" for p in sorted(ports) for protocol in ("tcp", "tls")]
         results = attack(attacker, str(marker), clients, rpcs)
-        assert fit.poll() is None, fit.stderr.read()
+        assert fit.poll() is None, "".join(logged)
     finally:
         fit.terminate()
         fit.wait(timeout=120)
