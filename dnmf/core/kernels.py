@@ -29,7 +29,8 @@ __all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty
            "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "unobserved_block", "matmul",
            "pattern_grams", "residual_block",
            "sampled_product", "split_block", "sum_blocks", "sum_cols_block", "sum_rows_block", "tree_sum_parts",
-           "wta_block", "aht_strip", "wta_strip", "wta_row_partial", "aht_col_partial"]
+           "wta_block", "aht_strip", "wta_strip", "wta_row_partial", "aht_col_partial", "part_of",
+           "w_step_strip"]
 
 #: The per-block statistics of :func:`block_stats`, in order.
 STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
@@ -236,6 +237,25 @@ def aht_col_partial(a_blocks: list[Any], h: Any) -> Any:
     """``A_·j H_jᵀ`` of one column strip, every row block's partial stacked: ``(m, 1, k)``."""
     xp = array_namespace(h)
     return xp.concat([aht_block(a, h) for a in a_blocks], axis=0)
+
+
+def w_step_strip(a_blocks: list[Any], h_blocks: list[Any], w: Any, small: list[Any], *,
+                 update: Callable[..., Any], split_every: int) -> tuple[Any, list[Any], Any]:
+    """A Frobenius W-step on one row strip of A and that strip's share of the next ``WᵀA``, in one task.
+
+    Returns ``update(W_i, Σ_j A_ij H_jᵀ, *small)``, the partials ``W_newᵢᵀ A_ij`` of every column block (each as
+    :func:`wta_block` makes it), and ``⟨A_i·Hᵀ, W_i⟩`` as :func:`inner_block` makes it: the loss of the incoming
+    factors needs it. Operands are aligned as :func:`apply_kernel` aligns them, so the new rows are bitwise those
+    of the per-block graph."""
+    cross = aht_strip(a_blocks, h_blocks, split_every)
+    w = aligned(w)
+    updated = update(w, aligned(cross), *(aligned(x) for x in small))
+    return updated, [wta_block(updated, a) for a in a_blocks], inner_block(cross, w)
+
+
+def part_of(parts: tuple[Any, ...], index: int, item: int | None = None) -> Any:
+    """``parts[index]``, or ``parts[index][item]``: one output of a task that makes several."""
+    return parts[index] if item is None else parts[index][item]
 
 
 def split_block(block: Any, axis: int, start: int, stop: int) -> Any:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core import products
+from dnmf.core import products, strip_pass
 from dnmf.core.kernels import ROUNDING_UNITS, aligned
 from dnmf.core.records import Penalties
 from dnmf.core.rules import BetaRule, MaskedRule, UpdateRule
@@ -127,13 +127,21 @@ class Frobenius:
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
-        aht = carried["aht"] if "aht" in carried else products.aht(A, H)
-        W_new = products.map_rows(update_rows, W, aht, small=(products.regularized(carried["gram_h"], penalties.l2_w),),
-                                  name="dnmf-update-w", rule=rule, l1=penalties.l1_w, l2=0.0)
+        gram = products.regularized(carried["gram_h"], penalties.l2_w)
+        update_w = {"rule": rule, "l1": penalties.l1_w, "l2": 0.0}
+        wta = inner_before = None
+        if update_h and read_again is not read_in_place and strip_pass.fuses(A):
+            W_new, wta, inner_before = strip_pass.w_step_and_wta(A, W, H, update_rows, (gram,), **update_w)
+        else:
+            aht = carried["aht"] if "aht" in carried else products.aht(A, H)
+            W_new = products.map_rows(update_rows, W, aht, small=(gram,), name="dnmf-update-w", **update_w)
+            if with_initial_loss:
+                inner_before = products.inner(aht, W, name="dnmf-loss-inner")
         gram_w = products.gram_rows(W_new)
         out: dict[str, Any] = {"W": W_new}
         if update_h:
-            wta = products.wta(read_again(A, gram_w), W_new)
+            if wta is None:
+                wta = products.wta(read_again(A, gram_w), W_new)
             H_new = products.map_cols(_update_cols, H, wta, small=(products.regularized(gram_w, penalties.l2_h),),
                                       name="dnmf-update-h", rule=rule, l1=penalties.l1_h, l2=0.0)
             out["H"] = H_new
@@ -145,9 +153,8 @@ class Frobenius:
         out["loss"] = products.frobenius_loss_squared(self.norm_squared_a, cross_inner, gram_w, gram_h)
         out["loss_rounding"] = products.frobenius_rounding(self.norm_squared_a, cross_inner, gram_w, gram_h)
         if with_initial_loss:
-            out["initial_loss"] = products.frobenius_loss_squared(
-                self.norm_squared_a, products.inner(aht, W, name="dnmf-loss-inner"),
-                products.gram_rows(W), carried["gram_h"])
+            out["initial_loss"] = products.frobenius_loss_squared(self.norm_squared_a, inner_before,
+                                                                  products.gram_rows(W), carried["gram_h"])
         return out
 
 

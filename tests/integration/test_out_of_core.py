@@ -81,9 +81,10 @@ def test_a_wide_store_on_small_workers_gets_factor_panels_that_fit_them(tmp_path
     assert model.reconstruction_err_ < sp.linalg.norm(A)
 
 
-def test_streamed_input_is_read_once_per_pass_and_never_spilled(big_store):
-    """Both steps of an iteration read A; a streamed A must be read again for the second pass rather than held
-    from the first to the second (which, for an input larger than half the workers' memory, means spilling)."""
+def test_streamed_input_is_read_once_per_iteration_and_never_spilled(big_store):
+    """Both steps of an iteration need A; a streamed A is read once, each row strip serving the W-step and its share
+    of the H-step's ``WᵀA`` while it is in memory (:mod:`dnmf.core.strip_pass`), and is never held from one pass
+    to the next (which, for an input larger than half the workers' memory, means spilling)."""
     url, _ = big_store
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=640 * 2**20,
                       host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
@@ -92,3 +93,26 @@ def test_streamed_input_is_read_once_per_pass_and_never_spilled(big_store):
         assert not any(client.run(lambda dask_worker: "dnmf-malloc-tuning" in dask_worker.plugins).values()), \
             "an out-of-core fit keeps glibc's memory trimming as the Nanny set it"
     assert model.n_iter_ == 2
+    assert model.timings_["passes_over_a"]["loop"] == model.n_iter_
+
+
+def test_the_one_pass_iteration_gives_the_two_pass_factors_bitwise(tmp_path, monkeypatch):
+    """A streamed store fitted with the W-step and ``WᵀA`` sharing each strip's read, and with them as two passes
+    (:data:`dnmf.core.strip_pass.MAX_COLUMN_BLOCKS` set to 0): the same W, H and losses, at half the reads."""
+    from dnmf.core import strip_pass
+    from dnmf.data import matrix
+
+    A = make_sampled_low_rank(3_000, 1_200, 4, 60_000, dtype=np.float32, random_state=1)
+    save_matrix(A, tmp_path / "a.zarr", chunks=(500, 600))
+    monkeypatch.setattr(matrix, "PERSIST_MEMORY_FRACTION", 1e-12)  # stream even this small store
+    fits = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster):
+        for limit in (strip_pass.MAX_COLUMN_BLOCKS, 0):
+            monkeypatch.setattr(strip_pass, "MAX_COLUMN_BLOCKS", limit)
+            model = NMF(4, solver="hals", init="nndsvda", max_iter=8, tol=0, random_state=0, alpha_W=0.01)
+            W = model.fit_transform(open_matrix(tmp_path / "a.zarr", chunks=(500, 600))).compute()
+            fits[limit] = (W, model.components_, model.loss_history_, model.timings_["passes_over_a"]["loop"])
+    (W1, H1, losses1, passes1), (W2, H2, losses2, passes2) = fits.values()
+    assert np.array_equal(W1, W2) and np.array_equal(H1, H2) and losses1 == losses2
+    assert (passes1, passes2) == (8, 16)
