@@ -47,7 +47,7 @@ def test_a_wide_matrix_on_small_workers_gets_more_column_blocks_the_higher_the_r
             grids.append(default_grid((60_000, 600_000), 120 * 10**6, 2, 300 * MiB))
     assert [cols for _, cols in grids] == sorted({cols for _, cols in grids})
     with planning_rank(16):
-        assert default_grid((60_000, 600_000), 120 * 10**6, 2, 300 * MiB) == (4, 7)
+        assert default_grid((60_000, 600_000), 120 * 10**6, 2, 300 * MiB) == (7, 7)
 
 
 def test_large_workers_and_unknown_memory_leave_the_grid_as_the_target_size_sets_it():
