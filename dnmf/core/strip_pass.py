@@ -52,7 +52,7 @@ def w_step_and_wta(A: da.Array, W: da.Array, H: da.Array, update: Callable[..., 
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     p, q = A.numblocks
-    dtype = graph.result_dtype(A, H)
+    dtype = graph.result_dtype(A, W)  # of W_newᵀA's partials, as products.wta gives them
     token = tokenize(A.name, W.name, H.name, *(x.name for x in small), update, kwargs)
     step, rows, parts, inners = (f"dnmf-aht-strip-pass-{token}", f"dnmf-update-w-{token}",
                                  f"dnmf-wta-strip-pass-{token}", f"dnmf-loss-inner-strip-pass-{token}")
