@@ -54,7 +54,14 @@ RANK_OPTIONS: tuple[Option, ...] = (
     Option("concurrent_fits", "int", None, "fits of a replicate run at once on the cluster, each with the result "
            "it has alone (default: two per worker, while their copies of the training input take at most a "
            "quarter of the workers' memory)", metavar="N"),
+    Option("fits", "str", "auto", "where each fit runs: whole on a worker as one task ('workers'), or with its "
+           "blocks across the cluster ('cluster'); 'auto' fits on workers while the training input is small "
+           "against a worker's memory (default: %(default)s)", choices=("auto", "workers", "cluster")),
 )
+
+
+#: ``--fits`` as ``select_rank``'s ``fits_on_workers``.
+FITS_ON_WORKERS = {"auto": None, "workers": True, "cluster": False}
 
 
 def parse_ranks(text: str | None) -> list[int]:
@@ -104,7 +111,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
                              init=values["init"], max_iter=values["max_iter"], tol=values["tol"],
                              chunks=parse_chunks(values["chunks"]), random_state=values["seed"],
                              out=values.get("out"), checkpoint=values.get("checkpoint"),
-                             concurrent_fits=values.get("concurrent_fits"))
+                             concurrent_fits=values.get("concurrent_fits"),
+                             fits_on_workers=FITS_ON_WORKERS[values.get("fits") or "auto"])
     logger.info("Best rank of %s: %d (%s)", values["input"], result.best_rank, result.rule)
     summary = {"command": "rank", "status": "completed", "input": values["input"], "best_rank": result.best_rank,
                "rule": result.rule, "table": result.table, "test_errors": result.test_errors,

@@ -131,6 +131,7 @@ def run(
     checkpoint: Checkpointer | None = None,
     checkpoint_every: int | None = 1,
     checkpoint_seconds: float | None = None,
+    warn_unconverged: bool = True,
 ) -> FitResult:
     """Alternate W- and H-updates until the loss stops falling.
 
@@ -172,6 +173,10 @@ def run(
     checkpoint : callable, optional
         Called as ``checkpoint(W, H, progress)`` with Dask arrays every ``checkpoint_every`` iterations, or once
         ``checkpoint_seconds`` passed since the last one, and after the last iteration.
+    warn_unconverged : bool
+        Warn with a :class:`~dnmf.exceptions.ConvergenceWarning` when ``max_iter`` ends the fit before ``tol`` is
+        met. A fit run whole on a Dask worker does not: the warning is scikit-learn's, and a worker must not import
+        it; its ``FitResult.converged`` says the same.
 
     Returns
     -------
@@ -307,7 +312,7 @@ def run(
                 progress.checkpoint_seconds.append(time.perf_counter() - written)
                 last_checkpoint = time.perf_counter()
             started = time.perf_counter()
-    if tol > 0 and not progress.converged and not stopped_by_callback:
+    if warn_unconverged and tol > 0 and not progress.converged and not stopped_by_callback:
         warnings.warn(
             f"Maximum number of iterations {max_iter} reached. Increase it to improve convergence.",
             exceptions.ConvergenceWarning, stacklevel=3,

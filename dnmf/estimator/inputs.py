@@ -9,11 +9,9 @@ scikit-learn's phrase (its tests and estimator checks match on it) followed by w
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import (
@@ -22,69 +20,9 @@ from sklearn.utils.validation import (
     check_array,
 )
 
-from dnmf.core import products
-from dnmf.core.grid import planning_rank
-from dnmf.core.objectives import BetaDivergence, Frobenius, MaskedFrobenius, Objective
-from dnmf.core.rules import SOLVERS, canonical_solver, rule_for
-from dnmf.core.seam import Runtime
-from dnmf.data.first_pass import first_pass
-from dnmf.data.matrix import (
-    InputMatrix,
-    MatrixStats,
-    as_input_matrix,
-    mask_input,
-    matrix_stats,
-    n_observed,
-)
-from dnmf.data.store import open_matrix, read_labels, stored_nnz
-from dnmf.estimator.parameters import BETA_VALUES
+from dnmf.estimator.preparation import in_memory
 
-__all__ = ["PreparedInput", "check_X", "custom_factors", "objective_for", "prepare_input", "runtime_for"]
-
-
-def _in_memory(X: Any) -> bool:
-    return not (isinstance(X, (str, os.PathLike, da.Array)) or type(X).__module__.split(".")[0] == "zarr")
-
-
-def runtime_for(X: Any) -> Runtime:
-    """The runtime a fit of ``X`` (a store's path, or an array) runs on."""
-    from dnmf.runtime import current
-
-    return current(in_memory_input=_in_memory(X))
-
-
-class PreparedInput(NamedTuple):
-    """An input after its one pass (see :func:`prepare_input`)."""
-
-    matrix: InputMatrix
-    stats: MatrixStats
-    labels: tuple[Any, Any]
-    runtime: Runtime
-    digests: list[str] | None
-
-
-def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_missing: bool = False,
-                  keeps_fingerprint: bool = False, rank: Any = None) -> PreparedInput:
-    """The chunked, validated matrix (held in memory if it fits) with its observation mask, its statistics, its
-    labels if it came from a store, the runtime the fit runs on and the digests of its fingerprint (where the fit
-    keeps one, ``keeps_fingerprint``, or on a cluster), all from one pass over X (see :mod:`dnmf.data.first_pass`).
-    A mask that hides nothing is dropped, so that the fit is the unmasked one. ``rank`` (the fit's
-    ``n_components``) sizes the default grid's factor panels (:func:`dnmf.core.grid.planning_rank`)."""
-    labels: tuple[Any, Any] = (None, None)
-    nnz = None
-    with planning_rank(rank):
-        if isinstance(X, (str, os.PathLike)):
-            labels, nnz = read_labels(X), stored_nnz(X)
-            X = open_matrix(X, chunks=chunks)
-        runtime = runtime_for(X)
-        matrix = mask_input(as_input_matrix(X, chunks=chunks, runtime=runtime), mask, nan_is_missing=nan_is_missing)
-    # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there it
-    # is made only where a checkpoint or a result store keeps it.
-    matrix, stats, digests = first_pass(matrix, runtime, what="data passed to NMF (input X)",
-                                        with_digests=keeps_fingerprint or runtime.name != "in-process", nnz=nnz)
-    if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
-        matrix = InputMatrix(matrix.array, matrix.kind)
-    return PreparedInput(matrix, stats, labels, runtime, digests)
+__all__ = ["check_X"]
 
 
 def _check_form(X: Any) -> None:
@@ -143,7 +81,7 @@ def check_X(estimator: Any, X: Any, *, reset: bool, mask: Any = None) -> Any:
         a mask), and for negative values.
     """
     _check_feature_names(estimator, X, reset=reset)
-    if not _in_memory(X):
+    if not in_memory(X):
         return X
     _check_form(X)
     X = check_array(X, accept_sparse=("csr", "csc", "coo"), dtype=[np.float64, np.float32], ensure_all_finite=False,
@@ -168,74 +106,3 @@ def check_X(estimator: Any, X: Any, *, reset: bool, mask: Any = None) -> Any:
     return X
 
 
-def _check_factor(value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str, runtime: Runtime) -> Any:
-    whom = f"NMF (input {name})"
-    got = tuple(np.shape(value))
-    if len(got) != 2:
-        raise ValueError(f"Expected 2D array passed to {whom}, got shape {got}: pass an array of shape {shape}.")
-    for axis, ordinal in enumerate(("first", "second")):
-        if got[axis] != shape[axis]:
-            raise ValueError(f"Array with wrong {ordinal} dimension passed to {whom}. Expected {shape[axis]}, but "
-                             f"got {got[axis]}. It must have shape {shape} (n_samples, n_components for W; "
-                             "n_components, n_features for H).")
-    if np.iscomplexobj(value):
-        raise ValueError(f"Complex data not supported in {whom}: pass real, non-negative values.")
-    factor = runtime.hold(as_input_matrix(value, chunks=chunks, runtime=runtime).array)
-    stats = matrix_stats(factor, what=f"data passed to {whom}")
-    if stats.sum == 0:
-        raise ValueError(f"Array passed to {whom} is full of zeros. Pass a factor with positive entries, or use "
-                         "another init.")
-    return factor
-
-
-def _dtype_of(value: Any) -> np.dtype:
-    dtype = getattr(value, "dtype", None)
-    return np.dtype(dtype) if dtype is not None else np.asarray(value).dtype
-
-
-def custom_factors(A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
-    """``init='custom'``: the given ``W`` and ``H``, checked as scikit-learn checks them, chunked like ``A``, held
-    by ``runtime`` and persisted.
-
-    Raises
-    ------
-    ValueError
-        If either is missing, has the wrong shape, negative values or only zeros.
-    TypeError
-        If their dtype is not ``A``'s (scikit-learn's rule: no silent cast of the starting point).
-    """
-    if W is None or H is None:
-        raise ValueError("init='custom' needs both W and H: pass fit(X, W=W, H=H).")
-    m, n = A.shape
-    H0 = _check_factor(H, (k, n), ((k,), A.chunks[1]), "H", runtime)
-    W0 = _check_factor(W, (m, k), (A.chunks[0], (k,)), "W", runtime)
-    if _dtype_of(H) != A.dtype or _dtype_of(W) != A.dtype:
-        raise TypeError(f"H and W should have the same dtype as X. Got H.dtype = {_dtype_of(H)} and W.dtype = "
-                        f"{_dtype_of(W)}, X.dtype = {A.dtype}. Pass H.astype(X.dtype) and W.astype(X.dtype).")
-    return products.persist(W0, H0)
-
-
-def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Objective:
-    """What the fit minimises: the Frobenius loss (any solver; over the observed entries for the solvers with a
-    masked rule), or the β-divergence and masked β losses (mu).
-
-    Raises
-    ------
-    ValueError
-        For a loss or missing values the solver does not handle, and for β ≤ 0 on data with zeros.
-    """
-    beta = BETA_VALUES[model.beta_loss] if isinstance(model.beta_loss, str) else float(model.beta_loss)
-    rule_for(model.solver, model.beta_loss, masked=matrix.masked)
-    if beta <= 0:
-        implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
-                          and stats.n_stored < stats.shape[0] * stats.shape[1])
-        if implicit_zeros or stats.min_stored <= 0:
-            where = (" Sparse X has implicit zeros: pass it dense with small positive values, or declare the "
-                     "unstored entries missing with mask=." if implicit_zeros else "")
-            raise ValueError("When beta_loss <= 0 and X contains zeros, the solver may diverge. Please add "
-                             f"small values to X, or use a positive beta_loss.{where}")
-    if beta == 2 and not matrix.masked:
-        return Frobenius(stats.norm_squared)
-    if beta == 2 and SOLVERS[canonical_solver(model.solver)].masked_rule is not None:
-        return MaskedFrobenius(stats.norm_squared)
-    return BetaDivergence(beta, masked=matrix.masked)

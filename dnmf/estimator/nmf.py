@@ -5,7 +5,8 @@ hands everything to :func:`dnmf.core.engine.run` and keeps the fitted attributes
 output; Dask and Zarr input give Dask output that stays on the cluster.
 
 Around it: :mod:`dnmf.estimator.inputs` checks what ``fit`` and ``transform`` are given (scikit-learn's checks and
-messages) and the custom factors; :mod:`dnmf.estimator.sklearn` holds the scikit-learn base classes and tags;
+messages); :mod:`dnmf.estimator.preparation` places the input and checks the custom factors;
+:mod:`dnmf.estimator.fitting` runs one fit, free of scikit-learn; :mod:`dnmf.estimator.sklearn` holds the scikit-learn base classes and tags;
 :mod:`dnmf.estimator.fitted` the fitted attributes and result stores; :mod:`dnmf.estimator.parameters` the
 parameter table.
 """
@@ -14,28 +15,24 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from dnmf.core import engine, products
+from dnmf.core import engine
 from dnmf.core import initialization as initialization
-from dnmf.core.engine import IterationRecord, Progress
+from dnmf.core.engine import IterationRecord
 from dnmf.core.graph import counting_passes
 from dnmf.core.objectives import Objective
 from dnmf.core.rules import canonical_solver, rule_for
 from dnmf.core.seam import Runtime
-from dnmf.data.checkpoint import open_run
-from dnmf.data.fingerprint import fingerprint
-from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, estimated_nbytes, n_observed, zero_filled
-from dnmf.data.results import jsonable
+from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, n_observed
 from dnmf.estimator.fitted import FittedState
-from dnmf.estimator.inputs import PreparedInput, check_X, custom_factors, objective_for, prepare_input, runtime_for
+from dnmf.estimator.fitting import FitOutcome, fit_prepared
+from dnmf.estimator.inputs import check_X
+from dnmf.estimator.preparation import PreparedInput, custom_factors, objective_for, prepare_input, runtime_for
 from dnmf.estimator.parameters import (
-    RESULT_PARAMETERS,
-    entropy_of,
     n_components_for,
     penalties_for,
     validate_parameters,
@@ -43,7 +40,6 @@ from dnmf.estimator.parameters import (
 from dnmf.estimator.restarts import fit_with_restarts, raise_if_lost
 from dnmf.estimator.sklearn import Factorization
 from dnmf.runtime import dashboard
-from dnmf.view.progress import ProgressBar, chain_callbacks
 from dnmf.view.verbose import iteration_log
 
 __all__ = ["NMF"]
@@ -253,81 +249,18 @@ class NMF(FittedState, Factorization):
             raise
 
     def _fit_placed(self, prepared: PreparedInput, W: Any, H: Any, out: Any, resume: bool) -> Any:
-        matrix, stats, labels, runtime, digests = prepared
-        objective = self._objective(matrix, stats)
-        A = matrix.array
-        k = self._n_components(A.shape[1], W, H)
-        method = initialization.resolve_init(self.init, k, A.shape)
-        if method != "custom" and (W is not None or H is not None):
-            warnings.warn("When init!='custom', provided W or H are ignored. Set init='custom' to use them as "
-                          "initialization.", RuntimeWarning, stacklevel=3)
-        solver = canonical_solver(self.solver)
-        if solver == "mu" and method == "nndsvd":
-            warnings.warn("The multiplicative update ('mu') solver cannot update zeros present in the "
-                          "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
-                          "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=3)
-        input_fingerprint = None if digests is None else fingerprint(A, stats, digests)
-        run = {"params": {name: getattr(self, name) for name in RESULT_PARAMETERS}, "n_components": k,
-               "init": method, "fingerprint": input_fingerprint}
-        store, resumed = open_run(self.checkpoint, resume=resume, run=jsonable(run))
-        if resumed is not None:
-            W0, H0 = runtime.adopt(resumed.W), runtime.adopt(resumed.H)
-            progress = Progress.from_json(resumed.state["progress"])
-        elif method == "custom":
-            W0, H0, progress = *self._custom_factors(A, k, W, H, runtime), None
-        else:
-            W0, H0 = initialization.initialize(zero_filled(matrix), k, method, entropy=entropy_of(self.random_state),
-                                               mean=stats.mean, nbytes=estimated_nbytes(A, stats.nnz),
-                                               streamed=matrix.streamed, runtime=runtime)
-            if matrix.masked:
-                scale = np.sqrt(A.shape[0] * A.shape[1] / max(n_observed(matrix, stats), 1)).astype(A.dtype)
-                W0, H0 = products.persist(W0 * scale, H0 * scale)
-            progress = None
-        link = runtime.dashboard_link
-        if link:
-            logger.info("Dask dashboard: %s", link)
-        bar = (ProgressBar(self.max_iter, initial=0 if progress is None else progress.iteration,
-                           description=f"dnmf {solver} k={k}", dashboard_link=link) if self.verbose else None)
-        passes_before_loop = self._passes[0]
-        try:
-            result = engine.run(
-                A, W0, H0, rule=rule_for(solver, self.beta_loss, matrix.masked), runtime=runtime,
-                objective=objective, stream_input=matrix.streamed,
-                penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol,
-                callback=chain_callbacks(bar, dashboard.publisher(), self.callback),
-                progress=progress,
-                checkpoint=None if store is None else store.checkpointer(jsonable(run)),
-                checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        self.resumed_from_ = None if resumed is None else resumed.iteration
-        passes_in_loop = self._passes[0] - passes_before_loop
-        error = engine.final_error(result.progress)
-        exact = [] if error is not None else [objective.exact_loss(A, result.W, result.H)]
-        if matrix.returns_dask:
-            W_out = runtime.to_dask(result.W)
-            self.components_, *residual = runtime.compute(result.H, *exact)
-        else:
-            W_out, self.components_, *residual = runtime.compute(result.W, result.H, *exact)
-        if residual:
-            error = float(np.sqrt(max(float(residual[0]), 0.0)))
-        self._set_fitted(W_out, A.chunks[1], labels, n_iter=result.n_iter,
-                         reconstruction_err=error,
-                         loss_history=list(result.loss_history), converged=result.converged,
-                         loss_resolution=list(result.progress.loss_resolution), fingerprint=input_fingerprint,
-                         timings={"seconds_per_iteration": list(result.progress.seconds_per_iteration),
-                                  "tasks_per_iteration": list(result.progress.tasks_per_iteration),
-                                  "checkpoint_seconds": list(result.progress.checkpoint_seconds),
-                                  "phase_seconds": list(result.progress.phase_seconds), "executor": runtime.name,
-                                  "passes_over_a": {"before_loop": passes_before_loop, "loop": passes_in_loop,
-                                                    "total": self._passes[0]},
-                                  "exact_losses": result.progress.exact_losses,
-                                  "exact_loss_seconds": result.progress.exact_loss_seconds})
+        W_out = self._keep(fit_prepared(self, prepared, W, H, resume=resume, passes=self._passes), prepared.labels)
         if out is not None:
             self.save(out)
         return W_out
+
+    def _keep(self, outcome: FitOutcome, labels: tuple[Any, Any] = (None, None)) -> Any:
+        """Take a fit's outcome (this estimator's, or one run elsewhere with its parameters) as the fitted
+        attributes; returns its W."""
+        self.components_ = outcome.H
+        self.resumed_from_ = outcome.resumed_from
+        self._set_fitted(outcome.W, outcome.column_chunks, labels, **outcome.fitted)
+        return outcome.W
 
     def _custom_factors(self, A: Any, k: int, W: Any, H: Any, runtime: Runtime) -> tuple[Any, Any]:
         return custom_factors(A, k, W, H, runtime)

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,9 +20,7 @@ from dnmf.core.holdout import holdout_seeds
 from dnmf.core.rules import loss_name, rule_for
 from dnmf.data.store import open_matrix
 from dnmf.data.survey import SurveyFolder
-from dnmf.estimator.training import held_out_loss_of, training_input
-from dnmf.exceptions import ConvergenceWarning
-from dnmf.runtime.client import active_client, cluster_memory, n_workers
+from dnmf.estimator.survey_fits import fit_across_cluster, fit_on_workers, whole_fits_on_workers
 
 __all__ = ["RankSelection", "select_rank", "stability"]
 
@@ -178,7 +173,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                 max_iter: int = 500, tol: float = 1e-5, chunks: Any = "auto",
                 random_state: int | None = None, out: str | os.PathLike[str] | None = None,
                 checkpoint: str | os.PathLike[str] | None = None,
-                concurrent_fits: int | None = None) -> RankSelection:
+                concurrent_fits: int | None = None, fits_on_workers: bool | None = None) -> RankSelection:
     """Choose the number of components of ``X`` by cross-validation on held-out entries.
 
     For each replicate, a random ``test_fraction`` of the entries is held out (the same for every rank; another
@@ -223,10 +218,21 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         another survey is refused, naming what differs). With ``random_state=None`` a rerun keeps the holdouts
         the survey began with. The folder stays after the survey; remove it when done.
     concurrent_fits : int, optional
-        How many ranks of a replicate are fitted at once, from threads of this process that share the cluster
-        (each fit places its own copy of the training input). By default, with a distributed client, two per
-        worker while those copies take at most a quarter of the workers' memory; without one, one at a time.
-        The results are the same for every value: each fit is bitwise the fit it would be alone.
+        For fits across the cluster (see ``fits_on_workers``), how many ranks of a replicate are fitted at once,
+        from threads of this process that share the cluster (each fit places its own copy of the training input).
+        By default, with a distributed client, two per worker while those copies take at most a quarter of the
+        workers' memory; without one, one at a time. The results are the same for every value: each fit is
+        bitwise the fit it would be alone.
+    fits_on_workers : bool, optional
+        With a distributed client, run each fit whole on a worker, as one task (the in-process executor there:
+        no scheduler round trip per iteration), all of the survey's fits submitted at once, each replicate's
+        training input sent to every worker once. ``False`` fits each rank with its blocks across the cluster
+        instead, as :class:`dnmf.NMF` does. By default (``None``) fits run on workers when the training input
+        (dense, 8 bytes an entry in float64) once per worker and 1.5 copies of it per worker thread take at most
+        half of the smallest worker's ``memory_limit``. Either way a fit gives the same result at every
+        concurrency, but the two placements block the input differently, so their results agree to rounding, not
+        bitwise. With ``checkpoint``, the workers write the checkpoints: the folder must be one they reach
+        (a shared file system, or an object store URL).
 
     Returns
     -------
@@ -235,8 +241,6 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         replicates) of the smallest mean test error, and the per-rank table with the stability of each rank's
         components across replicates.
     """
-    from dnmf.estimator.nmf import NMF
-
     ranks = _check_ranks(ranks)
     if method != "cv":
         raise ValueError(f"method={method!r} is not supported: use method='cv' (cross-validation).")
@@ -274,22 +278,21 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     n_iter = [[0] * replicates for _ in ranks]
     components: list[list[np.ndarray]] = [[] for _ in ranks]
     kept: dict[int, Any] = {}
-    for r, seed in enumerate(seeds):
-        held = {"seed": seed, "test_fraction": test_fraction}
-        training = training_input(X, **held)
 
-        def fit(k: int, r: int = r, training: Any = training, held: dict[str, Any] = held) -> tuple[Any, float, int]:
-            model = NMF(k, solver=solver, beta_loss=beta_loss, init=init, missing="nan", max_iter=max_iter,
-                        tol=tol, chunks=chunks, random_state=fit_seeds[r],
-                        checkpoint=None if survey is None else survey.fit(r, k), checkpoint_every=None,
-                        checkpoint_seconds=SURVEY_CHECKPOINT_SECONDS)
-            W = model.fit_transform(training, resume=survey is not None)
-            loss, count = held_out_loss_of(X, np.asarray(W), np.asarray(model.components_), beta=beta, **held)
-            return model, loss, count
+    def parameters(k: int, r: int) -> dict[str, Any]:
+        return {"n_components": k, "solver": solver, "beta_loss": beta_loss, "init": init, "missing": "nan",
+                "max_iter": max_iter, "tol": tol, "chunks": chunks, "random_state": fit_seeds[r],
+                "checkpoint": None if survey is None else survey.fit(r, k), "checkpoint_every": None,
+                "checkpoint_seconds": SURVEY_CHECKPOINT_SECONDS}
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            fitted = _map(fit, ranks, _fits_at_once(concurrent_fits, len(ranks), training))
+    held = [{"seed": seed, "test_fraction": test_fraction} for seed in seeds]
+    if whole_fits_on_workers(fits_on_workers, X):
+        fitted_by_replicate = fit_on_workers(X, ranks, held, parameters, resume=survey is not None, beta=beta)
+    else:
+        fitted_by_replicate = [fit_across_cluster(X, ranks, r, held[r], parameters, resume=survey is not None,
+                                                  beta=beta, concurrent_fits=concurrent_fits)
+                               for r in range(replicates)]
+    for r, fitted in enumerate(fitted_by_replicate):
         for q, (model, loss, count) in enumerate(fitted):
             test[q, r] = loss / count
             train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
@@ -304,28 +307,6 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                          train_error=train.mean(axis=1).tolist(), test_errors=test.tolist(), n_iter=n_iter,
                          test_fraction=float(test_fraction), seeds=seeds, solver=solver,
                          beta_loss=str(loss_name(beta_loss)), stability=[stability(c) for c in components])
-
-
-def _fits_at_once(concurrent_fits: int | None, n_ranks: int, training: Any) -> int:
-    """How many fits of one replicate run at once: ``concurrent_fits`` if given; else, with a distributed client,
-    two per worker while a copy of the training input per fit takes at most a quarter of the cluster's memory
-    (a small fit waits on round trips more than it computes); else one (in this process, one fit already uses
-    every core)."""
-    if concurrent_fits is not None:
-        return min(int(concurrent_fits), n_ranks)
-    if active_client() is None:
-        return 1
-    nbytes = int(np.prod(training.shape)) * np.dtype(training.dtype).itemsize
-    return max(1, min(n_ranks, 2 * n_workers(), int(cluster_memory() / 4 // max(1, nbytes))))
-
-
-def _map(fit: Callable[[int], Any], ranks: list[int], at_once: int) -> list[Any]:
-    """``[fit(k) for k in ranks]``, ``at_once`` at a time on threads of this process: the fits share the cluster,
-    each submitting its own iterations, so that one fit's round trips leave the workers to the others."""
-    if at_once <= 1:
-        return [fit(k) for k in ranks]
-    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="dnmf-rank") as pool:
-        return list(pool.map(fit, ranks))
 
 
 def _result_targets(out: str | os.PathLike[str] | None, ranks: list[int]) -> list[str]:

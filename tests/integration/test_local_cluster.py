@@ -156,14 +156,14 @@ def test_a_small_input_gets_its_nndsvd_in_this_process_equal_to_the_cluster_one(
 
 def test_a_rank_survey_fits_ranks_concurrently_with_the_results_of_one_at_a_time(client):
     from dnmf import select_rank
-    from dnmf.estimator.rank import _fits_at_once
+    from dnmf.estimator.survey_fits import fits_at_once
     from dnmf.estimator.training import training_input
 
     X = make_low_rank(120, 80, 3, random_state=7)[0] + 0.01
     training = training_input(X, seed=1, test_fraction=0.1)
-    assert _fits_at_once(None, 5, training) == 4 and _fits_at_once(None, 3, training) == 3  # two per worker
+    assert fits_at_once(None, 5, training) == 4 and fits_at_once(None, 3, training) == 3  # two per worker
     surveys = [select_rank(X, [2, 3, 4], replicates=2, solver="hals", max_iter=20, random_state=0,
-                           concurrent_fits=at_once) for at_once in (1, 3)]
+                           concurrent_fits=at_once, fits_on_workers=False) for at_once in (1, 3)]
     assert surveys[0].test_errors == surveys[1].test_errors
     assert surveys[0].train_error == surveys[1].train_error and surveys[0].n_iter == surveys[1].n_iter
     assert surveys[0].best_rank == surveys[1].best_rank == 3
