@@ -6,7 +6,8 @@ output; Dask and Zarr input give Dask output that stays on the cluster.
 
 Around it: :mod:`dnmf.estimator.inputs` checks what ``fit`` and ``transform`` are given (scikit-learn's checks and
 messages); :mod:`dnmf.estimator.preparation` places the input and checks the custom factors;
-:mod:`dnmf.estimator.fitting` runs one fit, free of scikit-learn; :mod:`dnmf.estimator.sklearn` holds the scikit-learn base classes and tags;
+:mod:`dnmf.estimator.fitting` runs one fit, free of scikit-learn; :mod:`dnmf.estimator.sklearn` holds the
+scikit-learn base classes and tags;
 :mod:`dnmf.estimator.fitted` the fitted attributes and result stores; :mod:`dnmf.estimator.parameters` the
 parameter table.
 """

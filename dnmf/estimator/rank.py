@@ -226,10 +226,11 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     fits_on_workers : bool, optional
         With a distributed client, run each fit whole on a worker, as one task (the in-process executor there:
         no scheduler round trip per iteration), all of the survey's fits submitted at once, each replicate's
-        training input sent to every worker once. ``False`` fits each rank with its blocks across the cluster
-        instead, as :class:`dnmf.NMF` does. By default (``None``) fits run on workers when the training input
-        (dense, 8 bytes an entry in float64) once per worker and 1.5 copies of it per worker thread take at most
-        half of the smallest worker's ``memory_limit``. Either way a fit gives the same result at every
+        training input and X sent to every worker once. ``False`` fits each rank with its blocks across the cluster
+        instead, as :class:`dnmf.NMF` does. By default (``None``) fits run on workers when X and the training
+        input (dense, 8 bytes an entry in float64) once per worker and 1.5 copies of it per worker thread take at
+        most half of the smallest worker's ``memory_limit``. On workers, each task also scores its fit on the
+        held-out entries. Either way a fit gives the same result at every
         concurrency, but the two placements block the input differently, so their results agree to rounding, not
         bitwise. With ``checkpoint``, the workers write the checkpoints: the folder must be one they reach
         (a shared file system, or an object store URL).

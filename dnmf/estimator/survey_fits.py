@@ -18,9 +18,9 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from dnmf.estimator.fitting import fit_whole
+from dnmf import exceptions
+from dnmf.estimator.fitting import FitOutcome, fit_whole
 from dnmf.estimator.training import held_out_loss_of, training_input
-from dnmf.exceptions import ConvergenceWarning
 from dnmf.runtime.client import active_client, cluster_memory, n_workers, worker_memory
 
 __all__ = ["WHOLE_FIT_COPIES", "fit_across_cluster", "fit_on_workers", "fits_at_once", "whole_fits_on_workers"]
@@ -40,8 +40,8 @@ def fits_at_once(concurrent_fits: int | None, n_ranks: int, training: Any) -> in
 
 
 #: With a distributed client, a survey runs each fit whole on a worker (:func:`dnmf.estimator.fitting.fit_whole`)
-#: when the training input, once per worker, and about :data:`WHOLE_FIT_COPIES` copies of it per fit running there
-#: take at most half of the smallest worker's ``memory_limit``.
+#: when X and the training input, once per worker, and about :data:`WHOLE_FIT_COPIES` copies of it per fit running
+#: there take at most half of the smallest worker's ``memory_limit``.
 WHOLE_FIT_COPIES = 1.5
 
 
@@ -57,39 +57,49 @@ def whole_fits_on_workers(fits_on_workers: bool | None, X: Any) -> bool:
         return bool(fits_on_workers)
     memory, threads = worker_memory(), max(client.nthreads().values(), default=1)
     nbytes = int(np.prod(X.shape)) * np.result_type(X.dtype, np.float32).itemsize
-    return memory is not None and nbytes * (1 + WHOLE_FIT_COPIES * threads) <= memory / 2
+    return memory is not None and nbytes * (2 + WHOLE_FIT_COPIES * threads) <= memory / 2
 
 
 def fit_on_workers(X: Any, ranks: list[int], held: list[dict[str, Any]],
-                    parameters: Callable[[int, int], dict[str, Any]], *, resume: bool,
-                    beta: float) -> list[list[tuple[Any, float, int]]]:
-    """Every fit of the survey as one task on the workers, all submitted at once (larger ranks first): per
-    replicate, per rank, ``(fitted NMF, held-out loss, held-out count)``. Each replicate's training input is
-    scattered to every worker once; the held-out losses are computed here."""
+                   parameters: Callable[[int, int], dict[str, Any]], *, resume: bool,
+                   beta: float) -> list[list[tuple[Any, float, int]]]:
+    """Every fit of the survey as one task on the workers (:func:`_fit_and_score`), all submitted at once, larger
+    ranks first: per replicate, per rank, ``(fitted NMF, held-out loss, held-out count)``. X and each replicate's
+    training input are sent to every worker once."""
     from dnmf.estimator.nmf import NMF
 
     client = active_client()
     X = X.compute() if isinstance(X, da.Array) else X
     survey = uuid.uuid4().hex
+    X_there = client.scatter(X, broadcast=True, hash=False)
     futures = []
     for r, holdout in enumerate(held):
         training = client.scatter(training_input(X, **holdout), broadcast=True, hash=False)
-        futures.append([client.submit(fit_whole, training, NMF(**parameters(k, r)).get_params(), resume=resume,
+        futures.append([client.submit(_fit_and_score, X_there, training, NMF(**parameters(k, r)).get_params(),
+                                      resume=resume, holdout=holdout, beta=beta,
                                       key=f"dnmf-survey-fit-{r}-{k}-{survey}", priority=k) for k in ranks])
     fitted = []
     for r, row in enumerate(futures):
         replicate = []
         for k, future in zip(ranks, row):
             model = NMF(**parameters(k, r))
-            W = model._keep(future.result())
-            replicate.append((model, *held_out_loss_of(X, W, model.components_, beta=beta, **held[r])))
+            outcome, loss, count = future.result()
+            model._keep(outcome)
+            replicate.append((model, loss, count))
         fitted.append(replicate)
     return fitted
 
 
+def _fit_and_score(X: Any, training: Any, params: dict[str, Any], *, resume: bool, holdout: dict[str, Any],
+                   beta: float) -> tuple[FitOutcome, float, int]:
+    """One task of a survey on workers: the fit of ``training``, and its loss at the held-out entries of X."""
+    outcome = fit_whole(training, params, resume=resume)
+    return (outcome, *held_out_loss_of(X, outcome.W, outcome.H, beta=beta, **holdout))
+
+
 def fit_across_cluster(X: Any, ranks: list[int], r: int, holdout: dict[str, Any],
-                        parameters: Callable[[int, int], dict[str, Any]], *, resume: bool, beta: float,
-                        concurrent_fits: int | None) -> list[tuple[Any, float, int]]:
+                       parameters: Callable[[int, int], dict[str, Any]], *, resume: bool, beta: float,
+                       concurrent_fits: int | None) -> list[tuple[Any, float, int]]:
     """Replicate ``r``'s fits, each an :class:`dnmf.NMF` fit whose iterations run on the cluster (or in this
     process without a client), :func:`fits_at_once` at a time: per rank, ``(fitted NMF, held-out loss,
     held-out count)``."""
@@ -103,7 +113,7 @@ def fit_across_cluster(X: Any, ranks: list[int], r: int, holdout: dict[str, Any]
         return (model, *held_out_loss_of(X, np.asarray(W), np.asarray(model.components_), beta=beta, **holdout))
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
         return _map(fit, ranks, fits_at_once(concurrent_fits, len(ranks), training))
 
 

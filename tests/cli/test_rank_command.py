@@ -82,10 +82,17 @@ def test_no_concurrent_fits_exits_2_before_connecting(planted_store):
     assert "--concurrent-fits must be at least 1" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_an_unknown_fit_placement_exits_2_before_connecting(planted_store):
+    done = run_dnmf("rank", planted_store, "--ranks", "2:3", "--fits", "everywhere", "--scheduler",
+                    "tcp://127.0.0.1:1", timeout=60)
+    assert done.returncode == 2
+    assert "--fits" in done.stderr and "'workers'" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_rank_help_names_its_flags(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rank", "--help"])
     text = capsys.readouterr().out
     for flag in ("INPUT", "--ranks", "--replicates", "--test-fraction", "--summary", "--scheduler", "--checkpoint",
-                 "--concurrent-fits", "exit status"):
+                 "--concurrent-fits", "--fits", "exit status"):
         assert flag in text, flag
