@@ -24,7 +24,7 @@ from dnmf.cli.exits import EXIT_NOT_CONVERGED, EXIT_OK, Outcome
 from dnmf.cli.options import UsageError
 from dnmf.cli.session import cluster_config, connected
 from dnmf.cli.writable import check_writable
-from dnmf.estimator.parameters import JOB_PARAMETERS, validate_parameters
+from dnmf.estimator.parameters import JOB_PARAMETERS, LATER_PARAMETERS, validate_parameters
 
 __all__ = ["default_checkpoint", "run_fit"]
 
@@ -123,7 +123,7 @@ def _parameter_differences(stored: dict[str, Any], model: Any) -> list[str]:
 
     current = jsonable(model.get_params())
     return [f"{name}: the result has {stored.get(name)!r}, this run has {current[name]!r}"
-            for name in JOB_PARAMETERS if stored.get(name) != current[name]]
+            for name in JOB_PARAMETERS if stored.get(name, LATER_PARAMETERS.get(name)) != current[name]]
 
 
 def _input_differences(url: str, stored: dict[str, Any]) -> list[str]:

@@ -57,6 +57,9 @@ RANK_OPTIONS: tuple[Option, ...] = (
     Option("fits", "str", "auto", "where each fit runs: whole on a worker as one task ('workers'), or with its "
            "blocks across the cluster ('cluster'); 'auto' fits on workers while the training input is small "
            "against a worker's memory (default: %(default)s)", choices=("auto", "workers", "cluster")),
+    Option("mask_updates", "str", "auto", "how each fit steps over the held-out entries: 'exact' (each row and "
+           "column on its observed entries) or 'impute' (EM: filled with the current WH); 'auto' takes the cheaper "
+           "per iteration (default: %(default)s)", choices=("auto", "exact", "impute")),
 )
 
 
@@ -112,7 +115,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
                              chunks=parse_chunks(values["chunks"]), random_state=values["seed"],
                              out=values.get("out"), checkpoint=values.get("checkpoint"),
                              concurrent_fits=values.get("concurrent_fits"),
-                             fits_on_workers=FITS_ON_WORKERS[values.get("fits") or "auto"])
+                             fits_on_workers=FITS_ON_WORKERS[values.get("fits") or "auto"],
+                             mask_updates=values.get("mask_updates") or "auto")
     logger.info("Best rank of %s: %d (%s)", values["input"], result.best_rank, result.rule)
     summary = {"command": "rank", "status": "completed", "input": values["input"], "best_rank": result.best_rank,
                "rule": result.rule, "table": result.table, "test_errors": result.test_errors,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core import kernels
+from dnmf.core import divergence, kernels
 
 __all__ = ["Blocks", "is_blocks", "timing"]
 
@@ -295,6 +295,23 @@ def masked_wta(A: Blocks, W: Blocks, unobserved: Blocks | None) -> Blocks:
     return _cols(A, "dnmf-wta-masked", lambda j: add_up(
         [kernels.masked_wta_block(W.block(i, 0), A.block(i, j), _block_of(unobserved, i, j))[0]
          for i in range(A.numblocks[0])]), k + k * k)
+
+
+def imputed_aht(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
+    return _rows(A, "dnmf-aht-imputed", lambda i: add_up(
+        [divergence.imputed_aht_block(A.block(i, j), W.block(i, 0), H.block(0, j), unobserved.block(i, j))[:, 0]
+         for j in range(A.numblocks[1])]), H.shape[0])
+
+
+def imputed_wta(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
+    return _cols(A, "dnmf-wta-imputed", lambda j: add_up(
+        [divergence.imputed_wta_block(W.block(i, 0), A.block(i, j), H.block(0, j), unobserved.block(i, j))[0]
+         for i in range(A.numblocks[0])]), W.shape[1])
+
+
+def imputed_correction(unobserved: Blocks, W_filled: Blocks, H_filled: Blocks, W: Blocks, H: Blocks) -> np.ndarray:
+    return _total(unobserved, "dnmf-loss-imputed", lambda i, j: divergence.imputed_inner_block(
+        unobserved.block(i, j), W_filled.block(i, 0), H_filled.block(0, j), W.block(i, 0), H.block(0, j))).reshape(())
 
 
 def _block_of(x: Blocks | None, i: int, j: int) -> Any:

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core.alignment import aligned
+from dnmf.core.alignment import aligned, empty_aligned
 from dnmf.core.rules.mu import EPSILON
 
-__all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "gradient_parts", "divergence", "sampled_product",
-           "rank_one_denominator"]
+__all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "DENSE_PREDICTION_SHARE", "gradient_parts", "divergence",
+           "flat_positions", "imputed_aht_block", "imputed_block", "imputed_inner_block", "imputed_wta_block",
+           "predictions_at", "sampled_product", "rank_one_denominator"]
 
 #: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
 SAMPLED_BATCH = 1 << 16
@@ -207,3 +208,54 @@ def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: boo
         result = (total(x**beta) - beta * total(x * wh_kept ** (beta - 1))
                   + (beta - 1) * sum_power(beta)) / (beta * (beta - 1))
     return 2.0 * result
+
+
+#: :func:`predictions_at` forms ``W_i H_j`` whole (one BLAS product, then a gather) for a pattern that stores at
+#: least this share of its block; a sparser one is sampled entry by entry (:func:`sampled_product`), which costs
+#: O(nnz · k) but several times as much per entry.
+DENSE_PREDICTION_SHARE = 1 / 32
+
+
+def flat_positions(pattern: sp.csr_matrix) -> np.ndarray:
+    """The row-major linear indices of the stored entries of the CSR ``pattern`` in a dense block of its shape,
+    in their stored order."""
+    rows = np.repeat(np.arange(pattern.shape[0], dtype=np.int64), np.diff(pattern.indptr))
+    return rows * pattern.shape[1] + pattern.indices
+
+
+def predictions_at(pattern: sp.csr_matrix, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``(W_i H_j)`` at the stored positions of the CSR ``pattern``, in their order, in the factors' dtype."""
+    dtype = np.result_type(w, h)
+    if pattern.nnz >= DENSE_PREDICTION_SHARE * pattern.shape[0] * pattern.shape[1]:
+        return (aligned(w) @ aligned(h)).reshape(-1)[flat_positions(pattern)].astype(dtype, copy=False)
+    return sampled_product(pattern, aligned(w), aligned(h), dtype=dtype)
+
+
+def imputed_block(a: np.ndarray, unobserved: sp.csr_matrix, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """An aligned copy of the dense block ``a`` with ``W_i H_j`` at the entries of ``unobserved`` (its NaN): the
+    block an EM step fits (see :mod:`dnmf.core.imputation`)."""
+    filled = empty_aligned(a.shape, a.dtype)
+    np.copyto(filled, a)
+    filled.reshape(-1)[flat_positions(unobserved)] = predictions_at(unobserved, w, h)
+    return filled
+
+
+def imputed_aht_block(a: np.ndarray, w: np.ndarray, h: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
+    """``Ā_ij H_jᵀ``, ``(m_i, 1, k)``: the W-step's cross product of the block filled by ``(W_i, H_j)``."""
+    return (imputed_block(a, unobserved, w, h) @ aligned(h).T)[:, None, :]
+
+
+def imputed_wta_block(w: np.ndarray, a: np.ndarray, h: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
+    """``W_iᵀ Ā_ij``, ``(1, k, n_j)``: the H-step's cross product of the block filled by ``(W_i, H_j)``."""
+    return (imputed_block(a, unobserved, w, h).T @ aligned(w)).T[None]
+
+
+def imputed_inner_block(unobserved: sp.csr_matrix, w_filled: np.ndarray, h_filled: np.ndarray, w: np.ndarray,
+                        h: np.ndarray) -> np.ndarray:
+    """What turns ``⟨Ā, WH⟩`` (``Ā`` filled by ``W_f H_f``) into ``⟨M ⊙ A, WH⟩ + ½‖(1 − M) ⊙ WH‖²`` on one block:
+    ``−Σ s (f − s/2)`` over the unobserved entries, ``f`` and ``s`` being ``W_f H_f`` and ``WH`` there; a float64
+    ``(1, 1)``. With it, the trace identity gives the masked loss: ``‖M ⊙ (A − WH)‖² = ‖M ⊙ A‖² − 2·(⟨Ā, WH⟩ +
+    correction) + ⟨WᵀW, HHᵀ⟩``."""
+    filled = predictions_at(unobserved, w_filled, h_filled).astype(np.float64)
+    at = predictions_at(unobserved, w, h).astype(np.float64)
+    return np.array([[-float(aligned(at) @ aligned(filled - 0.5 * at))]])

@@ -311,8 +311,7 @@ def _zero_filled(a: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
     """An aligned copy of the dense block ``a`` with 0 at the entries of ``unobserved`` (its NaN)."""
     filled = empty_aligned(a.shape, a.dtype)
     np.copyto(filled, a)
-    rows = np.repeat(np.arange(a.shape[0], dtype=np.int64), np.diff(unobserved.indptr))
-    filled.reshape(-1)[rows * a.shape[1] + unobserved.indices] = 0
+    filled.reshape(-1)[divergence.flat_positions(unobserved)] = 0
     return filled
 
 

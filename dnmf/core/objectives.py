@@ -14,6 +14,8 @@ convergence. The engine persists that graph at once and keeps the collections th
   (:mod:`dnmf.core.rules.beta_mu`), optionally over the observed entries of a masked A only. Each step reads A once
   for its numerator and denominator (unmasked KL: the numerator only; its denominator is a sum of the other
   factor), and the loss reads A once more.
+
+:class:`dnmf.core.imputation.ImputedFrobenius` is a fourth: the masked Frobenius loss by EM steps of any plain rule.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from dnmf.core.kernels import ROUNDING_UNITS, aligned
 from dnmf.core.records import Penalties
 from dnmf.core.rules import BetaRule, MaskedRule, UpdateRule
 
-__all__ = ["BetaDivergence", "Frobenius", "MaskedFrobenius", "Objective", "read_in_place", "update_rows"]
+__all__ = ["BetaDivergence", "Frobenius", "MaskedFrobenius", "Objective", "read_in_place", "update_cols",
+           "update_rows"]
 
 
 #: ``read_again(A, after)``: A for one more pass over it (see :meth:`Objective.iteration`).
@@ -99,8 +102,9 @@ def update_rows(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule:
     return aligned(updated)
 
 
-def _update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
-                 l2: float) -> np.ndarray:
+def update_cols(block: np.ndarray, cross: np.ndarray, gram: np.ndarray, *, rule: UpdateRule, l1: float,
+                l2: float) -> np.ndarray:
+    """The H-step on one column block ``(k, n_j)``: the rule as it is, its result aligned."""
     return aligned(rule(block, cross, gram, l1=l1, l2=l2))
 
 
@@ -142,7 +146,7 @@ class Frobenius:
         if update_h:
             if wta is None:
                 wta = products.wta(read_again(A, gram_w), W_new)
-            H_new = products.map_cols(_update_cols, H, wta, small=(products.regularized(gram_w, penalties.l2_h),),
+            H_new = products.map_cols(update_cols, H, wta, small=(products.regularized(gram_w, penalties.l2_h),),
                                       name="dnmf-update-h", rule=rule, l1=penalties.l1_h, l2=0.0)
             out["H"] = H_new
             out["gram_h"] = gram_h = products.gram_cols(H_new)

@@ -25,8 +25,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from dnmf.core import blocks, graph, kernels
-from dnmf.core.beta_products import (beta_aht_and_divergence, beta_divergence, beta_wta, masked_aht,
-                                     masked_terms, masked_wta, unobserved)
+from dnmf.core.beta_products import (beta_aht_and_divergence, beta_divergence, beta_wta, imputed_aht,
+                                     imputed_inner, imputed_wta, masked_aht, masked_terms, masked_wta, unobserved)
 from dnmf.core.blocks import is_blocks
 from dnmf.core.graph import SPLIT_EVERY
 from dnmf.core.grid import PLACED_INPUT, strip_axis
@@ -48,6 +48,9 @@ __all__ = [
     "frobenius_rounding",
     "gram_cols",
     "gram_rows",
+    "imputed_aht",
+    "imputed_inner",
+    "imputed_wta",
     "inner",
     "map_cols",
     "map_rows",

@@ -20,13 +20,14 @@ import numpy as np
 from dnmf.core import engine, initialization, products
 from dnmf.core.engine import Progress
 from dnmf.core.graph import counting_passes
-from dnmf.core.rules import canonical_solver, rule_for
+from dnmf.core.rules import canonical_solver
 from dnmf.data.checkpoint import open_run
 from dnmf.data.fingerprint import fingerprint
 from dnmf.data.matrix import estimated_nbytes, n_observed, zero_filled
 from dnmf.data.results import jsonable
-from dnmf.estimator.parameters import RESULT_PARAMETERS, entropy_of, n_components_for, penalties_for
-from dnmf.estimator.preparation import PreparedInput, custom_factors, objective_for, prepare_input
+from dnmf.estimator.parameters import (RESULT_PARAMETERS, entropy_of, n_components_for, penalties_for,
+                                       recorded_parameters)
+from dnmf.estimator.preparation import PreparedInput, custom_factors, objective_for, prepare_input, rule_of
 from dnmf.runtime import dashboard
 from dnmf.view.progress import ProgressBar, chain_callbacks
 
@@ -79,8 +80,8 @@ def fit_prepared(params: Any, prepared: PreparedInput, W: Any, H: Any, *, resume
                       "initialization, and so leads to poorer results when used jointly with init='nndsvd'. "
                       "You may try init='nndsvda' or init='nndsvdar' instead.", UserWarning, stacklevel=4)
     input_fingerprint = None if digests is None else fingerprint(A, stats, digests)
-    run = {"params": {name: getattr(params, name) for name in RESULT_PARAMETERS}, "n_components": k,
-           "init": method, "fingerprint": input_fingerprint}
+    recorded = recorded_parameters({name: getattr(params, name) for name in RESULT_PARAMETERS}, RESULT_PARAMETERS)
+    run = {"params": recorded, "n_components": k, "init": method, "fingerprint": input_fingerprint}
     store, resumed = open_run(params.checkpoint, resume=resume, run=jsonable(run))
     if resumed is not None:
         W0, H0 = runtime.adopt(resumed.W), runtime.adopt(resumed.H)
@@ -103,7 +104,7 @@ def fit_prepared(params: Any, prepared: PreparedInput, W: Any, H: Any, *, resume
     passes_before_loop = passes[0]
     try:
         result = engine.run(
-            A, W0, H0, rule=rule_for(solver, params.beta_loss, matrix.masked), runtime=runtime,
+            A, W0, H0, rule=rule_of(params, matrix, objective), runtime=runtime,
             objective=objective, stream_input=matrix.streamed,
             penalties=penalties_for(params, A.shape), max_iter=params.max_iter, tol=params.tol,
             callback=chain_callbacks(bar, dashboard.publisher(), params.callback),

@@ -13,9 +13,9 @@ from dnmf.core import initialization, rules
 from dnmf.core.records import Penalties
 from dnmf.core.rules import solver_names
 
-__all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "PARAMETER_CONSTRAINTS", "PARAMETER_ROLES",
-           "RESULT_PARAMETERS", "parameters_with_role", "validate_parameters", "entropy_of", "is_int",
-           "is_real", "n_components_for", "penalties_for"]
+__all__ = ["BETA_LOSSES", "BETA_VALUES", "JOB_PARAMETERS", "LATER_PARAMETERS", "PARAMETER_CONSTRAINTS",
+           "PARAMETER_ROLES", "RESULT_PARAMETERS", "parameters_with_role", "recorded_parameters",
+           "validate_parameters", "entropy_of", "is_int", "is_real", "n_components_for", "penalties_for"]
 
 #: beta_loss names, and as scikit-learn's β (from the solver registry, :data:`dnmf.core.rules.BETA_LOSSES`).
 BETA_VALUES = dict(rules.BETA_LOSSES)
@@ -43,6 +43,7 @@ PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "beta_loss": (lambda v: v in BETA_LOSSES or (is_real(v, -np.inf) and not isinstance(v, str)),
                   "one of " + ", ".join(map(repr, BETA_LOSSES)) + " or a float"),
     "missing": (lambda v: v is None or v == "nan", "None or 'nan'"),
+    "mask_updates": (lambda v: v in ("exact", "impute"), "'exact' or 'impute'"),
     "tol": (lambda v: is_real(v, 0.0) and np.isfinite(v), "a finite non-negative number"),
     "max_iter": (lambda v: is_int(v, 1), "a positive integer"),
     "random_state": (lambda v: v is None or is_int(v, 0)
@@ -69,6 +70,7 @@ PARAMETER_ROLES: dict[str, tuple[str, ...]] = {
     "solver": ("factors", "job"),
     "beta_loss": ("factors", "job"),
     "missing": ("factors", "job"),
+    "mask_updates": ("factors", "job"),
     "tol": ("factors", "job"),
     "random_state": ("factors", "job"),
     "alpha_W": ("factors", "job"),
@@ -86,6 +88,16 @@ def parameters_with_role(role: str) -> tuple[str, ...]:
 
 RESULT_PARAMETERS = parameters_with_role("factors")
 JOB_PARAMETERS = parameters_with_role("job")
+
+#: Parameters added after the first release, with the value that runs recorded without them had: a checkpoint or
+#: result records such a parameter only at another value, so that those written before it still match.
+LATER_PARAMETERS: dict[str, Any] = {"mask_updates": "exact"}
+
+
+def recorded_parameters(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``values`` of ``names`` as a run records them (see :data:`LATER_PARAMETERS`)."""
+    return {name: values[name] for name in names
+            if not (name in LATER_PARAMETERS and values[name] == LATER_PARAMETERS[name])}
 
 
 def entropy_of(random_state: Any) -> int:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from dnmf.core import products
 from dnmf.core.grid import planning_rank
+from dnmf.core.imputation import ImputedFrobenius
 from dnmf.core.objectives import BetaDivergence, Frobenius, MaskedFrobenius, Objective
 from dnmf.core.rules import SOLVERS, canonical_solver, rule_for
 from dnmf.core.seam import Runtime
@@ -32,7 +33,7 @@ from dnmf.data.matrix import (
 from dnmf.data.store import open_matrix, read_labels, stored_nnz
 from dnmf.estimator.parameters import BETA_VALUES
 
-__all__ = ["PreparedInput", "custom_factors", "in_memory", "objective_for", "prepare_input", "runtime_for"]
+__all__ = ["PreparedInput", "custom_factors", "in_memory", "objective_for", "prepare_input", "rule_of", "runtime_for"]
 
 
 def in_memory(X: Any) -> bool:
@@ -151,6 +152,22 @@ def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Object
                              f"small values to X, or use a positive beta_loss.{where}")
     if beta == 2 and not matrix.masked:
         return Frobenius(stats.norm_squared)
+    if model.mask_updates == "impute":
+        if beta != 2:
+            raise ValueError("mask_updates='impute' fits the Frobenius loss over the observed entries; got "
+                             f"beta_loss={model.beta_loss!r}. Use beta_loss='frobenius', or mask_updates='exact'.")
+        if sp.issparse(getattr(matrix.array, "_meta", None)):
+            raise ValueError("mask_updates='impute' fills the missing entries of a dense X (NaN, or a mask on dense "
+                             "X); this X is sparse, with its unstored entries missing. Pass it dense, or use "
+                             "mask_updates='exact'.")
+        return ImputedFrobenius(stats.norm_squared)
     if beta == 2 and SOLVERS[canonical_solver(model.solver)].masked_rule is not None:
         return MaskedFrobenius(stats.norm_squared)
     return BetaDivergence(beta, masked=matrix.masked)
+
+
+def rule_of(model: Any, matrix: InputMatrix, objective: Objective) -> Any:
+    """The update rule ``objective`` runs for ``model``'s solver: a masked rule where the objective solves the
+    observed entries exactly, the plain one where it fits a filled A (:class:`ImputedFrobenius`)."""
+    return rule_for(model.solver, model.beta_loss,
+                    masked=matrix.masked and not isinstance(objective, ImputedFrobenius))

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 import dnmf
 from dnmf.datasets import make_low_rank
-from dnmf.estimator.rank import RankSelection, choose_rank
+from dnmf.estimator.rank import RankSelection, _mask_updates_for, choose_rank
 from dnmf.estimator.training import training_input
 
 
@@ -35,12 +35,21 @@ def test_the_planted_rank_of_noisy_dense_data_is_found(rank: int, seed: int) -> 
     assert all(t >= e for t, e in zip(result.test_error, result.train_error))
 
 
-@pytest.mark.parametrize("solver", ["hals", "bpp"])
-def test_the_planted_rank_is_found_by_masked_hals_and_bpp(solver: str) -> None:
+@pytest.mark.parametrize(("solver", "mask_updates"), [("hals", "exact"), ("bpp", "exact"), ("hals", "impute")])
+def test_the_planted_rank_is_found_by_masked_hals_and_bpp(solver: str, mask_updates: str) -> None:
     result = dnmf.select_rank(noisy_low_rank(4, 12), range(2, 7), solver=solver, max_iter=300, tol=1e-6,
-                              random_state=12)
+                              random_state=12, mask_updates=mask_updates)
     assert result.best_rank == 4, result.table
     assert result.solver == solver
+
+
+@pytest.mark.parametrize(("solver", "k", "beta", "expected"), [
+    ("mu", 2, 2.0, "impute"), ("hals", 4, 2.0, "exact"), ("cd", 16, 2.0, "impute"), ("bpp", 15, 2.0, "exact"),
+    ("mu", 8, 1.0, "exact")])
+def test_auto_mask_updates_take_em_steps_where_they_cost_less(solver: str, k: int, beta: float,
+                                                               expected: str) -> None:
+    assert _mask_updates_for(k, "auto", solver, beta, 0.1) == expected
+    assert _mask_updates_for(k, "exact", solver, beta, 0.1) == "exact"
 
 
 @pytest.mark.parametrize(("rank", "seed"), [(3, 20), (4, 21)])
@@ -107,6 +116,7 @@ def test_plot_draws_the_curves() -> None:
     ({"ranks": [2], "test_fraction": 1.0}, "test_fraction must lie strictly between 0 and 1"),
     ({"ranks": [2], "method": "consensus"}, "method='consensus' is not supported"),
     ({"ranks": [2], "solver": "hals", "beta_loss": "kullback-leibler"}, "does not handle beta_loss"),
+    ({"ranks": [2], "mask_updates": "em"}, "mask_updates must be 'auto', 'exact' or 'impute'"),
 ])
 def test_bad_arguments_are_refused_by_name(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
