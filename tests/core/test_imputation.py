@@ -124,3 +124,13 @@ def test_imputed_updates_refuse_other_losses_and_sparse_masks_by_name():
         NMF(4, mask_updates="impute").fit(sp.csr_matrix(X), mask=sp.csr_matrix(observed))
     with pytest.raises(ValueError, match="'mask_updates' parameter of NMF must be 'exact' or 'impute'"):
         NMF(4, missing="nan", mask_updates="em").fit(holes)
+
+
+def test_transform_by_em_steps_reaches_the_exact_masked_transform():
+    """With H fixed each row's masked problem is convex, so EM steps and exact steps end at the same W."""
+    X, holes, observed = _planted_with_holes(4)
+    exact = NMF(4, solver="hals", missing="nan", max_iter=300, tol=0, random_state=0, init="random").fit(holes)
+    imputing = NMF(4, solver="hals", missing="nan", mask_updates="impute", max_iter=300, tol=0, random_state=0,
+                   init="random").fit(holes)
+    imputing.components_ = exact.components_
+    np.testing.assert_allclose(imputing.transform(holes), exact.transform(holes), rtol=1e-8, atol=1e-10)
