@@ -15,7 +15,6 @@ from dnmf.core.blocks import Blocks
 from dnmf.core.imputation import ImputedFrobenius
 from dnmf.core.records import Penalties
 from dnmf.core.rules import RULES
-from tests.core.test_masked import _planted_with_holes, blocks_as_dask
 
 rng = np.random.default_rng(5)
 
@@ -33,7 +32,7 @@ def test_a_filled_block_holds_wh_at_its_nan_and_the_data_elsewhere(share):
 
 
 @pytest.mark.parametrize("on", ["dask", "blocks"])
-def test_imputed_products_and_loss_match_numpy(on):
+def test_imputed_products_and_loss_match_numpy(on, blocks_as_dask):
     A = rng.random((24, 18))
     holes = rng.random(A.shape) < 0.3
     A[holes] = np.nan
@@ -60,8 +59,8 @@ def test_imputed_products_and_loss_match_numpy(on):
 
 
 @pytest.mark.parametrize("solver", ["hals", "bpp", "mu"])
-def test_imputed_fits_descend_and_report_the_exact_observed_error(solver):
-    X, holes, observed = _planted_with_holes()
+def test_imputed_fits_descend_and_report_the_exact_observed_error(solver, planted_with_holes):
+    X, holes, observed = planted_with_holes()
     model = NMF(4, solver=solver, missing="nan", mask_updates="impute", max_iter=150, tol=0, random_state=0,
                 init="random")
     W = model.fit_transform(holes)
@@ -73,8 +72,8 @@ def test_imputed_fits_descend_and_report_the_exact_observed_error(solver):
     assert model.timings_["passes_over_a"]["loop"] == 2 * model.n_iter_ + 1
 
 
-def test_imputed_and_exact_fits_reach_the_same_fit_of_planted_data():
-    X, holes, observed = _planted_with_holes(1)
+def test_imputed_and_exact_fits_reach_the_same_fit_of_planted_data(planted_with_holes):
+    X, holes, observed = planted_with_holes(1)
     errors = {}
     for how in ("exact", "impute"):
         model = NMF(4, solver="hals", missing="nan", mask_updates=how, max_iter=400, tol=0, random_state=0,
@@ -85,8 +84,8 @@ def test_imputed_and_exact_fits_reach_the_same_fit_of_planted_data():
     assert errors["impute"] == pytest.approx(errors["exact"], rel=0.2, abs=2e-3)
 
 
-def test_the_exact_masked_fits_end_is_a_fixed_point_of_the_imputed_step():
-    _, holes, _ = _planted_with_holes(3)
+def test_the_exact_masked_fits_end_is_a_fixed_point_of_the_imputed_step(planted_with_holes):
+    _, holes, _ = planted_with_holes(3)
     exact = NMF(4, solver="bpp", missing="nan", max_iter=3000, tol=0, random_state=0, init="random")
     W = exact.fit_transform(holes)
     H = exact.components_
@@ -103,8 +102,8 @@ def test_the_exact_masked_fits_end_is_a_fixed_point_of_the_imputed_step():
 
 
 @pytest.mark.parametrize("solver", ["hals", "mu"])
-def test_imputed_fit_is_the_same_in_process_and_on_a_dask_graph(solver):
-    _, holes, _ = _planted_with_holes(2)
+def test_imputed_fit_is_the_same_in_process_and_on_a_dask_graph(solver, planted_with_holes):
+    _, holes, _ = planted_with_holes(2)
     fits = []
     for executor in ("in-process", "dask"):
         with dask.config.set({"dnmf.executor": executor}):
@@ -116,8 +115,8 @@ def test_imputed_fit_is_the_same_in_process_and_on_a_dask_graph(solver):
     np.testing.assert_allclose(m1.loss_history_, m2.loss_history_, rtol=1e-10)
 
 
-def test_imputed_updates_refuse_other_losses_and_sparse_masks_by_name():
-    X, holes, observed = _planted_with_holes()
+def test_imputed_updates_refuse_other_losses_and_sparse_masks_by_name(planted_with_holes):
+    X, holes, observed = planted_with_holes()
     with pytest.raises(ValueError, match="mask_updates='impute' fits the Frobenius loss"):
         NMF(4, solver="mu", beta_loss="kullback-leibler", missing="nan", mask_updates="impute").fit(holes)
     with pytest.raises(ValueError, match="this X is sparse"):
@@ -126,9 +125,9 @@ def test_imputed_updates_refuse_other_losses_and_sparse_masks_by_name():
         NMF(4, missing="nan", mask_updates="em").fit(holes)
 
 
-def test_transform_by_em_steps_reaches_the_exact_masked_transform():
+def test_transform_by_em_steps_reaches_the_exact_masked_transform(planted_with_holes):
     """With H fixed each row's masked problem is convex, so EM steps and exact steps end at the same W."""
-    X, holes, observed = _planted_with_holes(4)
+    X, holes, observed = planted_with_holes(4)
     exact = NMF(4, solver="hals", missing="nan", max_iter=300, tol=0, random_state=0, init="random").fit(holes)
     imputing = NMF(4, solver="hals", missing="nan", mask_updates="impute", max_iter=300, tol=0, random_state=0,
                    init="random").fit(holes)

@@ -64,7 +64,7 @@ def _reference_parts(A, H):
 @pytest.mark.parametrize("prepared", [False, True], ids=["holes-found-per-product", "holes-found-once"])
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 @pytest.mark.parametrize("on", ["dask", "blocks"])
-def test_masked_products_match_numpy(kind, on, prepared):
+def test_masked_products_match_numpy(kind, on, prepared, blocks_as_dask):
     A = rng.random((24, 18))
     if kind == "dense":
         A[rng.random(A.shape) < 0.3] = np.nan
@@ -87,26 +87,9 @@ def test_masked_products_match_numpy(kind, on, prepared):
     np.testing.assert_allclose(terms, [np.sum(cols[:, :k] * H.T), np.einsum("ri,rij,rj->", H.T, grams, H.T)])
 
 
-def blocks_as_dask(blocks: Blocks) -> da.Array:
-    """The same blocks as a Dask array (one graph key each), so that both paths see identical blocks."""
-    from dnmf.runtime.dask_graph import _graph_array
-
-    grid = {(i, j): blocks.block(i, j) for i in range(blocks.numblocks[0]) for j in range(blocks.numblocks[1])}
-    return _graph_array(grid, blocks.chunks, blocks.dtype, blocks.sparse, f"test-masked-{id(blocks)}")
-
-
-def _planted_with_holes(seed=0):
-    r = np.random.default_rng(seed)
-    X = r.random((60, 4)) @ r.random((4, 30)) + 0.01 * r.random((60, 30))
-    observed = r.random(X.shape) > 0.2
-    holes = X.copy()
-    holes[~observed] = np.nan
-    return X, holes, observed
-
-
 @pytest.mark.parametrize("solver", ["hals", "bpp"])
-def test_masked_fits_descend_and_report_the_exact_observed_error(solver):
-    X, holes, observed = _planted_with_holes()
+def test_masked_fits_descend_and_report_the_exact_observed_error(solver, planted_with_holes):
+    X, holes, observed = planted_with_holes()
     model = NMF(4, solver=solver, missing="nan", max_iter=150, tol=0, random_state=0, init="random")
     W = model.fit_transform(holes)
     history, resolution = np.array(model.loss_history_), np.array(model.loss_resolution_)
@@ -118,8 +101,8 @@ def test_masked_fits_descend_and_report_the_exact_observed_error(solver):
     assert model.timings_["passes_over_a"]["loop"] == 2 * model.n_iter_ + 1
 
 
-def test_masked_hals_fills_the_holes_of_planted_data_better_than_mu():
-    X, holes, observed = _planted_with_holes(1)
+def test_masked_hals_fills_the_holes_of_planted_data_better_than_mu(planted_with_holes):
+    X, holes, observed = planted_with_holes(1)
     errors = {}
     for solver in ("hals", "mu"):
         model = NMF(4, solver=solver, missing="nan", max_iter=200, tol=0, random_state=0, init="random")
@@ -129,8 +112,8 @@ def test_masked_hals_fills_the_holes_of_planted_data_better_than_mu():
 
 
 @pytest.mark.parametrize("solver", ["hals", "bpp"])
-def test_masked_fit_is_the_same_in_process_and_on_a_dask_graph(solver):
-    _, holes, _ = _planted_with_holes(2)
+def test_masked_fit_is_the_same_in_process_and_on_a_dask_graph(solver, planted_with_holes):
+    _, holes, _ = planted_with_holes(2)
     fits = []
     for executor in ("in-process", "dask"):
         with dask.config.set({"dnmf.executor": executor}):
@@ -154,8 +137,8 @@ def test_sparse_masks_keep_observed_zeros():
     assert model.reconstruction_err_ == pytest.approx(exact, rel=1e-9)
 
 
-def test_transform_with_a_mask_fits_each_row_to_its_observed_entries():
-    X, holes, observed = _planted_with_holes(4)
+def test_transform_with_a_mask_fits_each_row_to_its_observed_entries(planted_with_holes):
+    X, holes, observed = planted_with_holes(4)
     model = NMF(4, solver="bpp", max_iter=50, tol=0, random_state=0, init="random").fit(X)
     W = model.transform(X, mask=observed)
     H = model.components_
@@ -174,8 +157,8 @@ def test_the_unobserved_pattern_of_a_block_marks_its_nan_and_nothing_of_a_sparse
     assert kernels.unobserved_block(sparse).nnz == 0 and kernels.unobserved_block(sparse).shape == (7, 5)
 
 
-def test_a_masked_fit_finds_the_holes_once_and_keeps_them_between_iterations():
-    X, holes, _ = _planted_with_holes()
+def test_a_masked_fit_finds_the_holes_once_and_keeps_them_between_iterations(planted_with_holes):
+    X, holes, _ = planted_with_holes()
     dense = MaskedFrobenius(1.0).prepare(da.from_array(holes, chunks=(20, 15)))
     assert set(dense) == {"unobserved"}
     np.testing.assert_array_equal(dense["unobserved"].compute().toarray(), np.isnan(holes).astype(float))
