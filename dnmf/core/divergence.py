@@ -18,6 +18,7 @@ the logarithmic and power terms of the loss.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,9 @@ from dnmf.core.alignment import aligned, empty_aligned
 from dnmf.core.rules.mu import EPSILON
 
 __all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "DENSE_PREDICTION_SHARE", "gradient_parts", "divergence",
-           "flat_positions", "imputed_aht_block", "imputed_block", "imputed_inner_block", "imputed_wta_block",
-           "predictions_at", "sampled_product", "rank_one_denominator"]
+           "FILL_TILE_BYTES", "filled_block", "filled_times", "flat_positions",
+           "imputed_aht_block", "imputed_block", "imputed_inner_block", "imputed_wta_block",
+           "predictions_at", "sampled_product", "rank_one_denominator", "times_filled"]
 
 #: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
 SAMPLED_BATCH = 1 << 16
@@ -223,31 +225,107 @@ def flat_positions(pattern: sp.csr_matrix) -> np.ndarray:
     return rows * pattern.shape[1] + pattern.indices
 
 
+#: Bytes of one row tile of a filled block (:func:`filled_times`, :func:`times_filled`) or of ``W_i H_j``
+#: (:func:`predictions_at`): small enough to stay in cache from its fill to its use, so that a filled copy costs
+#: little more than reading the block.
+FILL_TILE_BYTES = 1 << 20
+
+
+def _row_tiles(shape: tuple[int, int], itemsize: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the row tiles of about :data:`FILL_TILE_BYTES` of a block of ``shape``."""
+    m, n = shape
+    rows = max(1, min(m, FILL_TILE_BYTES // max(1, n * itemsize)))
+    for start in range(0, m, rows):
+        yield start, min(m, start + rows)
+
+
+def _tile_positions(pattern: sp.csr_matrix, start: int, stop: int) -> tuple[int, int, np.ndarray]:
+    """The stored entries of rows ``start:stop`` of the CSR ``pattern``: their span ``first:last`` in its stored
+    order, and their row-major linear indices in a dense tile of those rows."""
+    indptr = pattern.indptr
+    first, last = int(indptr[start]), int(indptr[stop])
+    local_rows = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(indptr[start:stop + 1]))
+    return first, last, local_rows * pattern.shape[1] + pattern.indices[first:last]
+
+
 def predictions_at(pattern: sp.csr_matrix, w: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``(W_i H_j)`` at the stored positions of the CSR ``pattern``, in their order, in the factors' dtype."""
+    """``(W_i H_j)`` at the stored positions of the CSR ``pattern``, in their order, in the factors' dtype: from
+    ``W_i H_j`` formed one cached row tile at a time where the pattern is dense enough, else entry by entry."""
     dtype = np.result_type(w, h)
-    if pattern.nnz >= DENSE_PREDICTION_SHARE * pattern.shape[0] * pattern.shape[1]:
-        return (aligned(w) @ aligned(h)).reshape(-1)[flat_positions(pattern)].astype(dtype, copy=False)
-    return sampled_product(pattern, aligned(w), aligned(h), dtype=dtype)
+    w, h = aligned(w), aligned(h)
+    if pattern.nnz < DENSE_PREDICTION_SHARE * pattern.shape[0] * pattern.shape[1]:
+        return sampled_product(pattern, w, h, dtype=dtype)
+    tiles = list(_row_tiles(pattern.shape, np.dtype(dtype).itemsize))
+    buffer = empty_aligned((tiles[0][1], pattern.shape[1]), dtype)
+    out = np.empty(pattern.nnz, dtype=dtype)
+    for start, stop in tiles:
+        first, last, positions = _tile_positions(pattern, start, stop)
+        if last > first:
+            tile = np.matmul(w[start:stop], h, out=buffer[: stop - start])
+            out[first:last] = tile.reshape(-1)[positions]
+    return out
+
+
+def filled_block(a: np.ndarray, unobserved: sp.csr_matrix, values: np.ndarray | None = None) -> np.ndarray:
+    """An aligned copy of the dense block ``a`` with ``values`` (in ``unobserved``'s stored order; 0 if None) at the
+    entries of the CSR pattern ``unobserved`` (its NaN)."""
+    filled = empty_aligned(a.shape, a.dtype)
+    np.copyto(filled, a)
+    filled.reshape(-1)[flat_positions(unobserved)] = 0 if values is None else values
+    return filled
+
+
+def _filled_row_tiles(a: np.ndarray, unobserved: sp.csr_matrix,
+                      values: np.ndarray | None) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, tile)`` over the row tiles of :func:`filled_block`'s result, each filled in one reused buffer
+    of about :data:`FILL_TILE_BYTES`; a block not in row-major order is filled whole, as one tile."""
+    if not a.flags.c_contiguous:
+        yield 0, a.shape[0], filled_block(a, unobserved, values)
+        return
+    tiles = list(_row_tiles(a.shape, a.itemsize))
+    buffer = empty_aligned((tiles[0][1], a.shape[1]), a.dtype)
+    for start, stop in tiles:
+        tile = buffer[: stop - start]
+        np.copyto(tile, a[start:stop])
+        first, last, positions = _tile_positions(unobserved, start, stop)
+        tile.reshape(-1)[positions] = 0 if values is None else values[first:last]
+        yield start, stop, tile
+
+
+def filled_times(a: np.ndarray, unobserved: sp.csr_matrix, values: np.ndarray | None,
+                 right: np.ndarray) -> np.ndarray:
+    """``Ā @ right`` for :func:`filled_block`'s ``Ā``, formed one cached row tile at a time, never whole."""
+    out = empty_aligned((a.shape[0], right.shape[1]), np.result_type(a, right))
+    for start, stop, tile in _filled_row_tiles(a, unobserved, values):
+        np.matmul(tile, right, out=out[start:stop])
+    return out
+
+
+def times_filled(left: np.ndarray, a: np.ndarray, unobserved: sp.csr_matrix,
+                 values: np.ndarray | None) -> np.ndarray:
+    """``left @ Ā`` for :func:`filled_block`'s ``Ā``: the row tiles' products, added in row order."""
+    out = np.zeros((left.shape[0], a.shape[1]), dtype=np.result_type(left, a))
+    for start, stop, tile in _filled_row_tiles(a, unobserved, values):
+        out += left[:, start:stop] @ tile
+    return out
 
 
 def imputed_block(a: np.ndarray, unobserved: sp.csr_matrix, w: np.ndarray, h: np.ndarray) -> np.ndarray:
     """An aligned copy of the dense block ``a`` with ``W_i H_j`` at the entries of ``unobserved`` (its NaN): the
     block an EM step fits (see :mod:`dnmf.core.imputation`)."""
-    filled = empty_aligned(a.shape, a.dtype)
-    np.copyto(filled, a)
-    filled.reshape(-1)[flat_positions(unobserved)] = predictions_at(unobserved, w, h)
-    return filled
+    return filled_block(a, unobserved, predictions_at(unobserved, w, h))
 
 
 def imputed_aht_block(a: np.ndarray, w: np.ndarray, h: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
     """``Ā_ij H_jᵀ``, ``(m_i, 1, k)``: the W-step's cross product of the block filled by ``(W_i, H_j)``."""
-    return (imputed_block(a, unobserved, w, h) @ aligned(h).T)[:, None, :]
+    h = aligned(h)
+    return filled_times(a, unobserved, predictions_at(unobserved, w, h), h.T)[:, None, :]
 
 
 def imputed_wta_block(w: np.ndarray, a: np.ndarray, h: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
     """``W_iᵀ Ā_ij``, ``(1, k, n_j)``: the H-step's cross product of the block filled by ``(W_i, H_j)``."""
-    return (imputed_block(a, unobserved, w, h).T @ aligned(w)).T[None]
+    w = aligned(w)
+    return times_filled(w.T, a, unobserved, predictions_at(unobserved, w, h))[None]
 
 
 def imputed_inner_block(unobserved: sp.csr_matrix, w_filled: np.ndarray, h_filled: np.ndarray, w: np.ndarray,

@@ -24,13 +24,13 @@ from dnmf.core.alignment import ALIGNMENT, address, aligned, empty_aligned
 from dnmf.core.divergence import sampled_product
 from dnmf.core.rules.namespace import array_namespace
 
-__all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty_aligned", "apply_kernel", "beta_aht_block", "beta_aht_loss_block", "beta_wta_block", "first", "second",
-           "block_stats", "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
-           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block", "masked_terms_block", "masked_wta_block", "unobserved_block", "matmul",
-           "pattern_grams", "residual_block",
+__all__ = ["ALIGNMENT", "STAT_FIELDS", "address", "aht_block", "aligned", "empty_aligned", "apply_kernel",
+           "beta_aht_block", "beta_aht_loss_block", "beta_wta_block", "first", "second", "block_stats",
+           "divergence_block", "finish_divergence", "flatten", "frobenius_loss_block", "frobenius_rounding_block",
+           "gradient_width", "gram_cols_block", "gram_rows_block", "inner_block", "masked_aht_block",
+           "masked_terms_block", "masked_wta_block", "unobserved_block", "matmul", "pattern_grams", "residual_block",
            "sampled_product", "split_block", "sum_blocks", "sum_cols_block", "sum_rows_block", "tree_sum_parts",
-           "wta_block", "aht_strip", "wta_strip", "wta_row_partial", "aht_col_partial", "part_of",
-           "w_step_strip"]
+           "wta_block", "aht_strip", "wta_strip", "wta_row_partial", "aht_col_partial", "part_of", "w_step_strip"]
 
 #: The per-block statistics of :func:`block_stats`, in order.
 STAT_FIELDS = ("sum", "sum_squares", "min", "n_nonfinite", "nnz", "n_nan", "n_stored")
@@ -269,9 +269,9 @@ OUTER_BATCH_ELEMENTS = 1 << 22
 
 
 def pattern_grams(pattern: sp.csr_matrix | sp.csc_matrix, f: np.ndarray) -> np.ndarray:
-    """For every row ``r`` of the 0/1 ``pattern`` (``m_b × n_b``, CSR or CSC), ``Σ_{c stored in row r} f_c f_cᵀ`` over the
-    columns ``f_c`` of ``f`` (``k × n_b``), flattened: ``(m_b, k²)``. One sparse × dense product per batch of
-    columns, so the cost is O(nnz(pattern) · k²). Only the upper triangle's ``k(k+1)/2`` sums are formed, then
+    """For every row ``r`` of the 0/1 ``pattern`` (``m_b × n_b``, CSR or CSC), ``Σ_{c stored in row r} f_c f_cᵀ``
+    over the columns ``f_c`` of ``f`` (``k × n_b``), flattened: ``(m_b, k²)``. One sparse × dense product per batch
+    of columns, so the cost is O(nnz(pattern) · k²). Only the upper triangle's ``k(k+1)/2`` sums are formed, then
     copied to both halves: ``f_s f_t`` and ``f_t f_s`` are the same products, so the result is bitwise the full
     product's."""
     k, n = f.shape
@@ -307,14 +307,6 @@ def unobserved_block(a: Any) -> sp.csr_matrix:
     return _pattern(np.isnan(a), a.dtype)
 
 
-def _zero_filled(a: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
-    """An aligned copy of the dense block ``a`` with 0 at the entries of ``unobserved`` (its NaN)."""
-    filled = empty_aligned(a.shape, a.dtype)
-    np.copyto(filled, a)
-    filled.reshape(-1)[divergence.flat_positions(unobserved)] = 0
-    return filled
-
-
 def masked_aht_block(a: Any, h: np.ndarray, unobserved: sp.csr_matrix | None = None) -> np.ndarray:
     """The W-step's products of the masked Frobenius loss on one block, ``(m_b, 1, k + k²)``: per row, the cross
     product over its observed entries and the Gram of ``H_j`` over them (flattened).
@@ -324,16 +316,18 @@ def masked_aht_block(a: Any, h: np.ndarray, unobserved: sp.csr_matrix | None = N
     the columns it hides, O(unobserved · k²). A CSR block's stored pattern is the observed set: its rows' Grams sum
     the outer products of the columns it stores, O(nnz · k²)."""
     k, h = h.shape[0], aligned(h)
+    parts = empty_aligned((a.shape[0], 1, k + k * k), h.dtype)
+    cross, grams = parts[:, 0, :k], parts[:, 0, k:]
     if sp.issparse(a):
         a = sp.csr_matrix(a)
-        cross = np.asarray(a @ h.T)
-        observed = sp.csr_matrix((np.ones(a.nnz, dtype=h.dtype), a.indices, a.indptr), shape=a.shape)
-        grams = pattern_grams(observed, h)
+        cross[...] = a @ h.T
+        grams[...] = pattern_grams(sp.csr_matrix((np.ones(a.nnz, dtype=h.dtype), a.indices, a.indptr),
+                                                 shape=a.shape), h)
     else:
         unobserved = unobserved_block(a) if unobserved is None else unobserved
-        cross = _zero_filled(a, unobserved) @ h.T
-        grams = (h @ h.T).reshape(1, k * k) - pattern_grams(unobserved, h)
-    return aligned(np.concatenate([cross.astype(h.dtype, copy=False), grams], axis=1)[:, None, :])
+        cross[...] = divergence.filled_times(a, unobserved, None, h.T)
+        np.subtract((h @ h.T).reshape(1, k * k), pattern_grams(unobserved, h), out=grams)
+    return parts
 
 
 def masked_wta_block(w: np.ndarray, a: Any, unobserved: sp.csr_matrix | None = None) -> np.ndarray:
@@ -343,9 +337,11 @@ def masked_wta_block(w: np.ndarray, a: Any, unobserved: sp.csr_matrix | None = N
         return np.ascontiguousarray(masked_aht_block(a.T, np.ascontiguousarray(w.T))[:, 0, :].T)[None]
     k, w = w.shape[1], aligned(w)
     unobserved = unobserved_block(a) if unobserved is None else unobserved
-    cross = (_zero_filled(a, unobserved).T @ w).T
-    grams = (w.T @ w).reshape(k * k, 1) - pattern_grams(unobserved.T, np.ascontiguousarray(w.T)).T
-    return aligned(np.concatenate([cross.astype(w.dtype, copy=False), grams], axis=0)[None])
+    parts = empty_aligned((1, k + k * k, a.shape[1]), w.dtype)
+    parts[0, :k] = divergence.times_filled(w.T, a, unobserved, None)
+    np.subtract((w.T @ w).reshape(k * k, 1), pattern_grams(unobserved.T, np.ascontiguousarray(w.T)).T,
+                out=parts[0, k:])
+    return parts
 
 
 def masked_terms_block(parts: np.ndarray, f: np.ndarray, *, by_rows: bool) -> np.ndarray:

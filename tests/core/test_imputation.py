@@ -31,6 +31,25 @@ def test_a_filled_block_holds_wh_at_its_nan_and_the_data_elsewhere(share):
     assert not np.shares_memory(filled, a) and np.isnan(a[0, 0])
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fill", ["zeros", "values"])
+def test_products_of_a_filled_block_by_row_tiles_match_the_filled_block(monkeypatch, order, dtype, fill):
+    a = np.asarray(rng.random((37, 23)), dtype=dtype, order=order)
+    a[rng.random(a.shape) < 0.25] = np.nan
+    a[5] = np.nan
+    unobserved = kernels.unobserved_block(a)
+    values = None if fill == "zeros" else rng.random(unobserved.nnz).astype(dtype)
+    filled = divergence.filled_block(a, unobserved, values)
+    assert not np.isnan(filled).any() and np.isnan(a[5]).all()
+    # Tiles of 4 rows: ten tiles, the last one short.
+    monkeypatch.setattr(divergence, "FILL_TILE_BYTES", 4 * a.shape[1] * a.itemsize)
+    right, left = rng.random((23, 3)).astype(dtype), rng.random((3, 37)).astype(dtype)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(divergence.filled_times(a, unobserved, values, right), filled @ right, rtol=tolerance)
+    np.testing.assert_allclose(divergence.times_filled(left, a, unobserved, values), left @ filled, rtol=tolerance)
+
+
 @pytest.mark.parametrize("on", ["dask", "blocks"])
 def test_imputed_products_and_loss_match_numpy(on, blocks_as_dask):
     A = rng.random((24, 18))
