@@ -6,12 +6,18 @@ top of a plain step's O(m · n · k). At a holdout fraction f the masked iterati
 ``1 + f·k/2`` plain ones at best, whatever the implementation: the issue's ≤ 1.3× holds only for small ``k·f``.
 The table sets dnmf's measured ratio beside that bound (on 2026-12-01, 4000 × 1000, 10 iterations, 3 rounds:
 9.1× at k = 4 and 22.5× at k = 32; on 2026-12-02, after the triangle-only pattern Grams and the position-built
-holdout patterns, 5.45× and 11.5×; with the pattern found once per fit, 2.8–2.9× and 9.9–10.5×; against bounds
+holdout patterns, 5.45× and 11.5×; with the pattern found once per fit, 2.8–2.9× and 9.9–10.5×; on 2026-12-03, with the held-out
+entries filled one cached row tile at a time, 0.99× and 6.8× (block work alone: 1.09× and 6.4×); against bounds
 of 1.2 and 2.6).
 
 Dense planted data, HALS, no cluster (the in-process executor), ``--iterations`` iterations from the same random
 start; the figure is the median seconds per iteration over iterations 3 onwards, medians over ``--repeats``
 interleaved rounds, in alternating order.
+
+Whole fits on this machine swing by up to 2× from one to the next, so ``--kernels`` also times one iteration's
+block work alone (products, rule updates and the loss's terms, on the whole matrix as one block and one BLAS
+thread), the three kinds interleaved, medians over ``--repeats`` × 5 rounds: what an iteration costs wherever it
+runs, without the scheduler.
 
 Run from the repository root::
 
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,6 +48,59 @@ def seconds_per_iteration(X: np.ndarray, k: int, iterations: int, how: str) -> f
     return statistics.median(model.timings_["seconds_per_iteration"][2:])
 
 
+def iteration_kernels(X: np.ndarray, training: np.ndarray, k: int, how: str) -> Callable[[], object]:
+    """One HALS iteration's block work for ``how`` (``"plain"``, ``"exact"``, ``"impute"``) on the whole matrix as
+    one block: both half-steps' products and updates and the loss's terms, as the fits' tasks run them."""
+    from dnmf.core import divergence, kernels, objectives
+    from dnmf.core.alignment import aligned
+    from dnmf.core.rules import MASKED_RULES, RULES
+
+    X, training = aligned(X), aligned(training)  # as a runtime places blocks, so that no kernel copies them
+    rng = np.random.default_rng(0)
+    W, H = rng.random((X.shape[0], k)), rng.random((k, X.shape[1]))
+    unobserved = kernels.unobserved_block(training)
+    rule, masked_rule = RULES["hals"], MASKED_RULES["hals"]
+
+    def plain() -> object:
+        W1 = objectives.update_rows(W, kernels.aht_block(X, H)[:, 0], H @ H.T, rule=rule, l1=0.0, l2=0.0)
+        wta = kernels.wta_block(W1, X)
+        H1 = objectives.update_cols(H, wta[0], W1.T @ W1, rule=rule, l1=0.0, l2=0.0)
+        return kernels.inner_block(wta, H1)
+
+    def exact() -> object:
+        W1 = objectives._masked_update_rows(W, kernels.masked_aht_block(training, H, unobserved)[:, 0],
+                                            rule=masked_rule, l1=0.0, l2=0.0)
+        parts = kernels.masked_wta_block(W1, training, unobserved)[0]
+        H1 = objectives._masked_update_cols(H, parts, rule=masked_rule, l1=0.0, l2=0.0)
+        return kernels.masked_terms_block(parts, H1, by_rows=False)
+
+    def impute() -> object:
+        W1 = objectives.update_rows(W, divergence.imputed_aht_block(training, W, H, unobserved)[:, 0], H @ H.T,
+                                    rule=rule, l1=0.0, l2=0.0)
+        H1 = objectives.update_cols(H, divergence.imputed_wta_block(W1, training, H, unobserved)[0], W1.T @ W1,
+                                    rule=rule, l1=0.0, l2=0.0)
+        return divergence.imputed_inner_block(unobserved, W1, H, W1, H1)
+
+    return {"plain": plain, "exact": exact, "impute": impute}[how]
+
+
+def kernel_seconds(X: np.ndarray, training: np.ndarray, k: int, rounds: int) -> dict[str, float]:
+    """Median seconds of :func:`iteration_kernels` for each kind, interleaved in alternating order, one BLAS
+    thread."""
+    from threadpoolctl import threadpool_limits
+
+    order = ("plain", "exact", "impute")
+    work = {name: iteration_kernels(X, training, k, name) for name in order}
+    seconds: dict[str, list[float]] = {name: [] for name in order}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for round_ in range(rounds):
+            for name in (order if round_ % 2 == 0 else order[::-1]):
+                start = time.perf_counter()
+                work[name]()
+                seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=8000)
@@ -48,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kernels", action="store_true",
+                        help="also time one iteration's block work alone, without the scheduler")
     args = parser.parse_args(argv)
     from dnmf.core.holdout import holdout_seeds
     from dnmf.datasets import make_low_rank
@@ -57,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| k | plain s/it | exact masked s/it | ÷ plain | imputed (EM) s/it | ÷ plain | 1 + f·k/2 |")
     print("|---|---|---|---|---|---|---|")
     order = ("plain", "exact", "impute")
+    kernel_rows: list[tuple[int, dict[str, float]]] = []
     for k in args.ranks:
         X = make_low_rank(args.rows, args.cols, k, random_state=0)[0] + 0.01
         training = training_input(X, seed=holdout_seeds(0, 1)[0], test_fraction=args.test_fraction)
@@ -68,6 +132,16 @@ def main(argv: list[str] | None = None) -> None:
         plain, exact, imputed = (statistics.median(runs[name]) for name in order)
         print(f"| {k} | {plain:.4f} | {exact:.4f} | {exact / plain:.2f} | {imputed:.4f} | {imputed / plain:.2f} | "
               f"{1 + args.test_fraction * k / 2:.2f} |")
+        if args.kernels:
+            kernel_rows.append((k, kernel_seconds(X, training, k, 5 * args.repeats)))
+    if kernel_rows:
+        print("\nOne iteration's block work alone (one block, one BLAS thread):")
+        print("| k | plain ms | exact masked ms | ÷ plain | imputed (EM) ms | ÷ plain |")
+        print("|---|---|---|---|---|---|")
+        for k, row in kernel_rows:
+            plain, exact, imputed = (1e3 * row[name] for name in order)
+            print(f"| {k} | {plain:.2f} | {exact:.2f} | {exact / plain:.2f} | {imputed:.2f} | {imputed / plain:.2f} |")
+
 
 if __name__ == "__main__":
     main()
