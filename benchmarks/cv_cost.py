@@ -6,9 +6,9 @@ top of a plain step's O(m · n · k). At a holdout fraction f the masked iterati
 ``1 + f·k/2`` plain ones at best, whatever the implementation: the issue's ≤ 1.3× holds only for small ``k·f``.
 The table sets dnmf's measured ratio beside that bound (on 2026-12-01, 4000 × 1000, 10 iterations, 3 rounds:
 9.1× at k = 4 and 22.5× at k = 32; on 2026-12-02, after the triangle-only pattern Grams and the position-built
-holdout patterns, 5.45× and 11.5×; with the pattern found once per fit, 2.8–2.9× and 9.9–10.5×; on 2026-12-03, with the held-out
-entries filled one cached row tile at a time, 0.99× and 6.8× (block work alone: 1.09× and 6.4×); against bounds
-of 1.2 and 2.6).
+holdout patterns, 5.45× and 11.5×; with the pattern found once per fit, 2.8–2.9× and 9.9–10.5×; on 2026-12-03,
+with the held-out entries filled one cached row tile at a time, 0.99× and 6.8× (block work alone: 1.09× and
+6.4×); against bounds of 1.2 and 2.6).
 
 Dense planted data, HALS, no cluster (the in-process executor), ``--iterations`` iterations from the same random
 start; the figure is the median seconds per iteration over iterations 3 onwards, medians over ``--repeats``

@@ -107,3 +107,16 @@ def test_gpu_benchmark_without_cupy_exits_2_with_one_line():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stdout == "" and done.stderr.count("\n") == 1 and "pip install 'dnmf[gpu]'" in done.stderr
+
+
+def test_cv_cost_reports_both_tables_for_every_rank():
+    command = [sys.executable, "-m", "benchmarks.cv_cost", "--rows", "240", "--cols", "80", "--ranks", "3", "6",
+               "--repeats", "1", "--iterations", "5", "--kernels"]
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    fits, kernels = done.stdout.split("One iteration's block work alone")
+    for table, width in ((fits, 7), (kernels, 6)):
+        rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("| ") and
+                line[2].isdigit()]
+        assert [int(row[0]) for row in rows] == [3, 6]
+        assert all(len(row) == width and all(float(cell) > 0 for cell in row) for row in rows)
