@@ -21,6 +21,9 @@ __all__ = ["MANIFEST", "SurveyFolder"]
 
 MANIFEST = "survey.json"
 _FORMAT = {"kind": "dnmf-rank-survey", "version": 1}
+#: The manifest key, written by surveys begun since ``mask_updates`` existed, that says which steps ``'auto'``
+#: may choose; a folder without it was begun when every masked fit took exact steps.
+_AUTO_STEPS = "auto_mask_updates"
 
 
 class SurveyFolder:
@@ -45,6 +48,9 @@ class SurveyFolder:
     def __init__(self, url: str | os.PathLike[str], parameters: dict[str, Any], seeds: list[int]) -> None:
         self.location = Location.parse(url, None)
         self.seeds = list(seeds)
+        #: Whether ``mask_updates='auto'`` may choose EM steps: not in a folder begun before they existed, whose
+        #: fits' checkpoints were made by exact masked steps.
+        self.auto_may_impute = True
         manifest = self.location.child(MANIFEST)
         fs, path = self.location._fs
         if fs.exists(path):
@@ -59,7 +65,8 @@ class SurveyFolder:
             fs.makedirs(path, exist_ok=True)
             if self.location.is_local:
                 os.chmod(path, 0o700)
-        self._write(manifest, {"dnmf": _FORMAT, "parameters": parameters, "seeds": self.seeds})
+        self._write(manifest, {"dnmf": _FORMAT, "parameters": parameters, "seeds": self.seeds,
+                               _AUTO_STEPS: ["exact", "impute"]})
 
     def _check(self, manifest: Location, parameters: dict[str, Any]) -> list[int]:
         fs, path = manifest._fs
@@ -77,6 +84,7 @@ class SurveyFolder:
             listed = "; ".join(f"{key}: {before.get(key)!r} then, {parameters.get(key)!r} now" for key in differ)
             raise CheckpointError(f"The survey checkpointed in {self.location.url!r} had other parameters ({listed}). "
                                   "Rerun it with the same ones to resume it, or choose another folder.")
+        self.auto_may_impute = "impute" in saved.get(_AUTO_STEPS, [])
         return [int(seed) for seed in saved["seeds"]] if parameters.get("random_state") is None else self.seeds
 
     def _write(self, manifest: Location, content: dict[str, Any]) -> None:

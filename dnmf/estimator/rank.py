@@ -256,7 +256,8 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         How each fit steps over the held-out entries, as :class:`dnmf.NMF`'s ``mask_updates``. ``'auto'`` takes
         the cheaper per iteration, as measured by ``benchmarks/cv_cost.py``: ``'impute'`` (EM) for the Frobenius
         loss with ``solver='mu'``, or with ``'hals'``/``'bpp'`` once ``k · test_fraction ≥ 1.6`` (from k = 16 at
-        the default fraction), else ``'exact'``. Both reach the same fixed points.
+        the default fraction), else ``'exact'``. Both reach the same fixed points. A checkpoint folder begun
+        before EM steps existed resumes with exact steps under ``'auto'``, as its fits were made.
 
     Returns
     -------
@@ -299,6 +300,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         **({} if mask_updates == "auto" else {"mask_updates": mask_updates})}, seeds)
     if survey is not None:
         seeds = survey.seeds
+    steps = "exact" if mask_updates == "auto" and survey is not None and not survey.auto_may_impute else mask_updates
     fit_seeds = [int(s) % 2**31 for s in np.random.SeedSequence(seeds).generate_state(replicates)]
     test = np.empty((len(ranks), replicates))
     train = np.empty((len(ranks), replicates))
@@ -308,7 +310,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
 
     def parameters(k: int, r: int) -> dict[str, Any]:
         return {"n_components": k, "solver": solver, "beta_loss": beta_loss, "init": init, "missing": "nan",
-                "mask_updates": _mask_updates_for(k, mask_updates, solver, beta, test_fraction),
+                "mask_updates": _mask_updates_for(k, steps, solver, beta, test_fraction),
                 "max_iter": max_iter, "tol": tol, "chunks": chunks, "random_state": fit_seeds[r],
                 "checkpoint": None if survey is None else survey.fit(r, k), "checkpoint_every": None,
                 "checkpoint_seconds": SURVEY_CHECKPOINT_SECONDS}

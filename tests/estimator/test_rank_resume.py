@@ -93,3 +93,17 @@ def test_without_a_seed_a_rerun_keeps_the_holdouts_it_began_with(tmp_path):
     first = dnmf.select_rank(data(), [1, 2], checkpoint=tmp_path / "survey", **kwargs)
     assert json.loads((tmp_path / "survey" / MANIFEST).read_text())["seeds"] == first.seeds
     assert dnmf.select_rank(data(), [1, 2], checkpoint=tmp_path / "survey", **kwargs).seeds == first.seeds
+
+
+def test_a_folder_begun_before_em_steps_resumes_with_auto_by_exact_steps(tmp_path):
+    folder = tmp_path / "survey"
+    survey = {**SURVEY, "solver": "mu", "max_iter": 40}
+    exact = dnmf.select_rank(data(), [1, 2], checkpoint=folder, mask_updates="exact", **survey)
+    # What a survey begun before mask_updates existed wrote: its parameters without it, no word on 'auto'.
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["parameters"]["mask_updates"], manifest["auto_mask_updates"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    written = versions(folder)
+    resumed = dnmf.select_rank(data(), [1, 2], checkpoint=folder, **survey)
+    assert resumed == exact
+    assert versions(folder) == written, "a finished fit was fitted again"
