@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                              "phase_seconds": model.timings_.get("phase_seconds"),
                              "loss_history": model.loss_history_, "fit_seconds": time.perf_counter() - started})
                 print(f"repeat {repeat} {loss:17s} median {figure:.3f} s/iter "
-                      f"({' '.join(f'{s:.2f}' for s in seconds)}), tasks/iter {model.timings_['tasks_per_iteration'][-1]}",
+                      f"({' '.join(f'{s:.2f}' for s in seconds)}), "
+                      f"tasks/iter {model.timings_['tasks_per_iteration'][-1]}",
                       flush=True)
     summary = {}
     for loss in LOSSES:

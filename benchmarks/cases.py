@@ -128,7 +128,8 @@ def prepare(case: Case, directory: Path) -> dict[str, Any]:
     if case.kind == "sparse":
         A = _planted_sparse(case)
         sp.save_npz(folder / "A.npz", A, compressed=False)
-        total, norm_squared, nnz = float(A.sum(dtype=np.float64)), float(np.sum(np.square(A.data, dtype=np.float64))), A.nnz
+        total, norm_squared, nnz = (float(A.sum(dtype=np.float64)),
+                                    float(np.sum(np.square(A.data, dtype=np.float64))), A.nnz)
     elif case.kind == "dense":
         A, _, _ = make_low_rank(case.rows, case.cols, case.rank, dtype=np.float32, random_state=case.seed)
         np.save(folder / "A.npy", A)

@@ -1,7 +1,8 @@
 """The in-memory limit: dnmf's alternating loop on whole arrays in one process, with the same update rules.
 
-W-step from ``A Hᵀ`` and ``H Hᵀ`` (by dnmf's own row-tiled kernel), H-step from ``WᵀA`` and ``WᵀW``, and the loss by the trace identity
-``‖A‖² − 2⟨WᵀA, H⟩ + ⟨WᵀW, HHᵀ⟩``: exactly the work of one dnmf iteration, with no scheduler in between.
+W-step from ``A Hᵀ`` and ``H Hᵀ`` (by dnmf's own row-tiled kernel), H-step from ``WᵀA`` and ``WᵀW``, and the loss by
+the trace identity ``‖A‖² − 2⟨WᵀA, H⟩ + ⟨WᵀW, HHᵀ⟩``: exactly the work of one dnmf iteration, with no scheduler in
+between.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Candidates run interleaved, in alternating order; losses at a budget are medians
 them as relative errors ``‖A − WH‖ / ‖A‖``.
 
 Cases: scikit-learn's digits, scikit-image's faces (``lfw_subset``), a dense float32 matrix with planted rank-20
-structure plus noise, a sparse one with planted topics and noise on its stored entries, and entries sampled from a rank-20 product (like the S1 benchmark); ``hals`` and ``mu``. In-process executor (no cluster).
+structure plus noise, a sparse one with planted topics and noise on its stored entries, and entries sampled from a
+rank-20 product (like the S1 benchmark); ``hals`` and ``mu``. In-process executor (no cluster).
 
 Run from the repository root::
 

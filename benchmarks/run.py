@@ -99,7 +99,8 @@ def plan(cases: list[str], iterations: int, target_iterations: int,
                  Run("S2", "sklearn-minibatch", iterations=1, note="one epoch")]
     if "S3" in cases:
         runs += [Run("S3", "dnmf-cluster", "hals", memory_limit=S3_WORKER_MEMORY, iterations=3, note="out of core"),
-                 Run("S3", "dnmf-cluster", "hals", memory_limit="6GiB", iterations=iterations, note="input held in memory")]
+                 Run("S3", "dnmf-cluster", "hals", memory_limit="6GiB", iterations=iterations,
+                     note="input held in memory")]
     return runs
 
 

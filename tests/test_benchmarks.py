@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_harness_reports_medians_targets_and_memory(tmp_path):
     out = tmp_path / "run.json"
     command = [sys.executable, "-m", "benchmarks.run", "--cases", "S1", "--scale", "0.02", "--repeats", "2",
-               "--iterations", "3", "--target-iterations", "5", "--only", "inmemory[hals],threads[hals],[hals]-to-target",
+               "--iterations", "3", "--target-iterations", "5",
+               "--only", "inmemory[hals],threads[hals],[hals]-to-target",
                "--workdir", str(tmp_path / "data"), "--out", str(out)]
     done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -67,7 +68,8 @@ def test_gpu_benchmark_logic_runs_on_cpu_with_numpy_standing_in(tmp_path):
     assert report["case"] == {"shape": [5000, 1000], "nnz": report["case"]["nnz"], "rank": 32, "dtype": "float32",
                               "scale": 0.005, "iterations": 2}
     assert 2400 <= report["case"]["nnz"] <= 2500
-    assert set(report["dnmf_ms_per_iteration"]) == {"mu", "hals"} and set(report["cupy_loop_ms_per_iteration"]) == {"mu"}
+    assert (set(report["dnmf_ms_per_iteration"]) == {"mu", "hals"}
+            and set(report["cupy_loop_ms_per_iteration"]) == {"mu"})
     assert report["dnmf_over_cupy_loop"]["mu"] == pytest.approx(
         report["dnmf_ms_per_iteration"]["mu"] / report["cupy_loop_ms_per_iteration"]["mu"])
     assert set(report["speedup_over_cpu_workers"]) == {"mu", "hals"}

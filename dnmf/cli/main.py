@@ -129,7 +129,8 @@ def _cluster_show(args: argparse.Namespace) -> int:
     print(json.dumps(config.options, indent=2))
     if config.kind in ("slurm", "pbs"):
         with cluster.jobqueue_cluster(config, render_only=True) as jobs:
-            print(f"# job script for each of the {config.options['jobs']} job(s) (the scheduler address is a placeholder):")
+            print(f"# job script for each of the {config.options['jobs']} job(s) "
+                  "(the scheduler address is a placeholder):")
             print(jobs.job_script())
     elif config.kind == "kubernetes":
         print("# DaskCluster resource:")

@@ -44,7 +44,8 @@ from dnmf.core.seam import Runtime
 from dnmf import exceptions
 from dnmf.exceptions import DivergenceError
 
-__all__ = ["CONVERGENCE_CHECK_EVERY", "EXACT_SHARE", "FINAL_ERROR_PRECISION", "FitResult", "IterationRecord", "Penalties", "Progress", "final_error", "resolution", "run"]
+__all__ = ["CONVERGENCE_CHECK_EVERY", "EXACT_SHARE", "FINAL_ERROR_PRECISION", "FitResult", "IterationRecord",
+           "Penalties", "Progress", "final_error", "resolution", "run"]
 
 logger = logging.getLogger("dnmf")
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from dnmf.core import kernels
 
-__all__ = ["SPLIT_EVERY", "check_cols_aligned", "check_rows_aligned", "count_pass", "counting_passes", "passes_counted", "result_dtype",
-           "tree_sum"]
+__all__ = ["SPLIT_EVERY", "check_cols_aligned", "check_rows_aligned", "count_pass", "counting_passes", "passes_counted",
+           "result_dtype", "tree_sum"]
 
 #: Fan-in of the tree sums that combine partial products.
 SPLIT_EVERY = 8

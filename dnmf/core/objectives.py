@@ -255,8 +255,9 @@ class MaskedFrobenius:
 
 
 def _split_gradient(parts: np.ndarray, k: int, axis: int, sums: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Numerator and denominator of one block from a product of :func:`dnmf.core.products.beta_aht_and_divergence`/``beta_wta``;
-    with ``sums`` (unmasked KL), the denominator is that ``(k,)`` vector as a column."""
+    """Numerator and denominator of one block from a product of
+    :func:`dnmf.core.products.beta_aht_and_divergence`/``beta_wta``; with ``sums`` (unmasked KL), the denominator is
+    that ``(k,)`` vector as a column."""
     numerator = parts[:, :k] if axis == 1 else parts[:k]
     if sums is not None:
         return numerator, sums

@@ -238,8 +238,8 @@ def map_rows(func: Callable[..., Any], W: da.Array, *row_aligned: da.Array, smal
              name: str, dtype: Any = None, width: int | None = None, **kwargs: Any) -> da.Array:
     """Apply ``func(W_i, *row_blocks_i, *small, **kwargs)`` to every row block; the result is row-aligned with W.
 
-    A row-aligned operand whose width is not W's (e.g. the ``(m, 2k)`` parts of :func:`beta_aht_and_divergence`) is passed whole
-    along its columns; its column chunks must then be one.
+    A row-aligned operand whose width is not W's (e.g. the ``(m, 2k)`` parts of :func:`beta_aht_and_divergence`) is
+    passed whole along its columns; its column chunks must then be one.
 
     ``small`` holds k-sized operands (Dask arrays of one chunk, or NumPy arrays) passed whole to every task.
     ``width`` is the number of columns ``func`` returns, if not W's.

@@ -100,9 +100,9 @@ class Progress:
     seconds_per_iteration: list[float] = field(default_factory=list)
     tasks_per_iteration: list[int] = field(default_factory=list)
     checkpoint_seconds: list[float] = field(default_factory=list)
-    #: Per iteration: task seconds per phase (:mod:`dnmf.runtime.phases`) and ``"graph"``, the client's wall time to build
-    #: and optimise the iteration's graph. On a cluster, the tasks are those that ended between two losses, a few
-    #: of them the next iteration's.
+    #: Per iteration: task seconds per phase (:mod:`dnmf.runtime.phases`) and ``"graph"``, the client's wall time to
+    #: build and optimise the iteration's graph. On a cluster, the tasks are those that ended between two losses, a
+    #: few of them the next iteration's.
     phase_seconds: list[dict[str, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

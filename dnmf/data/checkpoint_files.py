@@ -121,14 +121,15 @@ class CheckpointFolder:
             if check_private(self.location.url, "checkpoint folder") is None:
                 return
             if not os.path.isdir(self.location.url):
-                raise NotOwnStoreError(f"The checkpoint path {self.location.url!r} is a file, not a folder; choose another "
-                                       "--checkpoint.")
+                raise NotOwnStoreError(f"The checkpoint path {self.location.url!r} is a file, not a folder; "
+                                       "choose another --checkpoint.")
         if self._marker() is not None:
             return
         foreign = sorted(name for name in self._entries() if not _OWN_ENTRY.match(name))
         if foreign:
             raise NotOwnStoreError(
-                f"The folder {self.location.url!r} was not made by dnmf for checkpoints: it holds {', '.join(foreign[:5])}"
+                f"The folder {self.location.url!r} was not made by dnmf for checkpoints: it holds "
+                f"{', '.join(foreign[:5])}"
                 f"{' …' if len(foreign) > 5 else ''}. dnmf would write into it and delete its checkpoints later; "
                 "choose another checkpoint folder (--checkpoint), move this one away, or pass --no-checkpoint.")
 

@@ -138,7 +138,8 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto", runtime: Runtime | None 
     if isinstance(X, da.Array):
         _check_shape(X.shape)
         dtype = float_dtype(X.dtype)
-        A = X if isinstance(chunks, str) and chunks == "auto" else X.rechunk(resolve_chunks(chunks, X.shape, runtime.grid(X.shape, 0)))
+        A = (X if isinstance(chunks, str) and chunks == "auto"
+             else X.rechunk(resolve_chunks(chunks, X.shape, runtime.grid(X.shape, 0))))
         meta_is_sparse = sp.issparse(getattr(A, "_meta", None))
         if A.dtype != dtype or meta_is_sparse:
             meta = sp.csr_matrix((0, 0), dtype=dtype) if meta_is_sparse else np.empty((0, 0), dtype=dtype)

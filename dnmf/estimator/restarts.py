@@ -71,8 +71,8 @@ def fit_with_restarts(fit: Callable[[bool], Result], *, resume: bool,
             if restarts > MAX_RESTARTS:
                 raise ClusterLostError(
                     f"The fit lost work to dying workers {restarts} times ({type(lost.error).__name__}: "
-                    f"{lost.error}). Check the workers' logs (memory limits are the usual cause), and give them "
-                    "more memory or pass the input as a Zarr store, whose blocks are re-read when lost.") from lost.error
+                    f"{lost.error}). Check the workers' logs (memory limits are the usual cause), and give them more "
+                    "memory or pass the input as a Zarr store, whose blocks are re-read when lost.") from lost.error
             resume = resume or checkpoint is not None
             where = "its last checkpoint" if checkpoint is not None else "the start"
             warnings.warn(f"A worker died holding blocks of the fit ({type(lost.error).__name__}): the input was "

@@ -148,7 +148,8 @@ SCHEMAS: dict[str, dict[str, Key]] = {
         **_WAITING,
     },
     "local-cuda": {
-        "devices": Key("list of str", help="GPUs to use, by index or UUID, e.g. ['0', '1'] (default: every visible GPU)"),
+        "devices": Key("list of str",
+                       help="GPUs to use, by index or UUID, e.g. ['0', '1'] (default: every visible GPU)"),
         "n_workers": Key("int", help="worker processes, one per GPU (default: one per entry of devices)",
                          valid="positive"),
         "threads_per_worker": Key("int", 1, "threads per worker", valid="positive"),

@@ -5,14 +5,15 @@ so that freed memory goes back to the operating system. Setting any malloc param
 threshold, which then stays at 128 KiB: every array above that size is a fresh ``mmap`` whose pages fault in on first
 touch and go back to the system on ``free``. A block update allocates several arrays of a few MiB per task, so worker
 tasks ran 1.5–2× slower than the same tasks in a threaded scheduler (dnmf's fit of S1 of the benchmarks inside
-one worker: 1.09 → 0.56 s per iteration). Raising the mmap threshold serves such arrays from the malloc arenas, whose free memory is
-still trimmed as the Nanny asked.
+one worker: 1.09 → 0.56 s per iteration). Raising the mmap threshold serves such arrays from the malloc arenas, whose
+free memory is still trimmed as the Nanny asked.
 
 :func:`tune_workers` installs :class:`MallocTuning` on every worker of a client, present and future, once per
 client. The engine does so unless the input streams from its store: arenas keep more memory resident than fresh
 mappings do (S3 of the benchmarks: peak worker RSS 483 instead of 384 MiB of 512, for 8.0 instead of 10.0 s per
 iteration), and an out-of-core fit runs for its memory bound. The threshold is the Dask configuration value
-``dnmf.worker-mmap-threshold`` (bytes; ``0`` leaves workers untouched). It is a no-op where the C library has no ``mallopt`` (macOS, Windows).
+``dnmf.worker-mmap-threshold`` (bytes; ``0`` leaves workers untouched). It is a no-op where the C library has no
+``mallopt`` (macOS, Windows).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ def attempt_connection(address: str, certificates=None) -> subprocess.CompletedP
     certificates in ``certificates``, or with none. Exits 0 only if the connection was accepted."""
     security = ("from distributed.security import Security\n"
                 f"security = Security(tls_ca_file={str(certificates / 'ca.pem')!r}, "
-                f"tls_client_cert={str(certificates / 'cert.pem')!r}, tls_client_key={str(certificates / 'key.pem')!r}, "
+                f"tls_client_cert={str(certificates / 'cert.pem')!r}, "
+                f"tls_client_key={str(certificates / 'key.pem')!r}, "
                 "require_encryption=True)\n") if certificates else "security = None\n"
     script = security + f"from distributed import Client\nClient({address!r}, security=security, timeout=5).close()\n"
     return subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)

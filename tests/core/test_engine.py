@@ -30,8 +30,8 @@ def run(A_in, W0, H0, rule, n_iter, chunks=(17, 11), penalties=engine.Penalties(
     dense = A_in.toarray() if sp.issparse(A_in) else A_in
     W = da.from_array(W0, chunks=(A.chunks[0], W0.shape[1]))
     H = da.from_array(H0, chunks=(H0.shape[0], A.chunks[1]))
-    return engine.run(A, W, H, rule=RULES[rule], runtime=current_runtime(), norm_squared_a=float(np.sum(dense**2)), penalties=penalties,
-                      max_iter=n_iter, **kwargs)
+    return engine.run(A, W, H, rule=RULES[rule], runtime=current_runtime(), norm_squared_a=float(np.sum(dense**2)),
+                      penalties=penalties, max_iter=n_iter, **kwargs)
 
 
 @pytest.fixture
@@ -100,8 +100,8 @@ def test_fixed_h_updates_w_only(data):
     A_d = as_input_matrix(A, chunks=(17, 11)).array
     W = da.from_array(W0, chunks=(A_d.chunks[0], 4))
     H = da.from_array(H0, chunks=(4, A_d.chunks[1]))
-    result = engine.run(A_d, W, H, rule=RULES["hals"], runtime=current_runtime(), norm_squared_a=float(np.sum(A**2)), max_iter=5, tol=0,
-                        update_h=False)
+    result = engine.run(A_d, W, H, rule=RULES["hals"], runtime=current_runtime(), norm_squared_a=float(np.sum(A**2)),
+                        max_iter=5, tol=0, update_h=False)
     np.testing.assert_array_equal(result.H.compute(), H0)
     W_ref = W0
     for _ in range(5):

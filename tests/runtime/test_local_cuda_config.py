@@ -49,7 +49,8 @@ def test_uuid_devices_are_accepted(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("dask_cuda") is not None,
                     reason="dask-cuda is installed here, so the kind would start a cluster instead of refusing")
 def test_starting_without_dask_cuda_names_the_gpu_extra():
-    with pytest.raises(MissingExtraError, match=r"cluster kind 'local-cuda' needs dask-cuda: pip install 'dnmf\[gpu\]'"):
+    with pytest.raises(MissingExtraError,
+                       match=r"cluster kind 'local-cuda' needs dask-cuda: pip install 'dnmf\[gpu\]'"):
         with connect(load_cluster_config(SHIPPED)):
             pass
 

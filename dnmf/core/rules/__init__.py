@@ -30,8 +30,9 @@ import numpy as np
 from dnmf.core.rules import beta_mu, bpp, bpp_masked, hals, mu
 from dnmf.core.rules.penalties import regularized_gram
 
-__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "MASKED_RULES", "RULES", "MaskedRule", "SOLVERS", "BetaRule", "Solver", "UpdateRule", "canonical_solver", "capability_table",
-           "get_rule", "loss_name", "regularized_gram", "rule_for", "solver_names", "supported_losses_text"]
+__all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "MASKED_RULES", "RULES", "MaskedRule", "SOLVERS", "BetaRule",
+           "Solver", "UpdateRule", "canonical_solver", "capability_table", "get_rule", "loss_name", "regularized_gram",
+           "rule_for", "solver_names", "supported_losses_text"]
 
 
 class UpdateRule(Protocol):

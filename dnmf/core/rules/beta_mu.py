@@ -27,7 +27,8 @@ FLUSH_BELOW = float(np.finfo(np.float64).eps)
 
 
 def gamma(beta: float) -> float:
-    """The exponent of the majorisation–minimisation update, ``1/(2 − β)`` for β < 1, ``1/(β − 1)`` for β > 2, else 1."""
+    """The exponent of the majorisation–minimisation update, ``1/(2 − β)`` for β < 1, ``1/(β − 1)`` for β > 2,
+    else 1."""
     if beta < 1:
         return 1.0 / (2.0 - beta)
     if beta > 2:

@@ -301,8 +301,8 @@ def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray,
         matrix = problem.inverse if through_active[first] else gram
         indices = np.flatnonzero(passive[first] != through_active[first])
         if indices.size:
-            unknowns[members, indices] = systems.solve_symmetric(matrix[np.ix_(indices, indices)], rhs[members, indices].T,
-                                                          stats).T
+            unknowns[members, indices] = systems.solve_symmetric(matrix[np.ix_(indices, indices)],
+                                                                 rhs[members, indices].T, stats).T
         elif through_active[first]:
             _count_full_factorization(problem, stats)
 
@@ -321,8 +321,8 @@ def _solve_for_passive(problem: _Problem, rows: np.ndarray, passive: np.ndarray,
             members = run[first:first + BATCH_COLUMNS]
             mask = passive[members] != active_route
             indices = np.ascontiguousarray((np.flatnonzero(mask) % k).reshape(members.size, size).T)
-            solution, solved = systems.batched_cholesky_solve(matrix, indices, np.take_along_axis(rhs[members].T, indices,
-                                                                                           axis=0))
+            solution, solved = systems.batched_cholesky_solve(matrix, indices,
+                                                              np.take_along_axis(rhs[members].T, indices, axis=0))
             stats.factorizations += members.size
             np.put(unknowns, members * k + indices, solution)
             if not solved.all():

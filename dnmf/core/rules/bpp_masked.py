@@ -41,7 +41,8 @@ def update_each(factor: np.ndarray, cross: np.ndarray, grams: np.ndarray, *, l1:
         y[~usable[rows]] = 0.0
         magnitude = np.abs(x)
         infeasible = x < (-NEGATIVE_TOLERANCE * magnitude.max(axis=1, initial=0.0))[:, None]
-        infeasible |= y < (-NEGATIVE_TOLERANCE * (cross_scale[rows] + gram_scale[rows] * magnitude.sum(axis=1)))[:, None]
+        infeasible |= y < (-NEGATIVE_TOLERANCE
+                           * (cross_scale[rows] + gram_scale[rows] * magnitude.sum(axis=1)))[:, None]
         count = infeasible.sum(axis=1)
         done = count == 0
         solution[rows[done]] = x[done]

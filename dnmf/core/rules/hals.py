@@ -21,8 +21,8 @@ def update(block: Any, cross: Any, gram: Any, *, l1: float = 0.0, l2: float = 0.
     Each row ``t`` is set to the exact non-negative minimiser of the regularised objective with the other rows
     fixed: ``block[t] ← max(0, block[t] − (gram[t] @ block − cross[t] + l1) / (gram[t, t] + l2))``. Rows are visited
     in order and each update sees the rows before it, as in scikit-learn's ``_update_cdnmf_fast``. A component whose
-    Gram diagonal is zero is left unchanged. Columns are independent, so on NumPy they are swept a cache-sized tile at a time.
-    In any other array namespace (CuPy, ...) the block is swept whole, since a tile loop there only multiplies
+    Gram diagonal is zero is left unchanged. Columns are independent, so on NumPy they are swept a cache-sized tile at a
+    time. In any other array namespace (CuPy, ...) the block is swept whole, since a tile loop there only multiplies
     kernel launches; the ``k`` Gram diagonal entries are read to the host once per call.
 
     Parameters

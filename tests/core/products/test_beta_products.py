@@ -96,7 +96,8 @@ def masked_operands(rng, chunks, sparse_mask):
         block_input = np.where(observed, dense, np.nan)
     A = as_input_matrix(block_input, chunks=chunks).array
     W, H = rng.random((40, 4)), rng.random((4, 40))
-    return dense, observed, A, W, H, da.from_array(W, chunks=(A.chunks[0], 4)), da.from_array(H, chunks=(4, A.chunks[1]))
+    return (dense, observed, A, W, H, da.from_array(W, chunks=(A.chunks[0], 4)),
+            da.from_array(H, chunks=(4, A.chunks[1])))
 
 
 @pytest.mark.parametrize("sparse_mask", [False, True], ids=["nan", "pattern"])
