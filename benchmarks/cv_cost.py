@@ -22,6 +22,9 @@ runs, without the scheduler.
 Run from the repository root::
 
     python -m benchmarks.cv_cost --repeats 3
+
+``--to-target ITERATIONS`` adds what the per-iteration figures leave out: an EM step descends less than an exact
+one, so it also times both kinds of step to a masked loss both reach.
 """
 
 from __future__ import annotations
@@ -31,21 +34,42 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+#: How far above the loss both kinds of step reach the time-to-target figure stops the clock.
+TARGET_SLACK = 1e-3
 
-def seconds_per_iteration(X: np.ndarray, k: int, iterations: int, how: str) -> float:
-    """Median seconds per iteration of a HALS fit: ``how`` is ``"plain"`` (X whole), or the ``mask_updates`` of a
-    fit with NaN at the held-out entries (``"exact"``, ``"impute"``)."""
+
+def fitted(X: np.ndarray, k: int, iterations: int, how: str, solver: str) -> Any:
+    """A fit of ``iterations`` iterations from a fixed random start: ``how`` is ``"plain"`` (X whole), or the
+    ``mask_updates`` of a fit with NaN at the held-out entries (``"exact"``, ``"impute"``)."""
     from dnmf import NMF
 
     masked = {} if how == "plain" else {"missing": "nan", "mask_updates": how}
-    model = NMF(k, solver="hals", init="random", max_iter=iterations, tol=0, random_state=0, **masked)
+    model = NMF(k, solver=solver, init="random", max_iter=iterations, tol=0, random_state=0, **masked)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X)
-    return statistics.median(model.timings_["seconds_per_iteration"][2:])
+    return model
+
+
+def seconds_per_iteration(X: np.ndarray, k: int, iterations: int, how: str, solver: str = "hals") -> float:
+    """Median seconds per iteration of a fit (see :func:`fitted`), over its iterations 3 onwards."""
+    return statistics.median(fitted(X, k, iterations, how, solver).timings_["seconds_per_iteration"][2:])
+
+
+def seconds_to_target(training: np.ndarray, k: int, iterations: int, solver: str) -> dict[str, float]:
+    """Seconds each masked kind of step takes to bring the masked loss within :data:`TARGET_SLACK` of the higher
+    of the two kinds' losses after ``iterations`` iterations: a loss both reach, so the time to it weighs what
+    an iteration costs against how far it descends."""
+    histories = {}
+    for how in ("exact", "impute"):
+        model = fitted(training, k, iterations, how, solver)
+        histories[how] = (np.asarray(model.loss_history_), np.cumsum(model.timings_["seconds_per_iteration"]))
+    target = max(float(losses[-1]) for losses, _ in histories.values()) * (1 + TARGET_SLACK)
+    return {how: float(seconds[np.argmax(losses <= target)]) for how, (losses, seconds) in histories.items()}
 
 
 def iteration_kernels(X: np.ndarray, training: np.ndarray, k: int, how: str) -> Callable[[], object]:
@@ -109,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--solver", default="hals", choices=["mu", "hals", "bpp"],
+                        help="the fits' solver (the block-work table is HALS's)")
+    parser.add_argument("--to-target", type=int, default=0, metavar="ITERATIONS",
+                        help="also time both masked kinds of step to a loss both reach in ITERATIONS iterations")
     parser.add_argument("--kernels", action="store_true",
                         help="also time one iteration's block work alone, without the scheduler")
     args = parser.parse_args(argv)
@@ -116,11 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     from dnmf.datasets import make_low_rank
     from dnmf.estimator.training import training_input
 
-    print(f"{args.rows} × {args.cols} dense, HALS, holdout {args.test_fraction}, in process")
+    print(f"{args.rows} × {args.cols} dense, {args.solver}, holdout {args.test_fraction}, in process")
     print("| k | plain s/it | exact masked s/it | ÷ plain | imputed (EM) s/it | ÷ plain | 1 + f·k/2 |")
     print("|---|---|---|---|---|---|---|")
     order = ("plain", "exact", "impute")
     kernel_rows: list[tuple[int, dict[str, float]]] = []
+    target_rows: list[tuple[int, dict[str, float]]] = []
     for k in args.ranks:
         X = make_low_rank(args.rows, args.cols, k, random_state=0)[0] + 0.01
         training = training_input(X, seed=holdout_seeds(0, 1)[0], test_fraction=args.test_fraction)
@@ -128,12 +157,15 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(args.repeats):
             for name in (order if round_ % 2 == 0 else order[::-1]):
                 runs[name].append(seconds_per_iteration(X if name == "plain" else training, k, args.iterations,
-                                                        name))
+                                                        name, args.solver))
         plain, exact, imputed = (statistics.median(runs[name]) for name in order)
         print(f"| {k} | {plain:.4f} | {exact:.4f} | {exact / plain:.2f} | {imputed:.4f} | {imputed / plain:.2f} | "
               f"{1 + args.test_fraction * k / 2:.2f} |")
         if args.kernels:
             kernel_rows.append((k, kernel_seconds(X, training, k, 5 * args.repeats)))
+        if args.to_target:
+            rounds = [seconds_to_target(training, k, args.to_target, args.solver) for _ in range(args.repeats)]
+            target_rows.append((k, {how: statistics.median(r[how] for r in rounds) for how in ("exact", "impute")}))
     if kernel_rows:
         print("\nOne iteration's block work alone (one block, one BLAS thread):")
         print("| k | plain ms | exact masked ms | ÷ plain | imputed (EM) ms | ÷ plain |")
@@ -141,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
         for k, row in kernel_rows:
             plain, exact, imputed = (1e3 * row[name] for name in order)
             print(f"| {k} | {plain:.2f} | {exact:.2f} | {exact / plain:.2f} | {imputed:.2f} | {imputed / plain:.2f} |")
+    if target_rows:
+        print(f"\nSeconds to a masked loss both kinds reach in {args.to_target} iterations (+{TARGET_SLACK:g}):")
+        print("| k | exact masked s | imputed (EM) s | EM ÷ exact |")
+        print("|---|---|---|---|")
+        for k, row in target_rows:
+            print(f"| {k} | {row['exact']:.3f} | {row['impute']:.3f} | {row['impute'] / row['exact']:.2f} |")
 
 
 if __name__ == "__main__":
