@@ -99,11 +99,11 @@ def iteration_kernels(X: np.ndarray, training: np.ndarray, k: int, how: str) -> 
         return kernels.masked_terms_block(parts, H1, by_rows=False)
 
     def impute() -> object:
-        W1 = objectives.update_rows(W, divergence.imputed_aht_block(training, W, H, unobserved)[:, 0], H @ H.T,
-                                    rule=rule, l1=0.0, l2=0.0)
+        parts = divergence.imputed_aht_block(training, W, H, unobserved)[:, 0]
+        W1 = objectives.update_rows(W, parts[:, :k], H @ H.T, rule=rule, l1=0.0, l2=0.0)
         H1 = objectives.update_cols(H, divergence.imputed_wta_block(W1, training, H, unobserved)[0], W1.T @ W1,
                                     rule=rule, l1=0.0, l2=0.0)
-        return divergence.imputed_inner_block(unobserved, W1, H, W1, H1)
+        return H1, divergence.imputed_cross_inner_block(parts, W)
 
     return {"plain": plain, "exact": exact, "impute": impute}[how]
 

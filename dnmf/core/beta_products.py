@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from dnmf.core import blocks, divergence, graph, kernels
 from dnmf.core.blocks import is_blocks
 
-__all__ = ["beta_aht_and_divergence", "beta_divergence", "beta_wta", "imputed_aht", "imputed_inner", "imputed_wta",
-           "masked_aht", "masked_terms", "masked_wta", "unobserved"]
+__all__ = ["beta_aht_and_divergence", "beta_divergence", "beta_wta", "imputed_aht", "imputed_cross_inner",
+           "imputed_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
 
 
 def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float,
@@ -153,16 +153,18 @@ def masked_terms(parts: da.Array, F: da.Array, *, by_rows: bool) -> da.Array:
 
 
 def imputed_aht(A: da.Array, W: da.Array, H: da.Array, unobserved: da.Array) -> da.Array:
-    """``ĀHᵀ`` (m × k), row-aligned with A, ``Ā`` being A with ``WH`` at the entries of ``unobserved``
-    (:func:`unobserved` of A): the W-step's cross product of an EM step (see :mod:`dnmf.core.imputation`)."""
+    """The W-step's parts of an EM step, ``(m, k + 1)``, row-aligned with A: ``ĀHᵀ``, ``Ā`` being A with ``WH`` at
+    the entries of ``unobserved`` (:func:`unobserved` of A), then per row the sum of the squares of those fills
+    (:func:`dnmf.core.divergence.imputed_aht_block`; see :mod:`dnmf.core.imputation`)."""
     graph.count_pass()
     if is_blocks(A):
         return blocks.imputed_aht(A, W, H, unobserved)
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     partials = da.blockwise(
-        divergence.imputed_aht_block, "ija", A, "ij", W, "ia", H, "aj", unobserved, "ij", adjust_chunks={"j": 1},
-        dtype=H.dtype, token="dnmf-aht-imputed-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=H.dtype),
+        divergence.imputed_aht_block, "ija", A, "ij", W, "ia", H, "aj", unobserved, "ij",
+        adjust_chunks={"j": 1, "a": lambda k: k + 1}, dtype=H.dtype, token="dnmf-aht-imputed-block",
+        concatenate=True, meta=np.empty((0, 0, 0), dtype=H.dtype),
     )
     return graph.tree_sum(partials, axis=1, name="dnmf-aht-imputed")
 
@@ -181,21 +183,16 @@ def imputed_wta(A: da.Array, W: da.Array, H: da.Array, unobserved: da.Array) -> 
     return graph.tree_sum(partials, axis=0, name="dnmf-wta-imputed")
 
 
-def imputed_inner(cross_inner: da.Array, unobserved: da.Array, *, filled_with: tuple[da.Array, da.Array],
-                  at: tuple[da.Array, da.Array]) -> da.Array:
-    """``⟨Ā, WH⟩`` from an EM step's ``cross_inner`` (``⟨WᵀĀ, H⟩`` or ``⟨ĀHᵀ, W⟩``, ``Ā`` filled by
-    ``filled_with``, ``(W, H) = at``) corrected at the unobserved entries
-    (:func:`dnmf.core.divergence.imputed_inner_block`), so that :func:`dnmf.core.products.frobenius_loss_squared`
-    of it is the masked loss at ``at``. One pass over the pattern of ``unobserved``, none over A."""
-    (W_filled, H_filled), (W, H) = filled_with, at
-    if is_blocks(unobserved):
-        return cross_inner + blocks.imputed_correction(unobserved, W_filled, H_filled, W, H)
+def imputed_cross_inner(parts: da.Array, W: da.Array) -> da.Array:
+    """The cross term of the masked loss at ``(W, H)`` from the W-step's :func:`imputed_aht` parts at them, a
+    float64 scalar (:func:`dnmf.core.divergence.imputed_cross_inner_block`): with it,
+    :func:`dnmf.core.products.frobenius_loss_squared` is the masked loss, at no pass over A or its pattern."""
+    if is_blocks(parts):
+        return blocks.imputed_cross_inner(parts, W)
+    graph.check_rows_aligned(parts, W)
     partials = da.blockwise(
-        divergence.imputed_inner_block, "ij", unobserved, "ij", W_filled, "ia", H_filled, "aj", W, "ia", H, "aj",
-        adjust_chunks={"i": 1, "j": 1}, concatenate=True, dtype=np.float64, token="dnmf-loss-imputed-block",
-        meta=np.empty((0, 0), dtype=np.float64),
+        divergence.imputed_cross_inner_block, "ij", parts, "ia", W, "ib", adjust_chunks={"i": 1}, new_axes={"j": 1},
+        concatenate=True, dtype=np.float64, token="dnmf-loss-imputed-block", meta=np.empty((0, 0), dtype=np.float64),
     )
-    correction = graph.tree_sum(graph.tree_sum(partials, axis=0, name="dnmf-loss-imputed-rows"), axis=0,
-                                name="dnmf-loss-imputed-sum")
-    return da.blockwise(np.add, "", cross_inner, "", correction, "", dtype=np.float64, token="dnmf-loss-imputed",
-                        meta=np.empty((), dtype=np.float64))
+    return graph.tree_sum(graph.tree_sum(partials, axis=0, name="dnmf-loss-imputed-rows"), axis=0,
+                          name="dnmf-loss-imputed")

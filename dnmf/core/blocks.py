@@ -300,7 +300,7 @@ def masked_wta(A: Blocks, W: Blocks, unobserved: Blocks | None) -> Blocks:
 def imputed_aht(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
     return _rows(A, "dnmf-aht-imputed", lambda i: add_up(
         [divergence.imputed_aht_block(A.block(i, j), W.block(i, 0), H.block(0, j), unobserved.block(i, j))[:, 0]
-         for j in range(A.numblocks[1])]), H.shape[0])
+         for j in range(A.numblocks[1])]), H.shape[0] + 1)
 
 
 def imputed_wta(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
@@ -309,9 +309,9 @@ def imputed_wta(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
          for i in range(A.numblocks[0])]), W.shape[1])
 
 
-def imputed_correction(unobserved: Blocks, W_filled: Blocks, H_filled: Blocks, W: Blocks, H: Blocks) -> np.ndarray:
-    return _total(unobserved, "dnmf-loss-imputed", lambda i, j: divergence.imputed_inner_block(
-        unobserved.block(i, j), W_filled.block(i, 0), H_filled.block(0, j), W.block(i, 0), H.block(0, j))).reshape(())
+def imputed_cross_inner(parts: Blocks, W: Blocks) -> np.ndarray:
+    return _total(parts, "dnmf-loss-imputed", lambda i, j: divergence.imputed_cross_inner_block(
+        parts.block(i, 0), W.block(i, 0))).reshape(())
 
 
 def _block_of(x: Blocks | None, i: int, j: int) -> Any:

@@ -29,7 +29,7 @@ from dnmf.core.rules.mu import EPSILON
 
 __all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "DENSE_PREDICTION_SHARE", "gradient_parts", "divergence",
            "FILL_TILE_BYTES", "filled_block", "filled_times", "flat_positions",
-           "imputed_aht_block", "imputed_block", "imputed_inner_block", "imputed_wta_block",
+           "imputed_aht_block", "imputed_block", "imputed_cross_inner_block", "imputed_wta_block",
            "predictions_at", "sampled_product", "rank_one_denominator", "times_filled"]
 
 #: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
@@ -317,9 +317,17 @@ def imputed_block(a: np.ndarray, unobserved: sp.csr_matrix, w: np.ndarray, h: np
 
 
 def imputed_aht_block(a: np.ndarray, w: np.ndarray, h: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
-    """``Ā_ij H_jᵀ``, ``(m_i, 1, k)``: the W-step's cross product of the block filled by ``(W_i, H_j)``."""
+    """The W-step's parts of an EM step on one block, ``(m_i, 1, k + 1)``: per row, the cross product ``Ā_ij H_jᵀ``
+    of the block filled by ``(W_i, H_j)``, then the sum of the squares of what it filled in, which the masked loss
+    at ``(W, H)`` needs (:func:`imputed_cross_inner_block`)."""
     h = aligned(h)
-    return filled_times(a, unobserved, predictions_at(unobserved, w, h), h.T)[:, None, :]
+    predictions = predictions_at(unobserved, w, h)
+    k = h.shape[0]
+    parts = empty_aligned((a.shape[0], 1, k + 1), np.result_type(a, h))
+    parts[:, 0, :k] = filled_times(a, unobserved, predictions, h.T)
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(unobserved.indptr))
+    parts[:, 0, k] = np.bincount(rows, weights=np.square(predictions, dtype=np.float64), minlength=a.shape[0])
+    return parts
 
 
 def imputed_wta_block(w: np.ndarray, a: np.ndarray, h: np.ndarray, unobserved: sp.csr_matrix) -> np.ndarray:
@@ -328,12 +336,11 @@ def imputed_wta_block(w: np.ndarray, a: np.ndarray, h: np.ndarray, unobserved: s
     return times_filled(w.T, a, unobserved, predictions_at(unobserved, w, h))[None]
 
 
-def imputed_inner_block(unobserved: sp.csr_matrix, w_filled: np.ndarray, h_filled: np.ndarray, w: np.ndarray,
-                        h: np.ndarray) -> np.ndarray:
-    """What turns ``⟨Ā, WH⟩`` (``Ā`` filled by ``W_f H_f``) into ``⟨M ⊙ A, WH⟩ + ½‖(1 − M) ⊙ WH‖²`` on one block:
-    ``−Σ s (f − s/2)`` over the unobserved entries, ``f`` and ``s`` being ``W_f H_f`` and ``WH`` there; a float64
-    ``(1, 1)``. With it, the trace identity gives the masked loss: ``‖M ⊙ (A − WH)‖² = ‖M ⊙ A‖² − 2·(⟨Ā, WH⟩ +
-    correction) + ⟨WᵀW, HHᵀ⟩``."""
-    filled = predictions_at(unobserved, w_filled, h_filled).astype(np.float64)
-    at = predictions_at(unobserved, w, h).astype(np.float64)
-    return np.array([[-float(aligned(at) @ aligned(filled - 0.5 * at))]])
+def imputed_cross_inner_block(parts: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``⟨ĀHᵀ, W⟩ − ½ Σ (WH)²`` over the unobserved entries of a row block, in float64, ``(1, 1)``, from the
+    W-step's :func:`imputed_aht_block` parts at ``(W, H)`` (``Ā`` filled by them): the cross term that turns the
+    trace identity into the masked loss there, ``‖M ⊙ (A − WH)‖² = ‖M ⊙ A‖² − 2·(this) + ⟨WᵀW, HHᵀ⟩``, since
+    ``Ā`` equals ``WH`` at the unobserved entries."""
+    k = w.shape[1]
+    cross = float(np.sum(aligned(aligned(parts[:, :k]) * aligned(w)), dtype=np.float64))
+    return np.array([[cross - 0.5 * float(np.sum(aligned(parts[:, k]), dtype=np.float64))]])

@@ -12,10 +12,11 @@ back, so that the workers do not wait for the client. It is dropped unused when 
 checkpoint swaps the factors for their read-back copies, and it is not submitted when a checkpoint is due or the
 input streams from its store (its reads would not wait for the current iteration). Results are the same either way.
 
-An objective whose loss lags (``loss_lags``: the β-divergences) reports, in each iteration's first pass over A,
-the loss of the factors that iteration starts from. The loop then always submits the next iteration before it
-reads the current one's loss (whose first pass waits for the current H even on streamed input), and evaluates the
-last iteration's loss exactly; the initial error comes from the first iteration's own first pass.
+An objective whose loss lags (``loss_lags``: the β-divergences, EM steps for missing entries) reports, in each
+iteration's first pass over A, the loss of the factors that iteration starts from (and its rounding, if it has
+one). The loop then always submits the next iteration before it reads the current one's loss (whose first pass
+waits for the current H even on streamed input), and evaluates the last iteration's loss exactly; the initial error
+comes from the first iteration's own first pass.
 
 The loop knows no update rule's or objective's maths, and no scheduler: a rule is any
 :class:`dnmf.core.rules.UpdateRule`, and everything it asks of the machine goes through the runtime.
@@ -224,18 +225,18 @@ def run(
                               time.perf_counter() - began)
 
         def lagged_losses(current: _Submitted, iteration: int) -> tuple[list[float], _Submitted | None]:
-            """For an objective whose loss lags: ``[loss of current.state, loss it started from?]`` from the next
-            iteration's first pass, submitted here, or after the last iteration from one exact evaluation; the
-            second only while the initial error is unknown."""
+            """For an objective whose loss lags: ``[loss of current.state, its rounding?, loss it started
+            from?]`` from the next iteration's first pass, submitted here, or after the last iteration from one
+            exact evaluation (rounding 0); the rounding only if the objective reports one, the last only while the
+            initial error is unknown."""
+            initial = [current.loss] if math.isnan(progress.error_at_init) else []
             if iteration < max_iter:
                 following = submit(current.state, iteration + 1, with_initial_loss=False)
-                latest = following.loss
-            else:
-                following = None
-                latest = runtime.persist({"loss": objective.exact_loss(A, current.state.W, current.state.H)})[0]
-                latest = latest["loss"]
-            initial = [current.loss] if math.isnan(progress.error_at_init) else []
-            return runtime.gather([latest, *initial]), following
+                rounding = [following.rounding] if following.rounding is not None else []
+                return runtime.gather([following.loss, *rounding, *initial]), following
+            exact = runtime.persist({"loss": objective.exact_loss(A, current.state.W, current.state.H)})[0]["loss"]
+            loss, *rest = runtime.gather([exact, *initial])
+            return [loss, *([0.0] if current.rounding is not None else []), *rest], None
 
         def checkpoint_due(iteration: int) -> bool:
             return checkpoint is not None and (

@@ -26,7 +26,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from dnmf.core import blocks, graph, kernels
 from dnmf.core.beta_products import (beta_aht_and_divergence, beta_divergence, beta_wta, imputed_aht,
-                                     imputed_inner, imputed_wta, masked_aht, masked_terms, masked_wta, unobserved)
+                                     imputed_cross_inner, imputed_wta, masked_aht, masked_terms, masked_wta, unobserved)
 from dnmf.core.blocks import is_blocks
 from dnmf.core.graph import SPLIT_EVERY
 from dnmf.core.grid import PLACED_INPUT, strip_axis
@@ -49,7 +49,7 @@ __all__ = [
     "gram_cols",
     "gram_rows",
     "imputed_aht",
-    "imputed_inner",
+    "imputed_cross_inner",
     "imputed_wta",
     "inner",
     "map_cols",

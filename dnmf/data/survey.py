@@ -21,9 +21,9 @@ __all__ = ["MANIFEST", "SurveyFolder"]
 
 MANIFEST = "survey.json"
 _FORMAT = {"kind": "dnmf-rank-survey", "version": 1}
-#: The manifest key, written by surveys begun since ``mask_updates`` existed, that says which steps ``'auto'``
-#: may choose; a folder without it was begun when every masked fit took exact steps.
-_AUTO_STEPS = "auto_mask_updates"
+#: The manifest key of the rule by which the survey's ``mask_updates='auto'`` chose each fit's steps (see
+#: :func:`dnmf.select_rank`); a folder without it was begun when every masked fit took exact steps.
+_AUTO_RULE = "auto_mask_updates"
 
 
 class SurveyFolder:
@@ -38,6 +38,9 @@ class SurveyFolder:
     seeds : list of int
         The holdout seeds drawn for this run; a rerun of a survey begun with ``random_state=None`` keeps the
         seeds it began with (:attr:`seeds`).
+    auto_rule : dict, optional
+        JSON for how the survey's ``mask_updates='auto'`` chooses each fit's steps; a rerun keeps the rule it
+        began with (:attr:`auto_rule`).
 
     Raises
     ------
@@ -45,12 +48,13 @@ class SurveyFolder:
         If the folder holds another survey (the message names what differs), or files that are not a survey's.
     """
 
-    def __init__(self, url: str | os.PathLike[str], parameters: dict[str, Any], seeds: list[int]) -> None:
+    def __init__(self, url: str | os.PathLike[str], parameters: dict[str, Any], seeds: list[int],
+                 auto_rule: dict[str, Any] | None = None) -> None:
         self.location = Location.parse(url, None)
         self.seeds = list(seeds)
-        #: Whether ``mask_updates='auto'`` may choose EM steps: not in a folder begun before they existed, whose
-        #: fits' checkpoints were made by exact masked steps.
-        self.auto_may_impute = True
+        #: The rule ``mask_updates='auto'`` follows in this folder: the one the survey began with, so that every
+        #: fit resumes with the steps its checkpoint was made by; None in a folder begun before EM steps existed.
+        self.auto_rule: dict[str, Any] | None = auto_rule
         manifest = self.location.child(MANIFEST)
         fs, path = self.location._fs
         if fs.exists(path):
@@ -66,7 +70,7 @@ class SurveyFolder:
             if self.location.is_local:
                 os.chmod(path, 0o700)
         self._write(manifest, {"dnmf": _FORMAT, "parameters": parameters, "seeds": self.seeds,
-                               _AUTO_STEPS: ["exact", "impute"]})
+                               _AUTO_RULE: auto_rule})
 
     def _check(self, manifest: Location, parameters: dict[str, Any]) -> list[int]:
         fs, path = manifest._fs
@@ -84,7 +88,8 @@ class SurveyFolder:
             listed = "; ".join(f"{key}: {before.get(key)!r} then, {parameters.get(key)!r} now" for key in differ)
             raise CheckpointError(f"The survey checkpointed in {self.location.url!r} had other parameters ({listed}). "
                                   "Rerun it with the same ones to resume it, or choose another folder.")
-        self.auto_may_impute = "impute" in saved.get(_AUTO_STEPS, [])
+        rule = saved.get(_AUTO_RULE)
+        self.auto_rule = rule if isinstance(rule, dict) else None
         return [int(seed) for seed in saved["seeds"]] if parameters.get("random_state") is None else self.seeds
 
     def _write(self, manifest: Location, content: dict[str, Any]) -> None:

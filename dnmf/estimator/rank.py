@@ -168,21 +168,31 @@ def choose_rank(ranks: list[int], mean: list[float], std: list[float]) -> int:
     return next(k for k, m in zip(ranks, mean) if m <= mean[best] + spread)
 
 
-#: ``k · test_fraction`` from which EM steps (``mask_updates='impute'``) cost less per iteration than exact masked
-#: HALS steps (``benchmarks/cv_cost.py``, 4000 × 1000: 2.9× and 2.6× a plain iteration at k = 16, 6.7× and 2.4× at
-#: k = 32, against 1.75× and 2.1× at k = 4).
-IMPUTE_FROM_K_TIMES_FRACTION = 1.6
+#: ``k · test_fraction`` from which EM steps (``mask_updates='impute'``) reach a given masked loss sooner than exact
+#: masked HALS steps (``benchmarks/cv_cost.py --to-target 200``, 4000 × 1000, 10 % held out: EM in 0.86× the exact
+#: steps' time at k = 8, 0.15× at k = 32, but 1.34× at k = 4; per iteration 1.54× against 1.80× a plain one at
+#: k = 8, 1.70× against 1.45× at k = 4).
+IMPUTE_FROM_K_TIMES_FRACTION = 0.8
+
+#: How ``mask_updates='auto'`` chooses, as a survey's checkpoint folder records it: a folder keeps the rule it
+#: began with when a later release changes it, so that its fits resume with the steps they were made by.
+AUTO_RULE = {"mu": "impute", "impute_from_k_times_fraction": IMPUTE_FROM_K_TIMES_FRACTION}
 
 
-def _mask_updates_for(k: int, mask_updates: str, solver: str, beta: float, test_fraction: float) -> str:
-    """A survey fit's ``mask_updates``: ``mask_updates`` itself unless ``'auto'`` (see :func:`select_rank`)."""
+def _mask_updates_for(k: int, mask_updates: str, solver: str, beta: float, test_fraction: float,
+                      rule: dict[str, Any] | None = None) -> str:
+    """A survey fit's ``mask_updates``: ``mask_updates`` itself unless ``'auto'``, then by ``rule`` (a recorded
+    :data:`AUTO_RULE`, by default the current one; None for exact steps only, as before EM steps existed; see
+    :func:`select_rank`)."""
     if mask_updates != "auto":
         return mask_updates
-    if beta != 2:
+    rule = AUTO_RULE if rule is None else rule
+    if beta != 2 or not rule:
         return "exact"
-    if canonical_solver(solver) == "mu" or k * test_fraction >= IMPUTE_FROM_K_TIMES_FRACTION:
-        return "impute"
-    return "exact"
+    if canonical_solver(solver) == "mu":
+        return str(rule.get("mu", "exact"))
+    threshold = rule.get("impute_from_k_times_fraction")
+    return "impute" if threshold is not None and k * test_fraction >= float(threshold) else "exact"
 
 
 def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float = 0.1, replicates: int = 3,
@@ -254,8 +264,8 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         (a shared file system, or an object store URL).
     mask_updates : {'auto', 'exact', 'impute'}, default='auto'
         How each fit steps over the held-out entries, as :class:`dnmf.NMF`'s ``mask_updates``. ``'auto'`` takes
-        the cheaper per iteration, as measured by ``benchmarks/cv_cost.py``: ``'impute'`` (EM) for the Frobenius
-        loss with ``solver='mu'``, or with ``'hals'``/``'bpp'`` once ``k · test_fraction ≥ 1.6`` (from k = 16 at
+        the one that reaches a given loss sooner, as measured by ``benchmarks/cv_cost.py``: ``'impute'`` (EM) for the Frobenius
+        loss with ``solver='mu'``, or with ``'hals'``/``'bpp'`` once ``k · test_fraction ≥ 0.8`` (from k = 8 at
         the default fraction), else ``'exact'``. Both reach the same fixed points. A checkpoint folder begun
         before EM steps existed resumes with exact steps under ``'auto'``, as its fits were made.
 
@@ -297,10 +307,10 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         "shape": [m, n], "replicates": int(replicates), "test_fraction": float(test_fraction), "solver": solver,
         "beta_loss": str(loss_name(beta_loss)), "init": init, "max_iter": int(max_iter), "tol": float(tol),
         "chunks": str(chunks), "random_state": None if random_state is None else int(random_state),
-        **({} if mask_updates == "auto" else {"mask_updates": mask_updates})}, seeds)
+        **({} if mask_updates == "auto" else {"mask_updates": mask_updates})}, seeds, auto_rule=AUTO_RULE)
     if survey is not None:
         seeds = survey.seeds
-    steps = "exact" if mask_updates == "auto" and survey is not None and not survey.auto_may_impute else mask_updates
+    rule = AUTO_RULE if survey is None else (survey.auto_rule or {})
     fit_seeds = [int(s) % 2**31 for s in np.random.SeedSequence(seeds).generate_state(replicates)]
     test = np.empty((len(ranks), replicates))
     train = np.empty((len(ranks), replicates))
@@ -310,7 +320,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
 
     def parameters(k: int, r: int) -> dict[str, Any]:
         return {"n_components": k, "solver": solver, "beta_loss": beta_loss, "init": init, "missing": "nan",
-                "mask_updates": _mask_updates_for(k, steps, solver, beta, test_fraction),
+                "mask_updates": _mask_updates_for(k, mask_updates, solver, beta, test_fraction, rule),
                 "max_iter": max_iter, "tol": tol, "chunks": chunks, "random_state": fit_seeds[r],
                 "checkpoint": None if survey is None else survey.fit(r, k), "checkpoint_every": None,
                 "checkpoint_seconds": SURVEY_CHECKPOINT_SECONDS}

@@ -44,7 +44,7 @@ def test_the_planted_rank_is_found_by_masked_hals_and_bpp(solver: str, mask_upda
 
 
 @pytest.mark.parametrize(("solver", "k", "beta", "expected"), [
-    ("mu", 2, 2.0, "impute"), ("hals", 4, 2.0, "exact"), ("cd", 16, 2.0, "impute"), ("bpp", 15, 2.0, "exact"),
+    ("mu", 2, 2.0, "impute"), ("hals", 4, 2.0, "exact"), ("cd", 8, 2.0, "impute"), ("bpp", 7, 2.0, "exact"),
     ("mu", 8, 1.0, "exact")])
 def test_auto_mask_updates_take_em_steps_where_they_cost_less(solver: str, k: int, beta: float,
                                                                expected: str) -> None:

@@ -95,15 +95,23 @@ def test_without_a_seed_a_rerun_keeps_the_holdouts_it_began_with(tmp_path):
     assert dnmf.select_rank(data(), [1, 2], checkpoint=tmp_path / "survey", **kwargs).seeds == first.seeds
 
 
-def test_a_folder_begun_before_em_steps_resumes_with_auto_by_exact_steps(tmp_path):
+@pytest.mark.parametrize(("solver", "ranks", "recorded"), [
+    ("mu", [1, 2], None),  # a folder begun before EM steps existed: no rule recorded
+    ("hals", [7, 8], {"mu": "impute", "impute_from_k_times_fraction": 1.6}),  # an earlier rule: EM from k = 16
+], ids=["before-em-steps", "earlier-auto-rule"])
+def test_a_folder_resumes_with_auto_by_the_steps_its_fits_were_made_by(tmp_path, solver, ranks, recorded):
     folder = tmp_path / "survey"
-    survey = {**SURVEY, "solver": "mu", "max_iter": 40}
-    exact = dnmf.select_rank(data(), [1, 2], checkpoint=folder, mask_updates="exact", **survey)
-    # What a survey begun before mask_updates existed wrote: its parameters without it, no word on 'auto'.
+    survey = {**SURVEY, "solver": solver, "max_iter": 40}
+    exact = dnmf.select_rank(data(), ranks, checkpoint=folder, mask_updates="exact", **survey)
+    # What a survey begun with mask_updates='auto' under that rule wrote, its fits having taken exact steps.
     manifest = json.loads((folder / MANIFEST).read_text())
-    del manifest["parameters"]["mask_updates"], manifest["auto_mask_updates"]
+    del manifest["parameters"]["mask_updates"]
+    if recorded is None:
+        del manifest["auto_mask_updates"]
+    else:
+        manifest["auto_mask_updates"] = recorded
     (folder / MANIFEST).write_text(json.dumps(manifest))
     written = versions(folder)
-    resumed = dnmf.select_rank(data(), [1, 2], checkpoint=folder, **survey)
+    resumed = dnmf.select_rank(data(), ranks, checkpoint=folder, **survey)
     assert resumed == exact
     assert versions(folder) == written, "a finished fit was fitted again"
