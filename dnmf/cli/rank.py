@@ -15,6 +15,7 @@ from typing import Any
 
 from dnmf.cli.exits import EXIT_OK, Outcome
 from dnmf.cli.writable import check_writable
+from dnmf.estimator.rank import IMPUTE_FROM_K_TIMES_FRACTION
 from dnmf.cli.options import (
     CLUSTER_OPTIONS,
     INITS,
@@ -58,8 +59,9 @@ RANK_OPTIONS: tuple[Option, ...] = (
            "blocks across the cluster ('cluster'); 'auto' fits on workers while the training input is small "
            "against a worker's memory (default: %(default)s)", choices=("auto", "workers", "cluster")),
     Option("mask_updates", "str", "auto", "how each fit steps over the held-out entries: 'exact' (each row and "
-           "column on its observed entries) or 'impute' (EM: filled with the current WH); 'auto' takes the cheaper "
-           "per iteration (default: %(default)s)", choices=("auto", "exact", "impute")),
+           "column on its observed entries) or 'impute' (EM: filled with the current WH); 'auto' takes the one "
+           f"that reaches a given loss sooner: EM for mu, and for hals/bpp from k * test fraction >= "
+           f"{IMPUTE_FROM_K_TIMES_FRACTION:g} (default: %(default)s)", choices=("auto", "exact", "impute")),
 )
 
 
