@@ -253,7 +253,7 @@ def predictions_at(pattern: sp.csr_matrix, w: np.ndarray, h: np.ndarray) -> np.n
     ``W_i H_j`` formed one cached row tile at a time where the pattern is dense enough, else entry by entry."""
     dtype = np.result_type(w, h)
     w, h = aligned(w), aligned(h)
-    if pattern.nnz < DENSE_PREDICTION_SHARE * pattern.shape[0] * pattern.shape[1]:
+    if pattern.nnz == 0 or pattern.nnz < DENSE_PREDICTION_SHARE * pattern.shape[0] * pattern.shape[1]:
         return sampled_product(pattern, w, h, dtype=dtype)
     tiles = list(_row_tiles(pattern.shape, np.dtype(dtype).itemsize))
     buffer = empty_aligned((tiles[0][1], pattern.shape[1]), dtype)
@@ -279,7 +279,7 @@ def _filled_row_tiles(a: np.ndarray, unobserved: sp.csr_matrix,
                       values: np.ndarray | None) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(start, stop, tile)`` over the row tiles of :func:`filled_block`'s result, each filled in one reused buffer
     of about :data:`FILL_TILE_BYTES`; a block not in row-major order is filled whole, as one tile."""
-    if not a.flags.c_contiguous:
+    if not a.flags.c_contiguous or a.shape[0] == 0:
         yield 0, a.shape[0], filled_block(a, unobserved, values)
         return
     tiles = list(_row_tiles(a.shape, a.itemsize))
