@@ -61,7 +61,7 @@ class ImputedFrobenius:
         return {"unobserved": products.unobserved(A)}
 
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
-        return {"gram_h": products.gram_cols(H)}
+        return {"gram_w": products.gram_rows(W), "gram_h": products.gram_cols(H)}
 
     def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
         """``‖M ⊙ (A − WH)‖²`` entry by entry in float64, at one pass over A."""
@@ -70,18 +70,17 @@ class ImputedFrobenius:
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
-        unobserved, gram_h = carried["unobserved"], carried["gram_h"]
+        unobserved, gram_w_before, gram_h = carried["unobserved"], carried["gram_w"], carried["gram_h"]
         parts = products.imputed_aht(A, W, H, unobserved)
         cross_inner = products.imputed_cross_inner(parts, W)
-        gram_w_before = products.gram_rows(W)
         out: dict[str, Any] = {
             "loss_before": products.frobenius_loss_squared(self.norm_squared_a, cross_inner, gram_w_before, gram_h),
             "loss_rounding": products.frobenius_rounding(self.norm_squared_a, cross_inner, gram_w_before, gram_h)}
         out["W"] = W_new = products.map_rows(
             _update_rows_of_parts, W, parts, small=(products.regularized(gram_h, penalties.l2_w),),
             name="dnmf-update-w", rule=rule, l1=penalties.l1_w, l2=0.0)
+        out["gram_w"] = gram_w = products.gram_rows(W_new)
         if update_h:
-            gram_w = products.gram_rows(W_new)
             wta = products.imputed_wta(read_again(A, gram_w), W_new, H, unobserved)
             out["H"] = H_new = products.map_cols(
                 update_cols, H, wta, small=(products.regularized(gram_w, penalties.l2_h),), name="dnmf-update-h",

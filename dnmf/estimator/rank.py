@@ -180,13 +180,11 @@ AUTO_RULE = {"mu": "impute", "impute_from_k_times_fraction": IMPUTE_FROM_K_TIMES
 
 
 def _mask_updates_for(k: int, mask_updates: str, solver: str, beta: float, test_fraction: float,
-                      rule: dict[str, Any] | None = None) -> str:
+                      rule: dict[str, Any] = AUTO_RULE) -> str:
     """A survey fit's ``mask_updates``: ``mask_updates`` itself unless ``'auto'``, then by ``rule`` (a recorded
-    :data:`AUTO_RULE`, by default the current one; None for exact steps only, as before EM steps existed; see
-    :func:`select_rank`)."""
+    :data:`AUTO_RULE`; empty for exact steps only, as before EM steps existed; see :func:`select_rank`)."""
     if mask_updates != "auto":
         return mask_updates
-    rule = AUTO_RULE if rule is None else rule
     if beta != 2 or not rule:
         return "exact"
     if canonical_solver(solver) == "mu":
@@ -263,11 +261,11 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         bitwise. With ``checkpoint``, the workers write the checkpoints: the folder must be one they reach
         (a shared file system, or an object store URL).
     mask_updates : {'auto', 'exact', 'impute'}, default='auto'
-        How each fit steps over the held-out entries, as :class:`dnmf.NMF`'s ``mask_updates``. ``'auto'`` takes
-        the one that reaches a given loss sooner, as measured by ``benchmarks/cv_cost.py``: ``'impute'`` (EM) for the Frobenius
-        loss with ``solver='mu'``, or with ``'hals'``/``'bpp'`` once ``k · test_fraction ≥ 0.8`` (from k = 8 at
-        the default fraction), else ``'exact'``. Both reach the same fixed points. A checkpoint folder begun
-        before EM steps existed resumes with exact steps under ``'auto'``, as its fits were made.
+        How each fit steps over the held-out entries, as :class:`dnmf.NMF`'s ``mask_updates``. ``'auto'`` takes the
+        one that reaches a given loss sooner, as measured by ``benchmarks/cv_cost.py``: ``'impute'`` (EM) for the
+        Frobenius loss with ``solver='mu'``, or with ``'hals'``/``'bpp'`` once ``k · test_fraction ≥ 0.8`` (from k = 8
+        at the default fraction), else ``'exact'``. Both reach the same fixed points. A checkpoint folder begun before
+        EM steps existed resumes with exact steps under ``'auto'``, as its fits were made.
 
     Returns
     -------

@@ -117,7 +117,8 @@ def test_the_exact_masked_fits_end_is_a_fixed_point_of_the_imputed_step(planted_
     carried = {**objective.prepare(A), **objective.carried(A, Wd, Hd, update_h=True)}
     step = {"rule": RULES["bpp"], "penalties": Penalties(0, 0, 0, 0), "update_h": True, "with_initial_loss": False}
     out = objective.iteration(A, Wd, Hd, carried, **step)
-    then = objective.iteration(A, out["W"], out["H"], {**carried, "gram_h": out["gram_h"]}, **step)
+    then = objective.iteration(A, out["W"], out["H"], {**carried, "gram_w": out["gram_w"], "gram_h": out["gram_h"]},
+                               **step)
     W1, H1, before, after = dask.compute(out["W"], out["H"], out["loss_before"], then["loss_before"])
     np.testing.assert_allclose(W1 @ H1, W @ H, rtol=1e-3)
     assert float(before) * (1 - 1e-6) <= float(after) <= float(before) * (1 + 1e-9)
