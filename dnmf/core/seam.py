@@ -74,6 +74,15 @@ class Runtime(ABC):
     def hold(self, array: Any) -> Any:
         """``array`` (a Dask array or blocks) held in memory where this runtime computes."""
 
+    def local_cache(self) -> Any | None:
+        """Where an input read from its store at every pass may keep the blocks it read, uncompressed, for the next
+        passes (:class:`dnmf.runtime.local_cache.StripCache`, given to :func:`dnmf.open_matrix`); None where this
+        runtime keeps none."""
+        return None
+
+    def drop_local_cache(self, cache: Any) -> None:
+        """Remove what a fit kept in ``cache`` (from :meth:`local_cache`), wherever it was kept."""
+
     def to_dask(self, x: Any) -> Any:
         """``x`` as a Dask array (for checkpoints, callbacks and Dask output)."""
         return x

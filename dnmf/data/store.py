@@ -12,8 +12,9 @@ Layouts read by :func:`open_matrix`:
 It writes into a temporary sibling and moves it into place at the end, so a failed write never leaves a
 half-written store under the final name.
 
-Sparse blocks are read inside tasks: one task per row strip slices ``indptr`` and reads only that strip's
-``data`` and ``indices``; the strip is then cut into the column blocks of the grid.
+Sparse blocks are read inside tasks: one task per row strip slices ``indptr``, reads only that strip's ``data``
+and ``indices`` and cuts the strip into the column blocks of the grid. A fit whose input streams keeps what its
+workers read on their local disks, uncompressed, for the passes after the first (:mod:`dnmf.runtime.local_cache`).
 
 What is read is checked: a missing or undecodable chunk, a shape or array that disagrees with the others, or a
 chunk too large for a worker is a :class:`StoreError` naming the store, never zeros and never a huge allocation
@@ -23,6 +24,7 @@ chunk too large for a worker is a :class:`StoreError` naming the store, never ze
 from __future__ import annotations
 
 import math
+import operator
 import os
 import uuid
 from collections.abc import Iterator
@@ -46,6 +48,7 @@ from dnmf.data.sparse import MATRIX_COMPRESSORS, SparseLayout, read_strip, spars
 from dnmf.data.sparse_write import write_csr
 from dnmf.exceptions import StoreError
 from dnmf.runtime import current
+from dnmf.runtime.local_cache import StripCache
 from dnmf.runtime.templates import is_held
 
 __all__ = ["Location", "StoreError", "open_matrix", "open_node", "read_labels", "save_matrix", "staged_group",
@@ -83,9 +86,23 @@ def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
     return sp.csr_matrix(strip[rows, cols])
 
 
-def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks) -> da.Array:
-    """The store's blocks, one task per strip reading it. Strips are sized for the data and the row pointers
-    (8 bytes per row), so that a store of many rows streams through the workers."""
+def _strip_blocks(url: str, storage_options: dict[str, Any], encoding: str, start: int, stop: int,
+                  shape: tuple[int, int], cuts: list[tuple[slice, slice]], cache: StripCache | None) -> list[Any]:
+    """The grid's blocks of one strip (:func:`dnmf.data.sparse.read_strip`, cut at ``cuts``), through ``cache``
+    where the fit keeps one."""
+    def read() -> list[Any]:
+        strip = read_strip(url, storage_options, encoding, start, stop, shape)
+        return [_cut_block(strip, rows, cols) for rows, cols in cuts]
+
+    if cache is None:
+        return read()
+    return cache.blocks(f"{tokenize(url, encoding, start, stop, shape, cuts)}.npy", read)
+
+
+def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks,
+                  cache: StripCache | None = None) -> da.Array:
+    """The store's blocks, one task per strip reading it and cutting it into its blocks. Strips are sized for the
+    data and the row pointers (8 bytes per row), so that a store of many rows streams through the workers."""
     m, n = layout.shape
     nbytes = 0
     if isinstance(chunks, str) and chunks == "auto":
@@ -94,22 +111,24 @@ def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks) -> d
         nbytes = int(group["data"].shape[0]) * (layout.dtype.itemsize + 4) + 8 * (major + 1)
     rows, cols = resolve_chunks(chunks, layout.shape, current().grid(layout.shape, nbytes))
     row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
-    token = tokenize(location.url, layout, rows, cols)
+    token = tokenize(location.url, layout, rows, cols, cache)
     strip_name, name = f"dnmf-read-strip-{token}", f"dnmf-read-{token}"
     by_rows = layout.encoding == "csr_matrix"
     edges = row_edges if by_rows else col_edges
-    strips = {
-        (strip_name, s): (read_strip, location.url, location.storage_options, layout.encoding,
-                          int(edges[s]), int(edges[s + 1]), layout.shape)
-        for s in range(len(edges) - 1)
-    }
+    cuts: dict[int, list[tuple[slice, slice]]] = {s: [] for s in range(len(edges) - 1)}
     blocks = {}
     for i in range(len(rows)):
         for j in range(len(cols)):
             strip = i if by_rows else j
             local_rows = slice(0, rows[i]) if by_rows else slice(int(row_edges[i]), int(row_edges[i + 1]))
             local_cols = slice(int(col_edges[j]), int(col_edges[j + 1])) if by_rows else slice(0, cols[j])
-            blocks[(name, i, j)] = (_cut_block, (strip_name, strip), local_rows, local_cols)
+            blocks[(name, i, j)] = (operator.getitem, (strip_name, strip), len(cuts[strip]))
+            cuts[strip].append((local_rows, local_cols))
+    strips = {
+        (strip_name, s): (_strip_blocks, location.url, location.storage_options, layout.encoding,
+                          int(edges[s]), int(edges[s + 1]), layout.shape, cuts[s], cache)
+        for s in range(len(edges) - 1)
+    }
     graph = HighLevelGraph({strip_name: strips, name: blocks}, {strip_name: set(), name: {strip_name}})
     return da.Array(graph, name, chunks=(rows, cols), dtype=layout.dtype,
                     meta=sp.csr_matrix((0, 0), dtype=layout.dtype))
@@ -126,7 +145,15 @@ def _read_dense_block(node: zarr.Array, url: str, rows: slice, cols: slice) -> n
                          "Write it again.") from error
 
 
-def _dense_array(node: zarr.Array, url: str, chunks: Chunks) -> da.Array:
+def _dense_block(node: zarr.Array, url: str, rows: slice, cols: slice, cache: StripCache | None) -> np.ndarray:
+    """Block ``[rows, cols]`` of a dense store, through ``cache`` where the fit keeps one."""
+    if cache is None:
+        return _read_dense_block(node, url, rows, cols)
+    name = f"{tokenize(url, node.path, rows, cols)}.npy"
+    return cache.blocks(name, lambda: [_read_dense_block(node, url, rows, cols)])[0]
+
+
+def _dense_array(node: zarr.Array, url: str, chunks: Chunks, cache: StripCache | None = None) -> da.Array:
     """A dense store's blocks (whole multiples of its Zarr chunks), read in tasks that name the store and the
     block when a chunk cannot be decoded.
 
@@ -145,9 +172,9 @@ def _dense_array(node: zarr.Array, url: str, chunks: Chunks) -> da.Array:
                          "GiB): no task could read one. Rechunk the store into smaller chunks.")
     rows, cols = as_input_matrix(node, chunks=chunks).array.chunks
     row_edges, col_edges = np.cumsum((0, *rows)), np.cumsum((0, *cols))
-    name = f"dnmf-read-{tokenize(url, node.path, rows, cols)}"
-    layer = {(name, i, j): (_read_dense_block, node, url, slice(int(row_edges[i]), int(row_edges[i + 1])),
-                            slice(int(col_edges[j]), int(col_edges[j + 1])))
+    name = f"dnmf-read-{tokenize(url, node.path, rows, cols, cache)}"
+    layer = {(name, i, j): (_dense_block, node, url, slice(int(row_edges[i]), int(row_edges[i + 1])),
+                            slice(int(col_edges[j]), int(col_edges[j + 1])), cache)
              for i in range(len(rows)) for j in range(len(cols))}
     array = da.Array(HighLevelGraph.from_collections(name, layer, dependencies=()), name, chunks=(rows, cols),
                      dtype=node.dtype, meta=np.empty((0, 0), dtype=node.dtype))
@@ -155,7 +182,7 @@ def _dense_array(node: zarr.Array, url: str, chunks: Chunks) -> da.Array:
 
 
 def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
-                storage_options: dict[str, Any] | None = None) -> da.Array:
+                storage_options: dict[str, Any] | None = None, *, cache: StripCache | None = None) -> da.Array:
     """Open a dense or sparse matrix store as a lazily loaded 2-D Dask array.
 
     Parameters
@@ -167,6 +194,9 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
         The block grid (see :func:`dnmf.core.grid.default_grid`). Dense blocks are whole multiples of the Zarr chunks.
     storage_options : dict, optional
         Passed to fsspec, e.g. ``{"endpoint_url": ...}`` for S3.
+    cache : dnmf.runtime.local_cache.StripCache, optional
+        Keep the blocks read on a worker on its local disk, uncompressed, and read them from there at the next
+        passes (a fit whose input streams passes its runtime's :meth:`~dnmf.core.seam.Runtime.local_cache`).
 
     Returns
     -------
@@ -183,8 +213,8 @@ def open_matrix(url: str | os.PathLike[str], chunks: Chunks = "auto",
     location = Location.parse(url, storage_options)
     node, node_location, _ = _matrix_node(location)
     if isinstance(node, zarr.Array):
-        return _dense_array(node, location.url, chunks)
-    return _sparse_array(node_location, sparse_layout(node, node_location.url), chunks)
+        return _dense_array(node, location.url, chunks, cache)
+    return _sparse_array(node_location, sparse_layout(node, node_location.url), chunks, cache)
 
 
 def stored_nnz(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> int | None:

@@ -66,7 +66,7 @@ def fit_prepared(params: Any, prepared: PreparedInput, W: Any, H: Any, *, resume
     attributes), from custom ``W`` and ``H`` if ``init='custom'``, continuing from ``params.checkpoint`` if
     ``resume``; ``passes`` is the pass counter of :func:`dnmf.core.graph.counting_passes`, ``warn_unconverged``
     as in :func:`dnmf.core.engine.run`."""
-    matrix, stats, _, runtime, digests = prepared
+    matrix, stats, runtime, digests = prepared.matrix, prepared.stats, prepared.runtime, prepared.digests
     objective = objective_for(params, matrix, stats)
     A = matrix.array
     k = n_components_for(params, A.shape[1], W, H)

@@ -251,12 +251,16 @@ class NMF(FittedState, Factorization):
                                      resume=resume, checkpoint=self.checkpoint)
 
     def _fit_transform(self, X: Any, W: Any, H: Any, out: Any, resume: bool, mask: Any) -> Any:
+        prepared = None
         try:
             prepared = self._as_input(X, mask, keeps_fingerprint=self.checkpoint is not None or out is not None)
             return self._fit_placed(prepared, W, H, out, resume)
         except Exception as error:
             raise_if_lost(error, runtime_for(X), self.checkpoint)
             raise
+        finally:
+            if prepared is not None:
+                prepared.runtime.drop_local_cache(prepared.cache)
 
     def _fit_placed(self, prepared: PreparedInput, W: Any, H: Any, out: Any, resume: bool) -> Any:
         W_out = self._keep(fit_prepared(self, prepared, W, H, resume=resume, passes=self._passes), prepared.labels)

@@ -26,6 +26,7 @@ from dnmf.data.matrix import (
     InputMatrix,
     MatrixStats,
     as_input_matrix,
+    fits_in_memory,
     mask_input,
     matrix_stats,
     n_observed,
@@ -57,6 +58,7 @@ class PreparedInput(NamedTuple):
     labels: tuple[Any, Any]
     runtime: Runtime
     digests: list[str] | None
+    cache: Any = None  # where a streamed store's blocks are kept on the workers (Runtime.local_cache)
 
 
 def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_missing: bool = False,
@@ -64,16 +66,20 @@ def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_miss
     """The chunked, validated matrix (held in memory if it fits) with its observation mask, its statistics, its
     labels if it came from a store, the runtime the fit runs on and the digests of its fingerprint (where the fit
     keeps one, ``keeps_fingerprint``, or on a cluster), all from one pass over X (see :mod:`dnmf.data.first_pass`).
+    A store too large to hold is read through the runtime's :meth:`~dnmf.core.seam.Runtime.local_cache`, which
+    the caller drops when the fit ends.
     A mask that hides nothing is dropped, so that the fit is the unmasked one. ``rank`` (the fit's
     ``n_components``) sizes the default grid's factor panels (:func:`dnmf.core.grid.planning_rank`); ``runtime``
     replaces the one :func:`runtime_for` picks."""
     labels: tuple[Any, Any] = (None, None)
-    nnz = None
+    nnz, cache = None, None
+    runtime = runtime_for(X) if runtime is None else runtime
     with planning_rank(rank):
         if isinstance(X, (str, os.PathLike)):
             labels, nnz = read_labels(X), stored_nnz(X)
-            X = open_matrix(X, chunks=chunks)
-        runtime = runtime_for(X) if runtime is None else runtime
+            url, X = X, open_matrix(X, chunks=chunks)
+            if not fits_in_memory(X, nnz, runtime) and (cache := runtime.local_cache()) is not None:
+                X = open_matrix(url, chunks=chunks, cache=cache)
         matrix = mask_input(as_input_matrix(X, chunks=chunks, runtime=runtime), mask, nan_is_missing=nan_is_missing)
     # The fingerprint hashes A's corner blocks, which is costly for one large block held in this process: there it
     # is made only where a checkpoint or a result store keeps it.
@@ -81,7 +87,7 @@ def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_miss
                                         with_digests=keeps_fingerprint or runtime.name != "in-process", nnz=nnz)
     if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
         matrix = InputMatrix(matrix.array, matrix.kind)
-    return PreparedInput(matrix, stats, labels, runtime, digests)
+    return PreparedInput(matrix, stats, labels, runtime, digests, cache)
 
 
 def _check_factor(value: Any, shape: tuple[int, int], chunks: tuple[Any, Any], name: str, runtime: Runtime) -> Any:

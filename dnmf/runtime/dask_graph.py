@@ -28,6 +28,7 @@ from dask.highlevelgraph import HighLevelGraph
 from dnmf.core.graph import count_pass, passes_counted
 from dnmf.core.grid import PLACED_INPUT, strip_axis
 from dnmf.core.seam import Runtime
+from dnmf.runtime.local_cache import StripCache, drop
 from dnmf.runtime.phases import PhaseClock
 from dnmf.runtime.templates import StepTemplate, is_held, opaque
 
@@ -231,6 +232,15 @@ class Distributed(_DaskRuntime):
                     if owners[i, j] == worker}
             scattered.update(self.client.scatter(mine, workers=[worker]))
         return scattered
+
+    def local_cache(self) -> StripCache | None:
+        """A fresh cache on the workers' local disks (see :mod:`dnmf.runtime.local_cache`); None where the Dask
+        configuration sets ``dnmf.local-cache: false``."""
+        return StripCache() if dask.config.get("dnmf.local-cache", True) else None
+
+    def drop_local_cache(self, cache: StripCache | None) -> None:
+        if cache is not None and self.client.status == "running":
+            self.client.run(drop, cache.token)
 
     @contextmanager
     def session(self, *, streamed: bool) -> Iterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -116,3 +118,44 @@ def test_the_one_pass_iteration_gives_the_two_pass_factors_bitwise(tmp_path, mon
     (W1, H1, losses1, passes1), (W2, H2, losses2, passes2) = fits.values()
     assert np.array_equal(W1, W2) and np.array_equal(H1, H2) and losses1 == losses2
     assert (passes1, passes2) == (8, 16)
+
+
+def _cached_files(dask_worker) -> int:
+    from dnmf.runtime.local_cache import FOLDER
+
+    return sum(1 for _ in (Path(dask_worker.local_directory) / FOLDER).glob("*/*.npy"))
+
+
+def test_a_streamed_store_is_read_once_then_from_the_workers_disks(tmp_path, monkeypatch):
+    """A store too large to hold is read from its store in the first pass only: the workers keep its blocks on
+    their local disks (:mod:`dnmf.runtime.local_cache`), so the fit goes on, with the same bits, after the store
+    is moved away at the end of its first iteration; the cache is gone when the fit ends."""
+    import dask
+
+    from dnmf.data import matrix
+
+    A = make_sampled_low_rank(3_000, 1_200, 4, 60_000, dtype=np.float32, random_state=2)
+    url, moved = tmp_path / "a.zarr", tmp_path / "moved.zarr"
+    save_matrix(A, url, chunks=(500, 600))
+    monkeypatch.setattr(matrix, "PERSIST_MEMORY_FRACTION", 1e-12)  # stream even this small store
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        cached = []
+
+        def move_the_store_away(record) -> None:
+            cached.append(sum(client.run(_cached_files).values()))
+            if record.iteration == 1:
+                url.rename(moved)
+
+        fits = []
+        for keep, callback in ((False, None), (True, move_the_store_away)):
+            with dask.config.set({"dnmf.local-cache": keep}):
+                model = NMF(4, solver="hals", init="nndsvda", max_iter=6, tol=0, random_state=0, callback=callback,
+                            chunks=(500, 600))
+                W = model.fit_transform(str(url)).compute()
+            fits.append((W, model.components_, model.loss_history_, model.reconstruction_err_))
+            assert sum(client.run(_cached_files).values()) == 0
+    assert not url.exists() and cached == [6] * 6, "each of the 6 row strips is kept once, in one file"
+    (W1, H1, losses1, error1), (W2, H2, losses2, error2) = fits
+    assert np.array_equal(W1, W2) and np.array_equal(H1, H2) and losses1 == losses2 and error1 == error2
+    assert error2 == pytest.approx(exact_error(A, W2, H2), rel=1e-6)

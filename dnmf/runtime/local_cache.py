@@ -1,0 +1,163 @@
+"""Blocks of a streamed store kept uncompressed on the workers' local disks, for the passes after the first.
+
+A fit whose input does not fit in the cluster's memory reads it from its store at every pass: each row strip's
+compressed arrays are decoded, checked and cut into the grid's column blocks, which costs more than the
+arithmetic of a HALS iteration on them (``python -m benchmarks.read_path``). With a :class:`StripCache`, the first
+read of a strip on a worker also writes its blocks, raw, to a file in the worker's local directory (the folder
+Dask spills to, which it removes with the worker); a later read of that strip on that worker, or on another
+worker of the same host, loads the file instead: one read from the page cache or the local disk, no decoding,
+no checks, no cut. The blocks are the same arrays, so a fit gives the same bits with or without the cache.
+
+A cache belongs to one fit (its :attr:`StripCache.token` is a fresh UUID), and the fit removes it from every
+worker when it ends (:func:`drop`). A strip read on a host that has no copy yet is read from its store, so a
+task that moves to another host is only slower, never wrong.
+
+Only files this user wrote are trusted: a file is read only if it is a regular file of this process's user,
+opened without following links, in a folder of this user that no one else may write to. Anything else is
+ignored, and the strip is read from its store. A worker whose disk would keep less than :data:`MIN_FREE_BYTES`
+free after a strip does not cache it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["FOLDER", "MIN_FREE_BYTES", "StripCache", "drop", "load_blocks", "save_blocks"]
+
+logger = logging.getLogger(__name__)
+
+#: The folder of a worker's local directory that holds the caches, one subfolder per fit.
+FOLDER = "dnmf-strips"
+#: Disk space a worker leaves free: a strip that would leave less is not cached.
+MIN_FREE_BYTES = 1 << 30
+
+_DENSE, _CSR = 0, 1
+
+
+def _nbytes(blocks: list[Any]) -> int:
+    return sum(b.data.nbytes + b.indices.nbytes + b.indptr.nbytes if sp.issparse(b) else b.nbytes for b in blocks)
+
+
+def save_blocks(path: Path, blocks: list[Any]) -> bool:
+    """Write ``blocks`` (CSR matrices or ndarrays) to ``path`` whole or not at all (a private temporary file moved
+    into place); False, with nothing left behind, if the disk would keep less than :data:`MIN_FREE_BYTES` free or
+    the write fails."""
+    nbytes = _nbytes(blocks)
+    try:
+        if shutil.disk_usage(path.parent).free - nbytes < MIN_FREE_BYTES:
+            return False
+    except OSError:
+        return False
+    header = np.array([len(blocks), *(v for b in blocks for v in (_CSR if sp.issparse(b) else _DENSE, *b.shape))],
+                      dtype=np.int64)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            np.save(file, header)
+            for block in blocks:
+                for array in (block.indptr, block.indices, block.data) if sp.issparse(block) else (block,):
+                    np.save(file, array, allow_pickle=False)
+        os.replace(temporary, path)
+        return True
+    except OSError as error:
+        logger.warning("dnmf could not cache a strip in %s (%s); it is read from its store instead.", path.parent,
+                       error)
+        temporary.unlink(missing_ok=True)
+        return False
+
+
+def _private_folder(path: Path) -> bool:
+    """``path`` is a folder of this user that no one else may write to (checked without following a link)."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid() and not status.st_mode & 0o022
+
+
+def load_blocks(path: Path) -> list[Any] | None:
+    """The blocks :func:`save_blocks` wrote to ``path``; None if there is no such file, or it is not a regular
+    file of this user in a private folder of this user (see the module's docstring), or it cannot be read."""
+    if not _private_folder(path.parent):
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+            return None
+        try:
+            header = np.load(file, allow_pickle=False)
+            blocks = []
+            for index in range(int(header[0])):
+                kind, rows, cols = (int(v) for v in header[1 + 3 * index:4 + 3 * index])
+                if kind == _CSR:
+                    indptr, indices, data = (np.load(file, allow_pickle=False) for _ in range(3))
+                    blocks.append(sp.csr_matrix((data, indices, indptr), shape=(rows, cols)))
+                else:
+                    blocks.append(np.load(file, allow_pickle=False))
+        except (OSError, ValueError, IndexError, EOFError):
+            return None
+    return blocks
+
+
+def _worker_directory() -> Path | None:
+    try:
+        from distributed import get_worker
+
+        return Path(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class StripCache:
+    """The local-disk cache of one fit's streamed input (see the module's docstring). Pickled into the read tasks;
+    outside a worker (Dask's local schedulers) it reads from the store every time."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def folder(self, worker_directory: Path) -> Path:
+        return worker_directory / FOLDER / self.token
+
+    def blocks(self, name: str, read: Callable[[], list[Any]]) -> list[Any]:
+        """The blocks of strip ``name`` (a file name: the same for the same blocks of the same store): from this
+        host's cache if a worker of it kept them, else ``read()``, which are then kept."""
+        directory = _worker_directory()
+        if directory is None:
+            return read()
+        own = self.folder(directory) / name
+        for path in (own, *(p for p in directory.parent.glob(f"*/{FOLDER}/{self.token}/{name}") if p != own)):
+            blocks = load_blocks(path)
+            if blocks is not None:
+                return blocks
+        blocks = read()
+        try:
+            own.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            return blocks
+        if _private_folder(own.parent):
+            save_blocks(own, blocks)
+        return blocks
+
+
+def drop(token: str, dask_worker: Any = None) -> None:
+    """Remove the cache ``token`` from the local directory of ``dask_worker`` (``Client.run`` passes it), or of
+    the worker this task runs on."""
+    directory = Path(dask_worker.local_directory) if dask_worker is not None else _worker_directory()
+    if directory is not None:
+        shutil.rmtree(directory / FOLDER / token, ignore_errors=True)
