@@ -122,10 +122,13 @@ def _dnmf_fit(spec: dict[str, Any], A: Any, W0: np.ndarray, H0: np.ndarray) -> d
         if target is not None and step.loss <= target * (1 + TARGET_RTOL):
             raise StopIteration
 
+    import dask
+
     model = NMF(W0.shape[1], solver=spec["solver"], init="custom", max_iter=spec["iterations"], tol=0,
                 callback=record)
     started = time.perf_counter()
-    model.fit(A, W=W0, H=H0)
+    with dask.config.set({"dnmf.local-cache": spec.get("local_cache", True)}):
+        model.fit(A, W=W0, H=H0)
     fit_seconds = time.perf_counter() - started
     return {"seconds_per_iteration": model.timings_["seconds_per_iteration"], "loss_history": model.loss_history_,
             "elapsed_at_iteration": elapsed, "fit_seconds": fit_seconds,
