@@ -296,21 +296,25 @@ class NMF(FittedState, Factorization):
         self._check_is_fitted()
         self._validate_params()
         X = check_X(self, X, reset=False, mask=mask)
-        matrix, stats, _, runtime, _ = self._as_input(X, mask)
-        objective = self._objective(matrix, stats)
-        A = matrix.array
-        if A.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
-                             "as input.")
-        k = self.n_components_
-        H = runtime.hold(as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1]),
-                                         runtime=runtime).array)
-        solver = canonical_solver(self.solver)
-        mean = stats.sum / max(n_observed(matrix, stats), 1)
-        start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
-        W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype, like=A)
-        result = engine.run(
-            A, W0, H, rule=rule_of(self, matrix, objective), runtime=runtime, objective=objective,
-            penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
-        )
-        return runtime.to_dask(result.W) if matrix.returns_dask else runtime.compute(result.W)[0]
+        prepared = self._as_input(X, mask)
+        matrix, stats, runtime = prepared.matrix, prepared.stats, prepared.runtime
+        try:
+            objective = self._objective(matrix, stats)
+            A = matrix.array
+            if A.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {A.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
+                                 "as input.")
+            k = self.n_components_
+            H = runtime.hold(as_input_matrix(self.components_.astype(A.dtype, copy=False), chunks=((k,), A.chunks[1]),
+                                             runtime=runtime).array)
+            solver = canonical_solver(self.solver)
+            mean = stats.sum / max(n_observed(matrix, stats), 1)
+            start = float(np.sqrt(mean / k)) if solver == "mu" else 0.0
+            W0 = initialization.constant_rows(A.chunks[0], k, start, A.dtype, like=A)
+            result = engine.run(
+                A, W0, H, rule=rule_of(self, matrix, objective), runtime=runtime, objective=objective,
+                penalties=self._penalties(A.shape), max_iter=self.max_iter, tol=self.tol, update_h=False,
+            )
+            return runtime.to_dask(result.W) if matrix.returns_dask else runtime.compute(result.W)[0]
+        finally:
+            runtime.drop_local_cache(prepared.cache)
