@@ -15,11 +15,13 @@ task that moves to another host is only slower, never wrong.
 Only files this user wrote are trusted: a file is read only if it is a regular file of this process's user,
 opened without following links, in a folder of this user that no one else may write to. Anything else is
 ignored, and the strip is read from its store. A worker whose disk would keep less than :data:`MIN_FREE_BYTES`
-free after a strip does not cache it.
+free after a strip does not cache it, nor does one whose local directory is in memory (tmpfs, ramfs): there the
+cache would take the memory that streaming the input spares.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -33,7 +35,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FOLDER", "MIN_FREE_BYTES", "StripCache", "drop", "load_blocks", "save_blocks"]
+__all__ = ["FOLDER", "MEMORY_FILESYSTEMS", "MIN_FREE_BYTES", "StripCache", "drop", "in_memory_filesystem",
+           "load_blocks", "save_blocks"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,30 @@ FOLDER = "dnmf-strips"
 #: Disk space a worker leaves free: a strip that would leave less is not cached.
 MIN_FREE_BYTES = 1 << 30
 
+#: File systems that hold their files in memory.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+
 _DENSE, _CSR = 0, 1
+
+
+@functools.lru_cache(maxsize=16)
+def in_memory_filesystem(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system in :data:`MEMORY_FILESYSTEMS` (the longest mount point of
+    ``/proc/self/mounts`` above it); False where that cannot be told."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    target, best, kind = os.path.realpath(folder), "", ""
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind in MEMORY_FILESYSTEMS
 
 
 def _nbytes(blocks: list[Any]) -> int:
@@ -51,11 +77,11 @@ def _nbytes(blocks: list[Any]) -> int:
 
 def save_blocks(path: Path, blocks: list[Any]) -> bool:
     """Write ``blocks`` (CSR matrices or ndarrays) to ``path`` whole or not at all (a private temporary file moved
-    into place); False, with nothing left behind, if the disk would keep less than :data:`MIN_FREE_BYTES` free or
-    the write fails."""
+    into place); False, with nothing left behind, if ``path`` is on a file system in memory, the disk would keep
+    less than :data:`MIN_FREE_BYTES` free, or the write fails."""
     nbytes = _nbytes(blocks)
     try:
-        if shutil.disk_usage(path.parent).free - nbytes < MIN_FREE_BYTES:
+        if in_memory_filesystem(path.parent) or shutil.disk_usage(path.parent).free - nbytes < MIN_FREE_BYTES:
             return False
     except OSError:
         return False

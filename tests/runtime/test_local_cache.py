@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -106,3 +108,23 @@ def test_a_file_of_another_user_is_not_read(tmp_path):
     assert load_blocks(theirs / "ours.npy") is None
     os.chown(theirs, os.geteuid(), os.getegid())
     assert load_blocks(theirs / "ours.npy") is not None
+
+
+def _writable_tmpfs() -> str | None:
+    for line in open("/proc/self/mounts").read().splitlines() if os.path.exists("/proc/self/mounts") else []:
+        device, point, kind, options, *_ = line.split()
+        if kind == "tmpfs" and "rw" in options.split(",") and os.access(point, os.W_OK):
+            return point
+    return None
+
+
+@pytest.mark.skipif(_writable_tmpfs() is None, reason="needs a writable tmpfs mount (e.g. /dev/shm)")
+def test_nothing_is_cached_on_a_file_system_in_memory(tmp_path):
+    import tempfile
+
+    assert not local_cache.in_memory_filesystem(_private(tmp_path))
+    with tempfile.TemporaryDirectory(dir=_writable_tmpfs()) as folder:
+        path = Path(folder) / "strip.npy"
+        assert local_cache.in_memory_filesystem(Path(folder))
+        assert not save_blocks(path, _blocks())
+        assert list(Path(folder).iterdir()) == []
