@@ -96,7 +96,8 @@ def _strip_blocks(url: str, storage_options: dict[str, Any], encoding: str, star
 
     if cache is None:
         return read()
-    return cache.blocks(f"{tokenize(url, encoding, start, stop, shape, cuts)}.npy", read)
+    shapes = [(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in cuts]
+    return cache.blocks(f"{tokenize(url, encoding, start, stop, shape, cuts)}.npy", read, shapes)
 
 
 def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks,
@@ -150,7 +151,8 @@ def _dense_block(node: zarr.Array, url: str, rows: slice, cols: slice, cache: St
     if cache is None:
         return _read_dense_block(node, url, rows, cols)
     name = f"{tokenize(url, node.path, rows, cols)}.npy"
-    return cache.blocks(name, lambda: [_read_dense_block(node, url, rows, cols)])[0]
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    return cache.blocks(name, lambda: [_read_dense_block(node, url, rows, cols)], [shape])[0]
 
 
 def _dense_array(node: zarr.Array, url: str, chunks: Chunks, cache: StripCache | None = None) -> da.Array:

@@ -160,16 +160,16 @@ class StripCache:
     def folder(self, worker_directory: Path) -> Path:
         return worker_directory / FOLDER / self.token
 
-    def blocks(self, name: str, read: Callable[[], list[Any]]) -> list[Any]:
-        """The blocks of strip ``name`` (a file name: the same for the same blocks of the same store): from this
-        host's cache if a worker of it kept them, else ``read()``, which are then kept."""
+    def blocks(self, name: str, read: Callable[[], list[Any]], shapes: list[tuple[int, int]]) -> list[Any]:
+        """The blocks of strip ``name`` (a file name: the same for the same blocks of the same store), of
+        ``shapes``: from this host's cache if a worker of it kept them, else ``read()``, which are then kept."""
         directory = _worker_directory()
         if directory is None:
             return read()
         own = self.folder(directory) / name
         for path in (own, *(p for p in directory.parent.glob(f"*/{FOLDER}/{self.token}/{name}") if p != own)):
             blocks = load_blocks(path)
-            if blocks is not None:
+            if blocks is not None and [b.shape for b in blocks] == [tuple(shape) for shape in shapes]:
                 return blocks
         blocks = read()
         try:

@@ -76,7 +76,7 @@ def test_outside_a_worker_the_cache_reads_every_time():
     reads = []
     cache = StripCache()
     for _ in range(2):
-        assert cache.blocks("strip.npy", lambda: reads.append(1) or [np.ones(2)])[0].tolist() == [1.0, 1.0]
+        assert cache.blocks("strip.npy", lambda: reads.append(1) or [np.ones(2)], [(2,)])[0].tolist() == [1.0, 1.0]
     assert len(reads) == 2
 
 
@@ -128,3 +128,28 @@ def test_nothing_is_cached_on_a_file_system_in_memory(tmp_path):
         assert local_cache.in_memory_filesystem(Path(folder))
         assert not save_blocks(path, _blocks())
         assert list(Path(folder).iterdir()) == []
+
+
+@pytest.mark.cluster
+def test_a_worker_keeps_a_strip_and_reads_it_back_only_for_the_same_blocks(tmp_path):
+    """On a real worker process: the first read of a strip is kept, the second is served from the file, and a
+    file whose blocks do not have the shapes asked for (another grid's) is not used."""
+    from distributed import Client, LocalCluster
+
+    def reads_of(cache: StripCache) -> list[int]:
+        counts = []
+        for shapes in ([(3, 4)], [(3, 4)], [(4, 4)]):
+            reads = []
+            cache.blocks("strip.npy", lambda: reads.append(1) or [np.ones(shapes[0])], shapes)
+            counts.append(len(reads))
+        return counts
+
+    cache = StripCache()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", local_directory=tmp_path) as cluster, Client(cluster) as client:
+        assert client.submit(reads_of, cache, pure=False).result() == [1, 0, 1]
+        kept = client.run(lambda dask_worker: sorted(os.listdir(cache.folder(Path(dask_worker.local_directory)))))
+        assert list(kept.values()) == [["strip.npy"]]
+        client.run(local_cache.drop, cache.token)
+        assert not any(client.run(lambda dask_worker: cache.folder(Path(dask_worker.local_directory)).exists())
+                       .values())
