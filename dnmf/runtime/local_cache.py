@@ -22,6 +22,7 @@ cache would take the memory that streaming the input spares.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import shutil
@@ -167,7 +168,8 @@ class StripCache:
         if directory is None:
             return read()
         own = self.folder(directory) / name
-        for path in (own, *(p for p in directory.parent.glob(f"*/{FOLDER}/{self.token}/{name}") if p != own)):
+        siblings = (p for p in directory.parent.glob(f"*/{FOLDER}/{self.token}/{name}") if p != own)
+        for path in itertools.chain((own,), siblings):  # the host's other workers only when this one has none
             blocks = load_blocks(path)
             if blocks is not None and [b.shape for b in blocks] == [tuple(shape) for shape in shapes]:
                 return blocks
