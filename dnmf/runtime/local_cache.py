@@ -8,6 +8,11 @@ Dask spills to, which it removes with the worker); a later read of that strip on
 worker of the same host, loads the file instead: one read from the page cache or the local disk, no decoding,
 no checks, no cut. The blocks are the same arrays, so a fit gives the same bits with or without the cache.
 
+A kept file is mapped into memory copy-on-write, not read (:func:`load_blocks`): a block's arrays are the pages of
+the page cache themselves, with no allocation, no zeroing and no copy; they are writable, and what a task writes
+stays in its own pages. Each array starts on a :data:`ALIGNMENT`-byte boundary of the file, so the blocks are
+aligned as :mod:`dnmf.core.alignment` wants them.
+
 A cache belongs to one fit (its :attr:`StripCache.token` is a fresh UUID), and the fit removes it from every
 worker when it ends (:func:`drop`). A strip read on a host that has no copy yet is read from its store, so a
 task that moves to another host is only slower, never wrong.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import mmap
 import os
 import shutil
 import stat
@@ -36,7 +42,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FOLDER", "MEMORY_FILESYSTEMS", "MIN_FREE_BYTES", "StripCache", "drop", "in_memory_filesystem",
+__all__ = ["ALIGNMENT", "FOLDER", "MEMORY_FILESYSTEMS", "MIN_FREE_BYTES", "StripCache", "drop", "in_memory_filesystem",
            "load_blocks", "save_blocks"]
 
 logger = logging.getLogger(__name__)
@@ -49,7 +55,17 @@ MIN_FREE_BYTES = 1 << 30
 #: File systems that hold their files in memory.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
+#: Where every array of a kept file starts: a multiple of this many bytes into the file.
+ALIGNMENT = 64
+
 _DENSE, _CSR = 0, 1
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _pad(file: Any) -> None:
+    file.write(b"\0" * (-file.tell() % ALIGNMENT))
 
 
 @functools.lru_cache(maxsize=16)
@@ -95,6 +111,7 @@ def save_blocks(path: Path, blocks: list[Any]) -> bool:
             np.save(file, header)
             for block in blocks:
                 for array in (block.indptr, block.indices, block.data) if sp.issparse(block) else (block,):
+                    _pad(file)
                     np.save(file, array, allow_pickle=False)
         os.replace(temporary, path)
         return True
@@ -114,9 +131,29 @@ def _private_folder(path: Path) -> bool:
     return stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid() and not status.st_mode & 0o022
 
 
+def _mapped_array(file: Any, view: mmap.mmap) -> np.ndarray:
+    """The ``.npy`` array that starts at the next :data:`ALIGNMENT` boundary of ``file``, as a view of ``view`` (the
+    file mapped); ``file`` is left after it."""
+    file.seek(-file.tell() % ALIGNMENT, os.SEEK_CUR)
+    version = np.lib.format.read_magic(file)
+    if version not in _HEADER_READERS:
+        raise ValueError(f"a kept array has .npy format {version}")
+    shape, fortran_order, dtype = _HEADER_READERS[version](file)
+    if dtype.hasobject:
+        raise ValueError("a kept array holds objects")
+    count = int(np.prod(shape, dtype=np.int64))
+    offset = file.tell()
+    if offset + count * dtype.itemsize > len(view):
+        raise ValueError("a kept file is shorter than its arrays")
+    array = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+    file.seek(count * dtype.itemsize, os.SEEK_CUR)
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
 def load_blocks(path: Path) -> list[Any] | None:
-    """The blocks :func:`save_blocks` wrote to ``path``; None if there is no such file, or it is not a regular
-    file of this user in a private folder of this user (see the module's docstring), or it cannot be read."""
+    """The blocks :func:`save_blocks` wrote to ``path``, mapped copy-on-write (see the module's docstring); None if
+    there is no such file, or it is not a regular file of this user in a private folder of this user, or it
+    cannot be read."""
     if not _private_folder(path.parent):
         return None
     try:
@@ -125,18 +162,19 @@ def load_blocks(path: Path) -> list[Any] | None:
         return None
     with os.fdopen(descriptor, "rb") as file:
         status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid() or status.st_size == 0:
             return None
         try:
+            view = mmap.mmap(file.fileno(), status.st_size, access=mmap.ACCESS_COPY)
             header = np.load(file, allow_pickle=False)
             blocks = []
             for index in range(int(header[0])):
                 kind, rows, cols = (int(v) for v in header[1 + 3 * index:4 + 3 * index])
                 if kind == _CSR:
-                    indptr, indices, data = (np.load(file, allow_pickle=False) for _ in range(3))
+                    indptr, indices, data = (_mapped_array(file, view) for _ in range(3))
                     blocks.append(sp.csr_matrix((data, indices, indptr), shape=(rows, cols)))
                 else:
-                    blocks.append(np.load(file, allow_pickle=False))
+                    blocks.append(_mapped_array(file, view))
         except (OSError, ValueError, IndexError, EOFError):
             return None
     return blocks

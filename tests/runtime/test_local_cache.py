@@ -45,6 +45,27 @@ def test_blocks_round_trip_exactly(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["strip.npy"], "the temporary file was left behind"
 
 
+def _arrays(block):
+    return [block.indptr, block.indices, block.data] if sp.issparse(block) else [block]
+
+
+def test_kept_blocks_are_aligned_pages_of_the_file_that_tasks_may_write_privately(tmp_path):
+    path = _private(tmp_path) / "strip.npy"
+    blocks = _blocks()
+    assert save_blocks(path, blocks)
+    before = path.read_bytes()
+    loaded = load_blocks(path)
+    arrays = [array for block in loaded for array in _arrays(block) if array.size]
+    assert all(array.ctypes.data % local_cache.ALIGNMENT == 0 for array in arrays)
+    assert all(not array.flags.owndata and array.flags.writeable for array in arrays), "mapped, not read"
+    for array in arrays:
+        array[...] = 0
+    assert path.read_bytes() == before, "a write to a mapped block reached the file"
+    for got, want in zip(load_blocks(path), blocks, strict=True):
+        for ours, theirs in zip(_arrays(got), _arrays(want), strict=True):
+            assert np.array_equal(ours, theirs)
+
+
 def test_nothing_is_read_from_a_folder_others_may_write_to(tmp_path):
     folder = _private(tmp_path)
     assert save_blocks(folder / "strip.npy", _blocks())
