@@ -10,8 +10,8 @@ no checks, no cut. The blocks are the same arrays, so a fit gives the same bits 
 
 A kept file is mapped into memory copy-on-write, not read (:func:`load_blocks`): a block's arrays are the pages of
 the page cache themselves, with no allocation, no zeroing and no copy; they are writable, and what a task writes
-stays in its own pages. Each array starts on a :data:`ALIGNMENT`-byte boundary of the file, so the blocks are
-aligned as :mod:`dnmf.core.alignment` wants them.
+stays in its own pages. Each array starts on a :data:`dnmf.core.alignment.ALIGNMENT`-byte boundary of the file,
+so the blocks are aligned as the kernels want them and are never copied to be.
 
 A cache belongs to one fit (its :attr:`StripCache.token` is a fresh UUID), and the fit removes it from every
 worker when it ends (:func:`drop`). A strip read on a host that has no copy yet is read from its store, so a
@@ -42,7 +42,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["ALIGNMENT", "FOLDER", "MEMORY_FILESYSTEMS", "MIN_FREE_BYTES", "StripCache", "drop", "in_memory_filesystem",
+from dnmf.core.alignment import ALIGNMENT
+
+__all__ = ["FOLDER", "MEMORY_FILESYSTEMS", "MIN_FREE_BYTES", "StripCache", "drop", "in_memory_filesystem",
            "load_blocks", "save_blocks"]
 
 logger = logging.getLogger(__name__)
@@ -55,16 +57,13 @@ MIN_FREE_BYTES = 1 << 30
 #: File systems that hold their files in memory.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
-#: Where every array of a kept file starts: a multiple of this many bytes into the file.
-ALIGNMENT = 64
-
 _DENSE, _CSR = 0, 1
-
-
+#: The ``.npy`` format versions ``np.save`` writes for a kept array, and how to read their headers.
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _pad(file: Any) -> None:
+    """Zeros up to the next :data:`ALIGNMENT` boundary of ``file``, where the next array starts."""
     file.write(b"\0" * (-file.tell() % ALIGNMENT))
 
 

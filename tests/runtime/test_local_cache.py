@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from dnmf.core.alignment import ALIGNMENT
 from dnmf.runtime import local_cache
 from dnmf.runtime.local_cache import StripCache, load_blocks, save_blocks
 
@@ -56,7 +57,7 @@ def test_kept_blocks_are_aligned_pages_of_the_file_that_tasks_may_write_privatel
     before = path.read_bytes()
     loaded = load_blocks(path)
     arrays = [array for block in loaded for array in _arrays(block) if array.size]
-    assert all(array.ctypes.data % local_cache.ALIGNMENT == 0 for array in arrays)
+    assert all(array.ctypes.data % ALIGNMENT == 0 for array in arrays)
     assert all(not array.flags.owndata and array.flags.writeable for array in arrays), "mapped, not read"
     for array in arrays:
         array[...] = 0
