@@ -78,9 +78,13 @@ def _matrix_node(location: Location) -> tuple[zarr.Array | zarr.Group, Location,
     return node, location, None
 
 
+def _block_shape(rows: slice, cols: slice) -> tuple[int, int]:
+    return rows.stop - rows.start, cols.stop - cols.start
+
+
 def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
     """Block ``[rows, cols]`` of a strip as CSR: the strip itself when it is one CSR block."""
-    whole = (rows.stop - rows.start, cols.stop - cols.start) == strip.shape
+    whole = _block_shape(rows, cols) == strip.shape
     if whole and strip.format == "csr":
         return strip
     return sp.csr_matrix(strip[rows, cols])
@@ -96,7 +100,7 @@ def _strip_blocks(url: str, storage_options: dict[str, Any], encoding: str, star
 
     if cache is None:
         return read()
-    shapes = [(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in cuts]
+    shapes = [_block_shape(rows, cols) for rows, cols in cuts]
     return cache.blocks(f"{tokenize(url, encoding, start, stop, shape, cuts)}.npy", read, shapes)
 
 
@@ -151,8 +155,7 @@ def _dense_block(node: zarr.Array, url: str, rows: slice, cols: slice, cache: St
     if cache is None:
         return _read_dense_block(node, url, rows, cols)
     name = f"{tokenize(url, node.path, rows, cols)}.npy"
-    shape = (rows.stop - rows.start, cols.stop - cols.start)
-    return cache.blocks(name, lambda: [_read_dense_block(node, url, rows, cols)], [shape])[0]
+    return cache.blocks(name, lambda: [_read_dense_block(node, url, rows, cols)], [_block_shape(rows, cols)])[0]
 
 
 def _dense_array(node: zarr.Array, url: str, chunks: Chunks, cache: StripCache | None = None) -> da.Array:
