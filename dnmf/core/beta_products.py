@@ -69,19 +69,20 @@ def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool
 
 
 def beta_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False,
-                    name: str = "dnmf-loss-beta") -> da.Array:
+                    name: str = "dnmf-loss-beta", holes: bool = False) -> da.Array:
     """``2·D_β(A | WH)`` as a float64 scalar, clipped at zero: its square root is scikit-learn's
     ``_beta_divergence(A, W, H, beta, square_root=True)``. With ``masked``, over the observed entries only (for
-    β = 2, ``‖M ⊙ (A − WH)‖²``). One pass over A; sparse blocks cost O(nnz · k)."""
+    β = 2, ``‖M ⊙ (A − WH)‖²``); ``holes``: A's masked CSR blocks are holed (see :mod:`dnmf.core.divergence`). One
+    pass over A; sparse blocks cost O(nnz · k)."""
     graph.count_pass()
     if is_blocks(A):
-        return blocks.beta_divergence(A, W, H, beta=float(beta), masked=masked, name=name)
+        return blocks.beta_divergence(A, W, H, beta=float(beta), masked=masked, name=name, holes=holes)
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     partials = da.blockwise(
         kernels.divergence_block, "ij", A, "ij", W, "ia", H, "aj",
         concatenate=True, dtype=np.float64, token=f"{name}-block", meta=np.empty((0, 0), dtype=np.float64),
-        beta=float(beta), masked=masked,
+        beta=float(beta), masked=masked, holes=holes,
     )
     return _divergence_total(partials, name)
 

@@ -251,9 +251,10 @@ def beta_wta(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool) -> B
          for i in range(A.numblocks[0])]), height)
 
 
-def beta_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool, name: str) -> np.ndarray:
+def beta_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool, name: str,
+                    holes: bool = False) -> np.ndarray:
     total = _total(A, name, lambda i, j: kernels.divergence_block(
-        A.block(i, j), W.block(i, 0), H.block(0, j), beta=beta, masked=masked))
+        A.block(i, j), W.block(i, 0), H.block(0, j), beta=beta, masked=masked, holes=holes))
     return kernels.finish_divergence(total.reshape(()))
 
 

@@ -4,7 +4,11 @@
 
 * a dense array: every entry observed; or, when ``masked``, NaN marks an unobserved entry;
 * a CSR matrix: unstored entries are zeros of the data; or, when ``masked``, the stored pattern *is* the set of
-  observed entries (explicit zeros included) and unstored entries are unobserved.
+  observed entries (explicit zeros included) and unstored entries are unobserved;
+* a *holed* CSR matrix (``holes``, from ``missing='nan'`` on sparse X, and a rank survey's training input):
+  unstored entries are observed zeros and stored NaN are the unobserved entries. The Frobenius kernels take its
+  :func:`nan_pattern` as ``unobserved`` and treat it as they treat a dense block with NaN, at O(nnz) instead of
+  O(block) per product.
 
 ``WH`` is formed at the observed positions only of a CSR block, by :func:`sampled_product` (O(nnz · k)); a dense
 ``W_i H_j`` is formed only for dense blocks, where it is the size of the block itself. The one exception is an
@@ -30,7 +34,7 @@ from dnmf.core.rules.mu import EPSILON
 __all__ = ["SAMPLED_BATCH", "DENSE_BATCH_ELEMENTS", "DENSE_PREDICTION_SHARE", "gradient_parts", "divergence",
            "FILL_TILE_BYTES", "filled_block", "filled_times", "flat_positions",
            "imputed_aht_block", "imputed_block", "imputed_cross_inner_block", "imputed_wta_block",
-           "predictions_at", "sampled_product", "rank_one_denominator", "times_filled"]
+           "nan_pattern", "predictions_at", "sampled_product", "rank_one_denominator", "times_filled"]
 
 #: Non-zeros handled at once by the sampled product, to bound its ``(batch, k)`` temporaries.
 SAMPLED_BATCH = 1 << 16
@@ -166,16 +170,22 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
 
 
 def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool,
-               wh: np.ndarray | None = None) -> float:
+               wh: np.ndarray | None = None, holes: bool = False) -> float:
     """This block's share of ``2·D_β(A | WH)`` (of ``‖M ⊙ (A − WH)‖²`` for β = 2).
 
     ``D_β`` is scikit-learn's ``_beta_divergence``; over observed entries only when ``masked``. Summed over blocks
     and square-rooted, it is scikit-learn's ``_beta_divergence(..., square_root=True)``. Entries are evaluated in
     the factors' precision and summed in float64. ``wh`` is :func:`product_at` of the block, if the caller has it
-    already.
+    already. ``holes``: a masked CSR block is holed (see the module's notes).
     """
     wh = product_at(a, w, h) if wh is None else wh
-    if sp.issparse(a):
+    hole_wh = None
+    if sp.issparse(a) and masked and holes:
+        a = sp.csr_matrix(a)
+        observed = ~np.isnan(a.data)
+        x, hole_wh, wh = a.data[observed], wh[~observed], wh[observed]
+        count, everywhere = a.shape[0] * a.shape[1] - hole_wh.size, (w, h)
+    elif sp.issparse(a):
         a = sp.csr_matrix(a)
         x = a.data
         count = a.nnz if masked else a.shape[0] * a.shape[1]
@@ -194,7 +204,8 @@ def divergence(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: boo
     def sum_power(power: float) -> float:
         if everywhere is None:
             return total(wh**power)
-        return _sum_power_everywhere(*(f.astype(np.float64) for f in everywhere), power)
+        whole = _sum_power_everywhere(*(f.astype(np.float64) for f in everywhere), power)
+        return whole if hole_wh is None else whole - total(hole_wh.astype(np.float64) ** power)
 
     if beta == 2:
         on_support = total((x - wh) ** 2)
@@ -292,18 +303,47 @@ def _filled_row_tiles(a: np.ndarray, unobserved: sp.csr_matrix,
         yield start, stop, tile
 
 
-def filled_times(a: np.ndarray, unobserved: sp.csr_matrix, values: np.ndarray | None,
+def nan_pattern(a: sp.csr_matrix) -> sp.csr_matrix:
+    """The 0/1 CSR pattern of the stored NaN of the CSR block ``a``, in ``a``'s stored order: the unobserved entries
+    of a holed block (for a block with none, an empty pattern)."""
+    missing = np.isnan(a.data)
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    indptr = np.zeros(a.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[missing], minlength=a.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((np.ones(int(indptr[-1]), dtype=a.dtype), a.indices[missing], indptr), shape=a.shape)
+
+
+def _filled_sparse(a: sp.csr_matrix, unobserved: sp.csr_matrix, values: np.ndarray | None) -> sp.csr_matrix:
+    """A holed CSR block with ``values`` (in ``unobserved``'s stored order, which is ``a``'s; 0 if None) in place of
+    its NaN: :func:`filled_block` for a CSR block, which keeps its pattern."""
+    a = sp.csr_matrix(a)
+    missing = np.isnan(a.data)
+    if int(np.count_nonzero(missing)) != unobserved.nnz:
+        raise ValueError(f"The pattern of unobserved entries has {unobserved.nnz} entries, but this block stores "
+                         f"{int(np.count_nonzero(missing))} NaN: it is not the block's nan_pattern.")
+    data = np.array(a.data, copy=True)
+    data[missing] = 0 if values is None else values
+    return sp.csr_matrix((data, a.indices, a.indptr), shape=a.shape)
+
+
+def filled_times(a: Any, unobserved: sp.csr_matrix, values: np.ndarray | None,
                  right: np.ndarray) -> np.ndarray:
-    """``Ā @ right`` for :func:`filled_block`'s ``Ā``, formed one cached row tile at a time, never whole."""
+    """``Ā @ right`` for :func:`filled_block`'s ``Ā``, formed one cached row tile at a time, never whole; for a
+    holed CSR block, one sparse product of the block filled in place of its NaN."""
+    if sp.issparse(a):
+        return aligned(np.asarray(_filled_sparse(a, unobserved, values) @ right))
     out = empty_aligned((a.shape[0], right.shape[1]), np.result_type(a, right))
     for start, stop, tile in _filled_row_tiles(a, unobserved, values):
         np.matmul(tile, right, out=out[start:stop])
     return out
 
 
-def times_filled(left: np.ndarray, a: np.ndarray, unobserved: sp.csr_matrix,
+def times_filled(left: np.ndarray, a: Any, unobserved: sp.csr_matrix,
                  values: np.ndarray | None) -> np.ndarray:
-    """``left @ Ā`` for :func:`filled_block`'s ``Ā``: the row tiles' products, added in row order."""
+    """``left @ Ā`` for :func:`filled_block`'s ``Ā``: the row tiles' products, added in row order (for a holed CSR
+    block, one sparse product)."""
+    if sp.issparse(a):
+        return np.ascontiguousarray(np.asarray(_filled_sparse(a, unobserved, values).T @ left.T).T)
     out = np.zeros((left.shape[0], a.shape[1]), dtype=np.result_type(left, a))
     for start, stop, tile in _filled_row_tiles(a, unobserved, values):
         out += left[:, start:stop] @ tile

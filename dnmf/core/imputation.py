@@ -16,8 +16,9 @@ exactly on its observed entries, forms a Gram per row and column instead, O(unob
 same fixed points by different iterates; per iteration the exact step descends a little further, this one costs
 a fraction of it at larger k (``benchmarks/cv_cost.py``).
 
-Only dense blocks with NaN at their unobserved entries are filled: a masked CSR block's unobserved entries are
-all those it does not store.
+Only blocks with NaN at their unobserved entries are filled: dense ones, and holed CSR blocks (whose unstored
+entries are observed zeros, see :mod:`dnmf.core.divergence`); a CSR block whose stored pattern is the observed
+set has no fill that would stay sparse.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class ImputedFrobenius:
     """
 
     norm_squared_a: float
+    #: A's CSR blocks are holed (see :mod:`dnmf.core.divergence`): filled at their stored NaN.
+    holes: bool = False
     loss_lags: ClassVar[bool] = True
 
     def prepare(self, A: Any) -> dict[str, Any]:
@@ -65,7 +68,7 @@ class ImputedFrobenius:
 
     def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
         """``‖M ⊙ (A − WH)‖²`` entry by entry in float64, at one pass over A."""
-        return products.beta_divergence(A, W, H, beta=2.0, masked=True)
+        return products.beta_divergence(A, W, H, beta=2.0, masked=True, holes=self.holes)
 
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: UpdateRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,

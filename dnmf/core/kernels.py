@@ -142,8 +142,9 @@ def beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool) -> Any:
     return np.asarray(parts)[None]
 
 
-def divergence_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> np.ndarray:
-    return np.asarray(divergence.divergence(a, aligned(w), aligned(h), beta=beta, masked=masked)).reshape(1, 1)
+def divergence_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool, holes: bool = False) -> np.ndarray:
+    return np.asarray(divergence.divergence(a, aligned(w), aligned(h), beta=beta, masked=masked,
+                                            holes=holes)).reshape(1, 1)
 
 
 def finish_divergence(total: Any) -> Any:
@@ -299,11 +300,12 @@ def _pattern(marked: np.ndarray, dtype: Any) -> sp.csr_matrix:
 
 
 def unobserved_block(a: Any) -> sp.csr_matrix:
-    """The 0/1 CSR pattern of a masked block's unobserved entries: its NaN for a dense block; none for a CSR block,
-    whose stored pattern is the observed set. A masked fit forms it once per block (:meth:`dnmf.core.objectives.
-    MaskedFrobenius.prepare`) instead of finding the NaN again in every product."""
+    """The 0/1 CSR pattern of a masked block's unobserved entries: its NaN, for a dense or a holed CSR block (see
+    :mod:`dnmf.core.divergence`; none for a CSR block whose stored pattern is the observed set). A masked fit forms
+    it once per block (:meth:`dnmf.core.objectives.MaskedFrobenius.prepare`) instead of finding the NaN again in
+    every product."""
     if sp.issparse(a):
-        return sp.csr_matrix(a.shape, dtype=a.dtype)
+        return divergence.nan_pattern(sp.csr_matrix(a))
     return _pattern(np.isnan(a), a.dtype)
 
 
@@ -313,12 +315,13 @@ def masked_aht_block(a: Any, h: np.ndarray, unobserved: sp.csr_matrix | None = N
 
     A dense block marks unobserved entries with NaN (``unobserved`` is their pattern, from
     :func:`unobserved_block`, found here if not given): its rows' Grams are ``H_j H_jᵀ`` less the outer products of
-    the columns it hides, O(unobserved · k²). A CSR block's stored pattern is the observed set: its rows' Grams sum
-    the outer products of the columns it stores, O(nnz · k²)."""
+    the columns it hides, O(unobserved · k²); so does a holed CSR block, given its ``unobserved`` pattern. A CSR block
+    given none is one whose stored pattern is the observed set: its rows' Grams sum the outer products of the
+    columns it stores, O(nnz · k²)."""
     k, h = h.shape[0], aligned(h)
     parts = empty_aligned((a.shape[0], 1, k + k * k), h.dtype)
     cross, grams = parts[:, 0, :k], parts[:, 0, k:]
-    if sp.issparse(a):
+    if sp.issparse(a) and unobserved is None:
         a = sp.csr_matrix(a)
         cross[...] = a @ h.T
         grams[...] = pattern_grams(sp.csr_matrix((np.ones(a.nnz, dtype=h.dtype), a.indices, a.indptr),
@@ -333,7 +336,7 @@ def masked_aht_block(a: Any, h: np.ndarray, unobserved: sp.csr_matrix | None = N
 def masked_wta_block(w: np.ndarray, a: Any, unobserved: sp.csr_matrix | None = None) -> np.ndarray:
     """The H-step's products of the masked Frobenius loss on one block, ``(1, k + k², n_b)``: per column, the
     cross product and the Gram of ``W_i`` over its observed entries (see :func:`masked_aht_block`)."""
-    if sp.issparse(a):
+    if sp.issparse(a) and unobserved is None:
         return np.ascontiguousarray(masked_aht_block(a.T, np.ascontiguousarray(w.T))[:, 0, :].T)[None]
     k, w = w.shape[1], aligned(w)
     unobserved = unobserved_block(a) if unobserved is None else unobserved

@@ -213,23 +213,30 @@ class MaskedFrobenius:
     whose pattern :meth:`prepare` finds once per fit;
     for CSR blocks, the outer products at the stored entries (O(nnz · k²)). The loss then comes from the H-step's
     products, ``‖M ⊙ A‖² − 2⟨C, H⟩ + Σ_j h_jᵀ G_j h_j``, at no further pass; ``norm_squared_a`` is ``‖M ⊙ A‖²``.
+    ``holes``: A's CSR blocks are holed (NaN at the unobserved entries, unstored entries observed zeros; see
+    :mod:`dnmf.core.divergence`), and are corrected at their NaN as dense blocks are.
     """
 
     norm_squared_a: float
+    holes: bool = False
     loss_lags: ClassVar[bool] = False
 
+    def _unobserved(self, A: Any) -> Any:
+        return None if sp.issparse(A._meta) and not self.holes else products.unobserved(A)
+
     def prepare(self, A: Any) -> dict[str, Any]:
-        """The pattern of a dense A's unobserved entries (its NaN), found once instead of in every product
-        (:func:`dnmf.core.products.unobserved`); nothing for a sparse A, whose stored entries are the observed
-        ones."""
-        return {} if sp.issparse(A._meta) else {"unobserved": products.unobserved(A)}
+        """The pattern of the unobserved entries (NaN) of a dense or holed A, found once instead of in every product
+        (:func:`dnmf.core.products.unobserved`); nothing for another sparse A, whose stored entries are the
+        observed ones."""
+        unobserved = self._unobserved(A)
+        return {} if unobserved is None else {"unobserved": unobserved}
 
     def carried(self, A: Any, W: Any, H: Any, *, update_h: bool) -> dict[str, Any]:
-        return {} if update_h else {"aht_masked": products.masked_aht(A, H)}
+        return {} if update_h else {"aht_masked": products.masked_aht(A, H, self._unobserved(A))}
 
     def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
         """``‖M ⊙ (A − WH)‖²`` entry by entry in float64, at one pass over A."""
-        return products.beta_divergence(A, W, H, beta=2.0, masked=True)
+        return products.beta_divergence(A, W, H, beta=2.0, masked=True, holes=self.holes)
 
     def iteration(self, A: Any, W: Any, H: Any, carried: dict[str, Any], *, rule: MaskedRule,
                   penalties: Penalties, update_h: bool, with_initial_loss: bool,

@@ -61,15 +61,28 @@ def _reference_parts(A, H):
     return np.concatenate([values @ H.T, grams], axis=1), k
 
 
-@pytest.mark.parametrize("prepared", [False, True], ids=["holes-found-per-product", "holes-found-once"])
-@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def _holed(A: sp.csr_matrix, fraction: float) -> sp.csr_matrix:
+    """``A`` with NaN stored at a random ``fraction`` of its entries, stored or not: a holed CSR block."""
+    dense = A.toarray()
+    dense[rng.random(dense.shape) < fraction] = np.nan
+    rows, cols = np.nonzero(dense != 0)
+    return sp.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape)
+
+
+@pytest.mark.parametrize(("kind", "prepared"), [("dense", False), ("dense", True), ("sparse", False), ("holed", True)],
+                         ids=["dense-holes-found-per-product", "dense-holes-found-once", "sparse", "holed"])
 @pytest.mark.parametrize("on", ["dask", "blocks"])
 def test_masked_products_match_numpy(kind, on, prepared, blocks_as_dask):
+    """Dense blocks with NaN, CSR blocks whose stored pattern is the observed set (given no pattern of holes, as
+    :class:`MaskedFrobenius` gives them none) and holed CSR blocks (given their NaN pattern, which is what tells
+    them from the others)."""
     A = rng.random((24, 18))
     if kind == "dense":
         A[rng.random(A.shape) < 0.3] = np.nan
     else:
         A = sp.random(24, 18, density=0.4, random_state=1, format="csr", data_rvs=lambda n: rng.random(n) + 0.1)
+    if kind == "holed":
+        A = _holed(A, 0.2)
     H, W = rng.random((3, 18)), rng.random((24, 3))
     chunks = ((8, 8, 8), (6, 12))
     Ab, Hb, Wb = Blocks.from_array(A, chunks), Blocks.from_array(H, ((3,), chunks[1])), \
@@ -77,8 +90,9 @@ def test_masked_products_match_numpy(kind, on, prepared, blocks_as_dask):
     if on == "dask":
         Ab, Hb, Wb = (blocks_as_dask(x) for x in (Ab, Hb, Wb))
     unobserved = products.unobserved(Ab) if prepared else None
-    rows, k = _reference_parts(A, H)
-    cols, _ = _reference_parts(A.T.tocsr() if sp.issparse(A) else A.T, W.T)
+    reference = A.toarray() if kind == "holed" else A
+    rows, k = _reference_parts(reference, H)
+    cols, _ = _reference_parts(reference.T.tocsr() if sp.issparse(reference) else reference.T, W.T)
     np.testing.assert_allclose(np.asarray(products.masked_aht(Ab, Hb, unobserved).compute()), rows)
     parts = products.masked_wta(Ab, Wb, unobserved)
     np.testing.assert_allclose(np.asarray(parts.compute()), cols.T)
