@@ -15,6 +15,8 @@ statistics, the fingerprint's blocks, the hold). :func:`first_pass` makes it one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 
 import dask.array as da
 
@@ -49,7 +51,7 @@ def first_pass(matrix: InputMatrix, runtime: Runtime, *, what: str, with_digests
     Parameters
     ----------
     matrix : InputMatrix
-        The chunked input, from :func:`dnmf.data.matrix.as_input_matrix` (and :func:`~dnmf.data.matrix.mask_input`).
+        The chunked input, from :func:`dnmf.data.matrix.as_input_matrix` (and :func:`~dnmf.data.masks.mask_input`).
     runtime : Runtime
         Where the fit runs, and where A is held.
     what : str
@@ -82,11 +84,11 @@ def first_pass(matrix: InputMatrix, runtime: Runtime, *, what: str, with_digests
         values = runtime.compute(*(held[name] for name in wanted if name != "A"))
         stats = stats_of_blocks(values[0], A.shape, A.chunks, what=what, allow_nan=matrix.masked)
         digests = [str(d) for d in values[1]] if with_digests else None
-        return InputMatrix(held["A"], matrix.kind, matrix.masked), stats, digests
+        return replace(matrix, array=held["A"]), stats, digests
     if isinstance(A, da.Array) and runtime.name == "in-process" and fits_in_memory(A, nnz, runtime):
         graph.count_pass()  # read from its source into this process's blocks, then validated there
         A = runtime.hold(A)
-        matrix = InputMatrix(A, matrix.kind, matrix.masked)
+        matrix = replace(matrix, array=A)
     per_block = products.block_stats(A)
     if is_blocks(A):
         stats = stats_of_blocks(per_block, A.shape, A.chunks, what=what, allow_nan=matrix.masked)

@@ -7,7 +7,7 @@ runtime's grid (:mod:`dnmf.core.grid`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import dask.array as da
@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from dask.base import tokenize
 
 from dnmf.core import graph, products
-from dnmf.core.blocks import Blocks, is_blocks
+from dnmf.core.blocks import is_blocks
 from dnmf.core.grid import (PLACED_INPUT, STRIP_MEMORY_FRACTION, TARGET_BLOCK_BYTES, Chunks, default_grid,
                             even_chunks, float_dtype, nbytes_of, resolve_chunks)
 from dnmf.core.seam import Runtime
@@ -33,12 +33,9 @@ __all__ = [
     "even_chunks",
     "is_zarr_array",
     "matrix_stats",
-    "mask_input",
-    "n_observed",
     "needs_holding",
     "persist_input",
     "stats_of_blocks",
-    "zero_filled",
 ]
 
 InputKind = Literal["numpy", "scipy", "dask", "zarr"]
@@ -53,6 +50,9 @@ class InputMatrix:
     #: The blocks carry an observation mask: NaN marks an unobserved entry of a dense block, and the stored
     #: pattern of a CSR block is the set of observed entries (see :mod:`dnmf.core.divergence`).
     masked: bool = False
+    #: Masked CSR blocks are *holed* instead: their stored NaN are the unobserved entries and unstored entries are
+    #: observed zeros (``missing='nan'`` on sparse X; see :mod:`dnmf.core.divergence`).
+    holes: bool = False
     #: The blocks are read from their source afresh for every pass over A, the input being too large to hold.
     streamed: bool = False
 
@@ -175,102 +175,6 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto", runtime: Runtime | None 
                                      lambda: tokenize(dense, rows, cols)), "numpy")
 
 
-def _observed_values(a: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    if sp.issparse(a):
-        return np.asarray(sp.csr_matrix(a)[rows, cols]).ravel()
-    return np.asarray(a)[rows, cols]
-
-
-def _masked_block(a: Any, mask: Any, *, nan_is_missing: bool) -> Any:
-    """One block of A with its mask applied: NaN at unobserved entries of a dense block, or, for a sparse mask, a
-    CSR block storing A's values exactly at the observed entries (zeros included)."""
-    if mask is None:
-        return a
-    if sp.issparse(mask):
-        pattern = sp.csr_matrix(mask, copy=True)
-        pattern.eliminate_zeros()
-        rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
-        values = _observed_values(a, rows, pattern.indices)
-        missing = np.isnan(values)
-        if missing.any():
-            if not nan_is_missing:
-                raise ValueError(_NAN_AT_OBSERVED)
-            keep = ~missing
-            return sp.coo_matrix((values[keep], (rows[keep], pattern.indices[keep])), shape=a.shape).tocsr()
-        return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=a.shape)
-    observed = np.asarray(mask) != 0
-    dense = a.toarray() if sp.issparse(a) else np.array(a, copy=True)
-    if not nan_is_missing and np.isnan(dense[observed]).any():
-        raise ValueError(_NAN_AT_OBSERVED)
-    dense[~observed] = np.nan
-    return dense
-
-
-_NAN_AT_OBSERVED = ("X holds NaN at entries the mask declares observed: pass missing='nan' to treat them as missing "
-                    "too, or fix X.")
-
-
-def mask_input(matrix: InputMatrix, mask: Any = None, *, nan_is_missing: bool = False) -> InputMatrix:
-    """Attach an observation mask to an input matrix (see :attr:`InputMatrix.masked`).
-
-    Parameters
-    ----------
-    matrix : InputMatrix
-        The data, from :func:`as_input_matrix`.
-    mask : array-like, sparse matrix or dask.array.Array of shape (m, n), optional
-        Non-zero (True) where an entry is observed. A sparse mask gives CSR blocks with the mask's pattern, so
-        every product costs O(nnz(mask) · k); a dense mask gives dense blocks with NaN at unobserved entries.
-    nan_is_missing : bool
-        Treat NaN in X as unobserved too (``missing='nan'``). Without a mask, only dense blocks can carry NaN.
-
-    Returns
-    -------
-    InputMatrix
-        ``masked=True`` unless there is neither a mask nor, with ``nan_is_missing``, a dense matrix.
-    """
-    A = matrix.array
-    if mask is None:
-        dense = not sp.issparse(getattr(A, "_meta", None))
-        return InputMatrix(A, matrix.kind, masked=nan_is_missing and dense)
-    if np.shape(mask) != A.shape:
-        raise ValueError(f"The mask has shape {tuple(np.shape(mask))}, but X has shape {A.shape}: pass a mask of "
-                         "the same shape, non-zero (True) where an entry is observed.")
-    if is_blocks(A):
-        M = Blocks.from_array(mask if sp.issparse(mask) else np.asarray(mask), A.chunks)
-        return InputMatrix(A.like([[_masked_block(A.block(i, j), M.block(i, j), nan_is_missing=nan_is_missing)
-                                    for j in range(A.numblocks[1])] for i in range(A.numblocks[0])], A.chunks),
-                           matrix.kind, masked=True)
-    M = as_input_matrix(mask, chunks=A.chunks).array
-    if M.chunks != A.chunks:
-        M = M.rechunk(A.chunks)
-    sparse_mask = sp.issparse(getattr(M, "_meta", None))
-    meta = sp.csr_matrix((0, 0), dtype=A.dtype) if sparse_mask else np.empty((0, 0), dtype=A.dtype)
-    masked = da.blockwise(_masked_block, "ij", A, "ij", M, "ij", nan_is_missing=nan_is_missing, dtype=A.dtype,
-                          token="dnmf-input-mask", meta=meta)
-    return InputMatrix(masked, matrix.kind, masked=True)
-
-
-def _zero_missing(block: Any) -> Any:
-    return block if sp.issparse(block) else np.nan_to_num(block, nan=0.0)
-
-
-def zero_filled(matrix: InputMatrix) -> Any:
-    """A masked matrix with its unobserved entries read as zeros (for initialisation); other matrices as they are."""
-    A = matrix.array
-    if not matrix.masked:
-        return A
-    if is_blocks(A):
-        return A.like([[_zero_missing(block) for block in row] for row in A.grid], A.chunks)
-    return A.map_blocks(_zero_missing, dtype=A.dtype, token="dnmf-input-zero-filled")
-
-
-def n_observed(matrix: InputMatrix, stats: MatrixStats) -> int:
-    """Entries observed: all of them, unless masked (stored entries of CSR blocks, non-NaN of dense ones)."""
-    if not matrix.masked:
-        return stats.shape[0] * stats.shape[1]
-    return stats.n_stored - stats.n_nan
-
-
 def is_zarr_array(X: Any) -> bool:
     try:
         import zarr
@@ -308,7 +212,8 @@ def stats_of_blocks(per_block: np.ndarray, shape: tuple[int, int], chunks: Chunk
     if len(bad):
         count = int(rejected.sum())
         fix = ("NMF needs finite values at observed entries." if allow_nan else
-               "NMF needs finite values: pass missing='nan' (dense input) or fit(X, mask=...) to treat entries as "
+               "NMF needs finite values: pass missing='nan' (NaN missing; a sparse X's unstored entries stay "
+               "zeros) or fit(X, mask=...) to treat entries as "
                "missing, or impute or drop them first.")
         raise ValueError(
             f"{what.capitalize()} contains {count} {'infinite' if allow_nan else 'NaN or infinite'} value(s), "
@@ -389,7 +294,7 @@ def persist_input(matrix: InputMatrix, stats: MatrixStats, runtime: Runtime) -> 
             raise MemoryError(f"The input takes about {estimated_nbytes(array, stats.nnz) / 2**30:.1f} GiB, more than "
                               "half of this machine's available memory: fit it with the Dask executor "
                               "(dask.config.set({'dnmf.executor': 'dask'})), which streams it from its store.")
-        return InputMatrix(array, matrix.kind, matrix.masked, streamed=matrix.returns_dask)
+        return replace(matrix, array=array, streamed=matrix.returns_dask)
     if matrix.returns_dask:
         graph.count_pass()  # a lazy input is read from its source once more to be held
-    return InputMatrix(runtime.hold(as_held(array)), matrix.kind, matrix.masked)
+    return replace(matrix, array=runtime.hold(as_held(array)))

@@ -23,7 +23,8 @@ from dnmf.core.graph import counting_passes
 from dnmf.core.rules import canonical_solver
 from dnmf.data.checkpoint import open_run
 from dnmf.data.fingerprint import fingerprint
-from dnmf.data.matrix import estimated_nbytes, n_observed, zero_filled
+from dnmf.data.masks import n_observed, zero_filled
+from dnmf.data.matrix import estimated_nbytes
 from dnmf.data.results import jsonable
 from dnmf.estimator.parameters import (RESULT_PARAMETERS, entropy_of, n_components_for, penalties_for,
                                        recorded_parameters)

@@ -92,7 +92,8 @@ def check_X(estimator: Any, X: Any, *, reset: bool, mask: Any = None) -> Any:
     allow_nan = estimator.missing == "nan" or mask is not None
     if not np.isfinite(values.sum(dtype=np.float64)):
         fix = ("NMF needs finite values at observed entries." if allow_nan else
-               "NMF needs finite values: pass missing='nan' (dense input) or fit(X, mask=...) to treat entries as "
+               "NMF needs finite values: pass missing='nan' (NaN missing; a sparse X's unstored entries stay zeros) or "
+               "fit(X, mask=...) to treat entries as "
                "missing, or impute or drop them first.")
         for found, what in ((np.isinf, f"infinity or a value too large for {X.dtype!r}"), (np.isnan, "NaN")):
             bad = found(values)

@@ -28,7 +28,8 @@ from dnmf.core.graph import counting_passes
 from dnmf.core.objectives import Objective
 from dnmf.core.rules import canonical_solver
 from dnmf.core.seam import Runtime
-from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, n_observed
+from dnmf.data.masks import n_observed
+from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix
 from dnmf.estimator.fitted import FittedState
 from dnmf.estimator.fitting import FitOutcome, fit_prepared
 from dnmf.estimator.inputs import check_X

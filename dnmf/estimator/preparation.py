@@ -9,6 +9,7 @@ Nothing here imports scikit-learn, so that a whole fit can run on a Dask worker
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import dask.array as da
@@ -22,15 +23,8 @@ from dnmf.core.objectives import BetaDivergence, Frobenius, MaskedFrobenius, Obj
 from dnmf.core.rules import SOLVERS, canonical_solver, rule_for
 from dnmf.core.seam import Runtime
 from dnmf.data.first_pass import first_pass
-from dnmf.data.matrix import (
-    InputMatrix,
-    MatrixStats,
-    as_input_matrix,
-    fits_in_memory,
-    mask_input,
-    matrix_stats,
-    n_observed,
-)
+from dnmf.data.masks import mask_input, n_observed
+from dnmf.data.matrix import InputMatrix, MatrixStats, as_input_matrix, fits_in_memory, matrix_stats
 from dnmf.data.store import open_matrix, read_labels, stored_nnz
 from dnmf.estimator.parameters import BETA_VALUES
 
@@ -86,7 +80,7 @@ def prepare_input(X: Any, mask: Any = None, *, chunks: Any = "auto", nan_is_miss
     matrix, stats, digests = first_pass(matrix, runtime, what="data passed to NMF (input X)",
                                         with_digests=keeps_fingerprint or runtime.name != "in-process", nnz=nnz)
     if matrix.masked and n_observed(matrix, stats) == stats.shape[0] * stats.shape[1]:
-        matrix = InputMatrix(matrix.array, matrix.kind)
+        matrix = replace(matrix, masked=False, holes=False)
     return PreparedInput(matrix, stats, labels, runtime, digests, cache)
 
 
@@ -149,7 +143,7 @@ def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Object
     beta = BETA_VALUES[model.beta_loss] if isinstance(model.beta_loss, str) else float(model.beta_loss)
     rule_for(model.solver, model.beta_loss, masked=matrix.masked)
     if beta <= 0:
-        implicit_zeros = (not matrix.masked and sp.issparse(getattr(matrix.array, "_meta", None))
+        implicit_zeros = ((not matrix.masked or matrix.holes) and sp.issparse(getattr(matrix.array, "_meta", None))
                           and stats.n_stored < stats.shape[0] * stats.shape[1])
         if implicit_zeros or stats.min_stored <= 0:
             where = (" Sparse X has implicit zeros: pass it dense with small positive values, or declare the "
@@ -162,13 +156,18 @@ def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Object
         if beta != 2:
             raise ValueError("mask_updates='impute' fits the Frobenius loss over the observed entries; got "
                              f"beta_loss={model.beta_loss!r}. Use beta_loss='frobenius', or mask_updates='exact'.")
-        if sp.issparse(getattr(matrix.array, "_meta", None)):
+        if sp.issparse(getattr(matrix.array, "_meta", None)) and not matrix.holes:
             raise ValueError("mask_updates='impute' fills the missing entries of a dense X (NaN, or a mask on dense "
-                             "X); this X is sparse, with its unstored entries missing. Pass it dense, or use "
-                             "mask_updates='exact'.")
-        return ImputedFrobenius(stats.norm_squared)
+                             "X) or the stored NaN of a sparse X (missing='nan'); this X is sparse with a mask, its "
+                             "unstored entries missing. Pass it dense, or use mask_updates='exact'.")
+        return ImputedFrobenius(stats.norm_squared, holes=matrix.holes)
     if beta == 2 and SOLVERS[canonical_solver(model.solver)].masked_rule is not None:
-        return MaskedFrobenius(stats.norm_squared)
+        return MaskedFrobenius(stats.norm_squared, holes=matrix.holes)
+    if matrix.holes:
+        raise ValueError(f"solver={model.solver!r} with beta_loss={model.beta_loss!r} cannot fit a sparse X with "
+                         "missing entries (stored NaN, missing='nan'): that needs the Frobenius loss with "
+                         "solver='hals' or 'bpp', or mask_updates='impute' (any solver). Otherwise pass X dense, "
+                         "with NaN at its missing entries.")
     return BetaDivergence(beta, masked=matrix.masked)
 
 

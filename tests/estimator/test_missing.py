@@ -13,7 +13,8 @@ from dnmf import NMF
 from dnmf.core import engine
 from dnmf.core.objectives import BetaDivergence
 from dnmf.core.rules import BETA_RULES
-from dnmf.data.matrix import as_input_matrix, mask_input
+from dnmf.data.masks import mask_input
+from dnmf.data.matrix import as_input_matrix
 from dnmf.datasets import make_low_rank
 from dnmf.runtime import current as current_runtime
 
@@ -213,3 +214,41 @@ def test_resume_with_other_missing_or_beta_loss_is_refused(rng, tmp_path, change
     NMF(2, **kwargs).fit(X)
     with pytest.raises(CheckpointError, match=next(iter(changed))):
         NMF(2, **{**kwargs, **changed, "max_iter": 4}).fit(X, resume=True)
+
+
+def _holed_counts(rng):
+    """Sparse counts with NaN stored at a fifth of the entries, stored or not, and the same matrix dense."""
+    mean = make_low_rank(80, 60, 3, random_state=2)[0]
+    dense = rng.poisson(mean * (0.8 / mean.mean())).astype(np.float64)
+    dense[rng.random(dense.shape) < 0.2] = np.nan
+    rows, cols = np.nonzero(dense != 0)
+    return sp.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape), dense
+
+
+@pytest.mark.parametrize(("solver", "mask_updates"), [("hals", "exact"), ("bpp", "exact"), ("hals", "impute"),
+                                                      ("mu", "impute")])
+@pytest.mark.parametrize("lazy", [False, True], ids=["in-memory", "dask"])
+def test_sparse_x_with_nan_is_the_fit_of_its_dense_form_unstored_entries_observed_zeros(rng, solver, mask_updates,
+                                                                                        lazy):
+    holed, dense = _holed_counts(rng)
+    kwargs = {"n_components": 3, "solver": solver, "mask_updates": mask_updates, "missing": "nan", "max_iter": 40,
+              "tol": 0.0, "init": "nndsvda", "random_state": 0, "chunks": (40, 30)}
+    W_dense = quiet_fit(NMF(**kwargs), dense)
+    sparse_model = NMF(**kwargs)
+    X = da.from_array(holed, chunks=(40, 30), asarray=False) if lazy else holed
+    W_sparse = quiet_fit(sparse_model, X)
+    assert sparse_model.n_iter_ == 40
+    np.testing.assert_allclose(W_sparse, W_dense, rtol=1e-9, atol=1e-12)
+    observed = ~np.isnan(dense)
+    residual = np.where(observed, np.nan_to_num(dense) - W_sparse @ sparse_model.components_, 0.0)
+    assert sparse_model.reconstruction_err_ == pytest.approx(np.linalg.norm(residual), rel=1e-9)
+
+
+def test_sparse_x_with_nan_and_a_loss_its_solver_cannot_fit_over_holes_is_refused(rng):
+    holed, _ = _holed_counts(rng)
+    with pytest.raises(ValueError, match="cannot fit a sparse X with missing entries"):
+        NMF(3, solver="mu", missing="nan", max_iter=5).fit(holed)
+    with pytest.raises(ValueError, match="cannot fit a sparse X with missing entries"):
+        NMF(3, solver="mu", beta_loss="kullback-leibler", missing="nan", max_iter=5).fit(holed)
+    with pytest.raises(ValueError, match="contains NaN"):
+        NMF(3, solver="hals", max_iter=5).fit(holed)
