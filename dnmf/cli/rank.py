@@ -62,6 +62,10 @@ RANK_OPTIONS: tuple[Option, ...] = (
            "column on its observed entries) or 'impute' (EM: filled with the current WH); 'auto' takes the one "
            f"that reaches a given loss sooner: EM for mu, and for hals/bpp from k * test fraction >= "
            f"{IMPUTE_FROM_K_TIMES_FRACTION:g} (default: %(default)s)", choices=("auto", "exact", "impute")),
+    Option("held_out_zeros", "str", "auto", "which zeros of a sparse input are held out: 'all' (the test fraction "
+           "of every entry; dense training input) or 'sampled' (the test fraction of the stored entries and as "
+           "many zeros; sparse training input, Frobenius loss); 'auto' samples them where the dense training "
+           "input would pass 1 GiB (default: %(default)s)", choices=("auto", "all", "sampled")),
 )
 
 
@@ -92,6 +96,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
     from dnmf import open_matrix, select_rank
     from dnmf.cli.fit import beta_loss, parse_chunks
     from dnmf.cli.session import cluster_config, connected
+    from dnmf.core.rules import beta_value
+    from dnmf.estimator.training import samples_zeros
 
     started = time.perf_counter()
     if not values.get("input"):
@@ -109,6 +115,7 @@ def run_rank(values: dict[str, Any]) -> Outcome:
         raise UsageError(f"--concurrent-fits must be at least 1, got {values['concurrent_fits']}.")
     config = cluster_config(values)
     X = open_matrix(values["input"])
+    samples_zeros(X, values.get("held_out_zeros") or "auto", beta=beta_value(beta_loss(values["beta_loss"])))
     cluster: dict[str, Any] = {}
     with connected(config, values["connect_timeout"], cluster):
         result = select_rank(X, ranks, test_fraction=values["test_fraction"], replicates=values["replicates"],
@@ -118,7 +125,8 @@ def run_rank(values: dict[str, Any]) -> Outcome:
                              out=values.get("out"), checkpoint=values.get("checkpoint"),
                              concurrent_fits=values.get("concurrent_fits"),
                              fits_on_workers=FITS_ON_WORKERS[values.get("fits") or "auto"],
-                             mask_updates=values.get("mask_updates") or "auto")
+                             mask_updates=values.get("mask_updates") or "auto",
+                             held_out_zeros=values.get("held_out_zeros") or "auto")
     logger.info("Best rank of %s: %d (%s)", values["input"], result.best_rank, result.rule)
     summary = {"command": "rank", "status": "completed", "input": values["input"], "best_rank": result.best_rank,
                "rule": result.rule, "table": result.table, "test_errors": result.test_errors,

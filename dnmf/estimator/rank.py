@@ -17,10 +17,11 @@ import numpy as np
 
 from dnmf.core.grid import planning_rank
 from dnmf.core.holdout import holdout_seeds
-from dnmf.core.rules import canonical_solver, loss_name, rule_for
+from dnmf.core.rules import beta_value, canonical_solver, loss_name, rule_for
 from dnmf.data.store import open_matrix
 from dnmf.data.survey import SurveyFolder
 from dnmf.estimator.survey_fits import fit_across_cluster, fit_on_workers, whole_fits_on_workers
+from dnmf.estimator.training import zeros_per_row
 
 __all__ = ["RankSelection", "select_rank", "stability"]
 
@@ -199,7 +200,7 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                 random_state: int | None = None, out: str | os.PathLike[str] | None = None,
                 checkpoint: str | os.PathLike[str] | None = None,
                 concurrent_fits: int | None = None, fits_on_workers: bool | None = None,
-                mask_updates: str = "auto") -> RankSelection:
+                mask_updates: str = "auto", held_out_zeros: str = "auto") -> RankSelection:
     """Choose the number of components of ``X`` by cross-validation on held-out entries.
 
     For each replicate, a random ``test_fraction`` of the entries is held out (the same for every rank; another
@@ -211,10 +212,11 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
     ----------
     X : {ndarray, sparse matrix, dask.array.Array, str, path} of shape (n_samples, n_features)
         Non-negative data with no missing values, or the path or URL of a matrix store. Every entry can be held
-        out, the zeros of sparse input included (see :mod:`dnmf.core.holdout` for why). The training input is
-        dense with NaN at the held-out entries, built block by block, so sparse input costs 8 bytes per entry of
-        the whole matrix during the fits; an in-memory X whose dense copy would not fit, twice over, in the memory
-        this machine has free is refused with a ``MemoryError`` before any fit (a Dask array or a store is not).
+        out, the zeros of sparse input included (see :mod:`dnmf.core.holdout` for why). With
+        ``held_out_zeros='all'`` the training input is dense with NaN at the held-out entries, built block by
+        block, so sparse input costs 8 bytes per entry of the whole matrix during the fits; an in-memory X whose
+        dense copy would not fit, twice over, in the memory this machine has free is refused with a
+        ``MemoryError`` before any fit (a Dask array or a store is not).
     ranks : iterable of int
         Candidate numbers of components, each at least 1 and at most ``min(n_samples, n_features)``.
     method : {'cv'}, default='cv'
@@ -266,6 +268,13 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         Frobenius loss with ``solver='mu'``, or with ``'hals'``/``'bpp'`` once ``k · test_fraction ≥ 0.8`` (from k = 8
         at the default fraction), else ``'exact'``. Both reach the same fixed points. A checkpoint folder begun before
         EM steps existed resumes with exact steps under ``'auto'``, as its fits were made.
+    held_out_zeros : {'auto', 'all', 'sampled'}, default='auto'
+        Which zeros of a sparse X are held out. ``'all'``: ``test_fraction`` of every entry, zeros included, with
+        a dense training input. ``'sampled'`` (sparse X, Frobenius loss): ``test_fraction`` of the stored entries
+        and as many zeros, a uniform sample of them, with a sparse training input (NaN stored at the held-out
+        entries) of about ``(1 + test_fraction)`` times X's non-zeros; the test error is then the stratified
+        estimate of the same per-entry loss (:mod:`dnmf.core.holdout`). ``'auto'`` samples the zeros of a
+        sparse X with the Frobenius loss whose dense training input would pass 1 GiB.
 
     Returns
     -------
@@ -298,14 +307,15 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         raise ValueError(f"ranks go up to {ranks[-1]}, but X of shape {(m, n)} has at most {min(m, n)} "
                          "components: pass ranks no larger than min(n_samples, n_features).")
     targets = _result_targets(out, ranks)
-    beta = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}.get(loss_name(beta_loss))
-    beta = float(beta_loss) if beta is None else beta
+    beta = beta_value(beta_loss)
     seeds = holdout_seeds(random_state, replicates)
+    zero_candidates = zeros_per_row(X, held_out_zeros, test_fraction=test_fraction, beta=beta)
     survey = None if checkpoint is None else SurveyFolder(checkpoint, {
         "shape": [m, n], "replicates": int(replicates), "test_fraction": float(test_fraction), "solver": solver,
         "beta_loss": str(loss_name(beta_loss)), "init": init, "max_iter": int(max_iter), "tol": float(tol),
         "chunks": str(chunks), "random_state": None if random_state is None else int(random_state),
-        **({} if mask_updates == "auto" else {"mask_updates": mask_updates})}, seeds, auto_rule=AUTO_RULE)
+        **({} if mask_updates == "auto" else {"mask_updates": mask_updates}),
+        **({} if zero_candidates is None else {"zeros_per_row": zero_candidates})}, seeds, auto_rule=AUTO_RULE)
     if survey is not None:
         seeds = survey.seeds
     rule = AUTO_RULE if survey is None else (survey.auto_rule or {})
@@ -323,16 +333,17 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
                 "checkpoint": None if survey is None else survey.fit(r, k), "checkpoint_every": None,
                 "checkpoint_seconds": SURVEY_CHECKPOINT_SECONDS}
 
-    held = [{"seed": seed, "test_fraction": test_fraction} for seed in seeds]
-    if whole_fits_on_workers(fits_on_workers, X):
+    held = [{"seed": seed, "test_fraction": test_fraction,
+             **({} if zero_candidates is None else {"zeros_per_row": zero_candidates})} for seed in seeds]
+    if whole_fits_on_workers(fits_on_workers, X, held[0]):
         fitted_by_replicate = fit_on_workers(X, ranks, held, parameters, resume=survey is not None, beta=beta)
     else:
         fitted_by_replicate = [fit_across_cluster(X, ranks, r, held[r], parameters, resume=survey is not None,
                                                   beta=beta, concurrent_fits=concurrent_fits)
                                for r in range(replicates)]
     for r, fitted in enumerate(fitted_by_replicate):
-        for q, (model, loss, count) in enumerate(fitted):
-            test[q, r] = loss / count
+        for q, (model, error, count) in enumerate(fitted):
+            test[q, r] = error
             train[q, r] = model.reconstruction_err_**2 / 2.0 / (m * n - count)
             n_iter[q][r] = int(model.n_iter_)
             components[q].append(np.asarray(model.components_))

@@ -17,10 +17,11 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 
 from dnmf import exceptions
 from dnmf.estimator.fitting import FitOutcome, fit_whole
-from dnmf.estimator.training import held_out_loss_of, training_input
+from dnmf.estimator.training import held_out_loss_of, training_input, training_nbytes
 from dnmf.runtime.client import active_client, cluster_memory, n_workers, worker_memory
 
 __all__ = ["WHOLE_FIT_COPIES", "fit_across_cluster", "fit_on_workers", "fits_at_once", "whole_fits_on_workers"]
@@ -35,7 +36,10 @@ def fits_at_once(concurrent_fits: int | None, n_ranks: int, training: Any) -> in
         return min(int(concurrent_fits), n_ranks)
     if active_client() is None:
         return 1
-    nbytes = int(np.prod(training.shape)) * np.dtype(training.dtype).itemsize
+    if sp.issparse(training):
+        nbytes = training.data.nbytes + training.indices.nbytes + training.indptr.nbytes
+    else:
+        nbytes = int(np.prod(training.shape)) * np.dtype(training.dtype).itemsize
     return max(1, min(n_ranks, 2 * n_workers(), int(cluster_memory() / 4 // max(1, nbytes))))
 
 
@@ -45,8 +49,9 @@ def fits_at_once(concurrent_fits: int | None, n_ranks: int, training: Any) -> in
 WHOLE_FIT_COPIES = 1.5
 
 
-def whole_fits_on_workers(fits_on_workers: bool | None, X: Any) -> bool:
-    """Whether the survey's fits run whole on workers, one task each (see :func:`select_rank`)."""
+def whole_fits_on_workers(fits_on_workers: bool | None, X: Any, holdout: dict[str, Any] | None = None) -> bool:
+    """Whether the survey's fits run whole on workers, one task each (see :func:`select_rank`), for the training
+    input of ``holdout``."""
     client = active_client()
     if client is None:
         if fits_on_workers:
@@ -56,7 +61,7 @@ def whole_fits_on_workers(fits_on_workers: bool | None, X: Any) -> bool:
     if fits_on_workers is not None:
         return bool(fits_on_workers)
     memory, threads = worker_memory(), max(client.nthreads().values(), default=1)
-    nbytes = int(np.prod(X.shape)) * np.result_type(X.dtype, np.float32).itemsize
+    nbytes = training_nbytes(X, **(holdout or {}))
     return memory is not None and nbytes * (2 + WHOLE_FIT_COPIES * threads) <= memory / 2
 
 
@@ -64,7 +69,7 @@ def fit_on_workers(X: Any, ranks: list[int], held: list[dict[str, Any]],
                    parameters: Callable[[int, int], dict[str, Any]], *, resume: bool,
                    beta: float) -> list[list[tuple[Any, float, int]]]:
     """Every fit of the survey as one task on the workers (:func:`_fit_and_score`), all submitted at once, larger
-    ranks first: per replicate, per rank, ``(fitted NMF, held-out loss, held-out count)``. X and each replicate's
+    ranks first: per replicate, per rank, ``(fitted NMF, test error, held-out count)``. X and each replicate's
     training input are sent to every worker once."""
     from dnmf.estimator.nmf import NMF
 
@@ -83,9 +88,9 @@ def fit_on_workers(X: Any, ranks: list[int], held: list[dict[str, Any]],
         replicate = []
         for k, future in zip(ranks, row):
             model = NMF(**parameters(k, r))
-            outcome, loss, count = future.result()
+            outcome, error, count = future.result()
             model._keep(outcome)
-            replicate.append((model, loss, count))
+            replicate.append((model, error, count))
         fitted.append(replicate)
     return fitted
 
@@ -101,7 +106,7 @@ def fit_across_cluster(X: Any, ranks: list[int], r: int, holdout: dict[str, Any]
                        parameters: Callable[[int, int], dict[str, Any]], *, resume: bool, beta: float,
                        concurrent_fits: int | None) -> list[tuple[Any, float, int]]:
     """Replicate ``r``'s fits, each an :class:`dnmf.NMF` fit whose iterations run on the cluster (or in this
-    process without a client), :func:`fits_at_once` at a time: per rank, ``(fitted NMF, held-out loss,
+    process without a client), :func:`fits_at_once` at a time: per rank, ``(fitted NMF, test error,
     held-out count)``."""
     from dnmf.estimator.nmf import NMF
 

@@ -96,3 +96,27 @@ def test_rank_help_names_its_flags(capsys):
     for flag in ("INPUT", "--ranks", "--replicates", "--test-fraction", "--summary", "--scheduler", "--checkpoint",
                  "--concurrent-fits", "--fits", "exit status"):
         assert flag in text, flag
+
+
+def test_rank_of_a_sparse_store_holds_out_a_sample_of_its_zeros(tmp_path, scheduler):
+    import scipy.sparse as sp
+
+    from dnmf import save_matrix
+
+    mean = make_low_rank(200, 150, 3, random_state=20)[0]
+    counts = np.random.default_rng(20).poisson(mean * (3.0 / mean.mean())).astype(np.float64)
+    save_matrix(sp.csr_matrix(counts), tmp_path / "counts.zarr", chunks=(100, 150))
+    out = tmp_path / "ranks.json"
+    done = run_dnmf("rank", tmp_path / "counts.zarr", "--ranks", "2:4", "--replicates", "2", "--max-iter", "300",
+                    "--tol", "1e-6", "--seed", "20", "--held-out-zeros", "sampled", "--log-level", "WARNING",
+                    "--scheduler", scheduler, "--summary", out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["best_rank"] == 3, report["table"]
+
+
+def test_sampled_zeros_of_a_dense_store_exit_2_naming_the_flag(planted_store):
+    done = run_dnmf("rank", planted_store, "--ranks", "2:3", "--held-out-zeros", "sampled", "--scheduler",
+                    "tcp://127.0.0.1:1", timeout=60)
+    assert done.returncode == 2
+    assert "held_out_zeros='sampled' keeps a sparse X sparse" in done.stderr and "Traceback" not in done.stderr

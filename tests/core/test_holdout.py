@@ -13,6 +13,8 @@ from dnmf.core.holdout import (
     held_out_block,
     held_out_loss,
     holdout_seeds,
+    sampled_loss,
+    sampled_training_block,
     training_block,
 )
 
@@ -61,3 +63,50 @@ def test_sparse_blocks_hold_out_their_zeros_too_and_score_them() -> None:
 def test_a_fraction_outside_the_open_interval_is_refused(fraction: float) -> None:
     with pytest.raises(ValueError, match="test_fraction must lie strictly between 0 and 1"):
         held_out([0], [0], 1, seed=0, test_fraction=fraction)
+
+
+def _sampled_block(X: sp.csr_matrix, rows: tuple[int, int], cols: tuple[int, int], **design) -> sp.csr_matrix:
+    return sampled_training_block(X[rows[0]:rows[1], cols[0]:cols[1]], slice(*rows), slice(*cols), X.shape[1],
+                                  **design)
+
+
+def test_sampled_zeros_give_one_sparse_training_input_on_every_grid() -> None:
+    X = sp.random(90, 70, density=0.2, random_state=4, format="csr")
+    design = {"seed": 11, "test_fraction": 0.1, "zeros_per_row": 3}
+    whole = _sampled_block(X, (0, 90), (0, 70), **design)
+    for rows, cols in [((0, 40, 90), (0, 30, 70)), ((0, 1, 89, 90), (0, 69, 70))]:
+        pieces = sp.bmat([[_sampled_block(X, (r0, r1), (c0, c1), **design) for c0, c1 in itertools.pairwise(cols)]
+                          for r0, r1 in itertools.pairwise(rows)], format="csr")
+        np.testing.assert_array_equal(pieces.toarray(), whole.toarray())
+    dense, holes = X.toarray(), np.isnan(whole.toarray())
+    stored = dense != 0
+    i, j = np.nonzero(stored)
+    np.testing.assert_array_equal(holes[stored], held_out(i, j, 70, seed=11, test_fraction=0.1))
+    np.testing.assert_array_equal(np.nan_to_num(whole.toarray(), nan=0.0)[~holes], dense[~holes])
+    zeros_held = holes & ~stored
+    assert 1 <= zeros_held.sum(axis=1).max() <= 3
+    assert whole.nnz == X.nnz + zeros_held.sum()
+
+
+def test_sampled_zeros_are_a_uniform_sample_of_the_zeros_of_each_row() -> None:
+    X = sp.csr_matrix((2000, 50))
+    zeros_held = np.isnan(_sampled_block(X, (0, 2000), (0, 50), seed=5, test_fraction=0.1,
+                                         zeros_per_row=5).toarray())
+    chance = 1 - (1 - 1 / 50) ** 5
+    assert abs(zeros_held.mean() - chance) < 0.01
+    per_column = zeros_held.mean(axis=0)
+    assert per_column.min() > chance - 0.05 and per_column.max() < chance + 0.05
+
+
+def test_sampled_loss_scores_each_stratum_at_its_held_out_entries() -> None:
+    X = sp.random(60, 40, density=0.25, random_state=2, format="csr")
+    rng = np.random.default_rng(1)
+    w, h = rng.random((60, 3)), rng.random((3, 40))
+    design = {"seed": 8, "test_fraction": 0.2, "zeros_per_row": 4}
+    holes = np.isnan(_sampled_block(X, (0, 60), (0, 40), **design).toarray())
+    dense, wh = X.toarray(), w @ h
+    stored = dense != 0
+    parts = sampled_loss(X, w, h, slice(0, 60), slice(0, 40), 40, beta=2.0, **design)
+    np.testing.assert_allclose(parts, [0.5 * np.sum((dense - wh)[holes & stored] ** 2), (holes & stored).sum(),
+                                       0.5 * np.sum(wh[holes & ~stored] ** 2), (holes & ~stored).sum(), X.nnz],
+                               rtol=1e-12)

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import dnmf
 from dnmf.datasets import make_low_rank
 from dnmf.estimator.rank import RankSelection, _mask_updates_for, choose_rank
-from dnmf.estimator.training import training_input
+from dnmf.estimator.training import training_input, zeros_per_row
 
 
 def noisy_low_rank(rank: int, seed: int) -> np.ndarray:
@@ -117,6 +117,8 @@ def test_plot_draws_the_curves() -> None:
     ({"ranks": [2], "method": "consensus"}, "method='consensus' is not supported"),
     ({"ranks": [2], "solver": "hals", "beta_loss": "kullback-leibler"}, "does not handle beta_loss"),
     ({"ranks": [2], "mask_updates": "em"}, "mask_updates must be 'auto', 'exact' or 'impute'"),
+    ({"ranks": [2], "held_out_zeros": "some"}, "held_out_zeros must be 'auto', 'all' or 'sampled'"),
+    ({"ranks": [2], "held_out_zeros": "sampled"}, "keeps a sparse X sparse.*got a dense X"),
 ])
 def test_bad_arguments_are_refused_by_name(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -163,4 +165,51 @@ def test_out_keeps_each_ranks_best_fit_and_replaces_none(tmp_path) -> None:
 def test_an_in_memory_matrix_whose_dense_training_copy_would_not_fit_is_refused_before_any_fit() -> None:
     X = sp.csr_matrix(([1.0, 2.0, 3.0], ([0, 5, 7], [1, 2, 3])), shape=(10**6, 10**6))
     with pytest.raises(MemoryError, match="Pass X as a Dask array or a matrix store"):
-        dnmf.select_rank(X, [2, 3], replicates=2)
+        dnmf.select_rank(X, [2, 3], replicates=2, held_out_zeros="all")
+
+
+@pytest.mark.parametrize(("X", "rank", "seed"), [(poisson_counts(3, 20), 3, 20), (poisson_counts(4, 21), 4, 21),
+                                                 (sp.csr_matrix(noisy_low_rank(3, 10)), 3, 10)],
+                         ids=["poisson-3", "poisson-4", "noisy-3"])
+def test_sampled_zeros_find_the_planted_rank_of_sparse_data(X: sp.csr_matrix, rank: int, seed: int) -> None:
+    result = dnmf.select_rank(X, range(rank - 2, rank + 3), max_iter=600, tol=1e-6, random_state=seed,
+                              held_out_zeros="sampled")
+    assert result.best_rank == rank, result.table
+
+
+def test_sampled_zeros_estimate_the_loss_that_holding_out_every_entry_measures() -> None:
+    X = poisson_counts(3, 20)
+    kwargs = {"replicates": 2, "max_iter": 200, "tol": 1e-6, "random_state": 3}
+    sampled = dnmf.select_rank(X, [2, 3, 4], held_out_zeros="sampled", **kwargs)
+    every = dnmf.select_rank(X, [2, 3, 4], held_out_zeros="all", **kwargs)
+    np.testing.assert_allclose(sampled.test_error, every.test_error, rtol=0.05)
+    np.testing.assert_allclose(sampled.train_error, every.train_error, rtol=0.05)
+
+
+def test_the_sampled_training_input_is_sparse_and_the_same_on_every_grid() -> None:
+    X = sp.random(300, 200, density=0.05, random_state=6, format="csr")
+    per_row = zeros_per_row(X, "sampled", test_fraction=0.1, beta=2.0)
+    assert per_row == int(np.ceil(0.1 * X.nnz / 300))
+    training = training_input(X, seed=4, test_fraction=0.1, zeros_per_row=per_row)
+    assert sp.issparse(training) and X.nnz < training.nnz <= X.nnz + 300 * per_row
+    assert 0.5 * 0.1 * X.nnz < np.isnan(training.data).sum() < 3 * 0.1 * X.nnz
+    for lazy in (da.from_array(X, chunks=(70, 90), asarray=False), da.from_array(X, chunks=(300, 200), asarray=False)):
+        assert zeros_per_row(lazy, "sampled", test_fraction=0.1, beta=2.0) == per_row
+        blocks = training_input(lazy, seed=4, test_fraction=0.1, zeros_per_row=per_row)
+        np.testing.assert_array_equal(np.isnan(sp.vstack([sp.hstack(list(row)) for row in _grid(blocks)]).toarray()),
+                                      np.isnan(training.toarray()))
+
+
+def _grid(blocks: da.Array) -> list[list[sp.csr_matrix]]:
+    return [[blocks.blocks[i, j].compute() for j in range(blocks.numblocks[1])] for i in range(blocks.numblocks[0])]
+
+
+def test_auto_samples_the_zeros_only_of_a_large_sparse_x_with_the_frobenius_loss() -> None:
+    cells = np.random.default_rng(0).integers(0, 100_000, size=(2, 400_000))
+    large = sp.csr_matrix((np.ones(400_000), (cells[0] * 2, cells[1])), shape=(200_000, 100_000))
+    assert zeros_per_row(large, "auto", test_fraction=0.1, beta=2.0) == 1
+    assert zeros_per_row(large, "auto", test_fraction=0.1, beta=1.0) is None
+    assert zeros_per_row(np.ones((100, 100)), "auto", test_fraction=0.1, beta=2.0) is None
+    assert zeros_per_row(sp.random(300, 200, density=0.1, format="csr"), "auto", test_fraction=0.1, beta=2.0) is None
+    with pytest.raises(ValueError, match="got beta_loss with beta=1"):
+        dnmf.select_rank(large, [2], beta_loss="kullback-leibler", held_out_zeros="sampled")

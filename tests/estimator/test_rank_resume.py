@@ -115,3 +115,16 @@ def test_a_folder_resumes_with_auto_by_the_steps_its_fits_were_made_by(tmp_path,
     resumed = dnmf.select_rank(data(), ranks, checkpoint=folder, **survey)
     assert resumed == exact
     assert versions(folder) == written, "a finished fit was fitted again"
+
+
+def test_a_survey_of_sampled_zeros_resumes_and_refuses_to_become_one_of_every_entry(tmp_path):
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.where(data() > 0.5, data(), 0.0))
+    kwargs = {**SURVEY, "max_iter": 30, "held_out_zeros": "sampled"}
+    first = dnmf.select_rank(X, [1, 2], checkpoint=tmp_path / "survey", **kwargs)
+    manifest = json.loads((tmp_path / "survey" / MANIFEST).read_text())
+    assert json.dumps(manifest).count('"zeros_per_row"') == 1
+    assert dnmf.select_rank(X, [1, 2], checkpoint=tmp_path / "survey", **kwargs) == first
+    with pytest.raises(CheckpointError, match="other parameters \\(zeros_per_row: "):
+        dnmf.select_rank(X, [1, 2], checkpoint=tmp_path / "survey", **{**kwargs, "held_out_zeros": "all"})

@@ -31,7 +31,8 @@ from dnmf.core.rules import beta_mu, bpp, bpp_masked, hals, mu
 from dnmf.core.rules.penalties import regularized_gram
 
 __all__ = ["ALIASES", "BETA_LOSSES", "BETA_RULES", "MASKED_RULES", "RULES", "MaskedRule", "SOLVERS", "BetaRule",
-           "Solver", "UpdateRule", "canonical_solver", "capability_table", "get_rule", "loss_name", "regularized_gram",
+           "Solver", "UpdateRule", "beta_value", "canonical_solver", "capability_table", "get_rule", "loss_name",
+           "regularized_gram",
            "rule_for", "solver_names", "supported_losses_text"]
 
 
@@ -140,6 +141,11 @@ def loss_name(beta_loss: str | float) -> str:
         if float(beta_loss) == beta:
             return name
     return "beta"
+
+
+def beta_value(beta_loss: str | float) -> float:
+    """The β of a ``beta_loss``: a name of :data:`BETA_LOSSES`, or the number itself."""
+    return BETA_LOSSES[beta_loss] if isinstance(beta_loss, str) else float(beta_loss)
 
 
 def supported_losses_text() -> str:
