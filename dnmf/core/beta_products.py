@@ -18,8 +18,8 @@ __all__ = ["beta_aht_and_divergence", "beta_divergence", "beta_wta", "imputed_ah
            "imputed_wta", "masked_aht", "masked_terms", "masked_wta", "unobserved"]
 
 
-def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float,
-                            masked: bool = False) -> tuple[da.Array, da.Array]:
+def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False,
+                            holes: bool = False) -> tuple[da.Array, da.Array]:
     """The W-step's gradient parts of ``D_β(A | WH)`` and ``2·D_β(A | WH)`` itself, at one pass over A.
 
     The parts are row-aligned with A, ``[numerator | denominator]``: block i is ``Σ_j [(M ⊙ A ⊙ (WH)^(β−2)) H_jᵀ |
@@ -27,16 +27,17 @@ def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: floa
     numerator, ``(m_i, k)`` (the denominator is :func:`sum_cols` of H). Each block's task forms ``WH`` once for
     both (:func:`dnmf.core.kernels.beta_aht_loss_block`), at the stored positions of sparse blocks only (see
     :mod:`dnmf.core.divergence`), and the divergence is summed in :func:`beta_divergence`'s order, so the two give
-    the same bits."""
+    the same bits. ``holes``: A's masked CSR blocks are holed (see :mod:`dnmf.core.divergence`)."""
     graph.count_pass()
     if is_blocks(A):
-        return blocks.beta_aht_and_divergence(A, W, H, beta=float(beta), masked=masked)
+        return blocks.beta_aht_and_divergence(A, W, H, beta=float(beta), masked=masked, holes=holes)
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     dtype = graph.result_dtype(W, H)
     pairs = da.blockwise(
         kernels.beta_aht_loss_block, "ij", A, "ij", W, "ia", H, "aj", concatenate=True, dtype=object,
         token="dnmf-aht-beta-loss-block", meta=np.empty((0, 0), dtype=object), beta=float(beta), masked=masked,
+        holes=holes,
     )
     partials = da.blockwise(
         kernels.first, "ija", pairs, "ij", new_axes={"a": kernels.gradient_width(W.shape[1], beta, masked)},
@@ -47,15 +48,17 @@ def beta_aht_and_divergence(A: da.Array, W: da.Array, H: da.Array, *, beta: floa
     return graph.tree_sum(partials, axis=1, name="dnmf-aht-beta"), _divergence_total(losses, "dnmf-loss-beta")
 
 
-def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False) -> da.Array:
+def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool = False,
+             holes: bool = False) -> da.Array:
     """The H-step's gradient parts of ``D_β(A | WH)``, column-aligned with A: ``[numerator; denominator]``.
 
     Block j is ``Σ_i [W_iᵀ(M ⊙ A ⊙ (WH)^(β−2)); W_iᵀ(M ⊙ (WH)^(β−1))]`` of shape ``(2k, n_j)``; for unmasked KL
-    only the numerator, ``(k, n_j)`` (the denominator is :func:`sum_rows` of W).
+    only the numerator, ``(k, n_j)`` (the denominator is :func:`sum_rows` of W). ``holes`` as in
+    :func:`beta_aht_and_divergence`.
     """
     graph.count_pass()
     if is_blocks(A):
-        return blocks.beta_wta(A, W, H, beta=float(beta), masked=masked)
+        return blocks.beta_wta(A, W, H, beta=float(beta), masked=masked, holes=holes)
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     dtype = graph.result_dtype(W, H)
@@ -63,7 +66,7 @@ def beta_wta(A: da.Array, W: da.Array, H: da.Array, *, beta: float, masked: bool
         kernels.beta_wta_block, "iaj", W, "ia", A, "ij", H, "aj",
         adjust_chunks={"i": 1, "a": kernels.gradient_width(W.shape[1], beta, masked)}, dtype=dtype,
         token="dnmf-wta-beta-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=dtype),
-        beta=float(beta), masked=masked,
+        beta=float(beta), masked=masked, holes=holes,
     )
     return graph.tree_sum(partials, axis=0, name="dnmf-wta-beta")
 

@@ -244,10 +244,11 @@ def residual_norm_squared(A: Blocks, W: Blocks, H: Blocks) -> np.ndarray:
         A.block(i, j), W.block(i, 0), H.block(0, j))).reshape(())
 
 
-def beta_wta(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool) -> Blocks:
+def beta_wta(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool, holes: bool = False) -> Blocks:
     height = kernels.gradient_width(W.shape[1], beta, masked)
     return _cols(A, "dnmf-wta-beta", lambda j: add_up(
-        [kernels.beta_wta_block(W.block(i, 0), A.block(i, j), H.block(0, j), beta=beta, masked=masked)[0]
+        [kernels.beta_wta_block(W.block(i, 0), A.block(i, j), H.block(0, j), beta=beta, masked=masked,
+                                holes=holes)[0]
          for i in range(A.numblocks[0])]), height)
 
 
@@ -258,8 +259,8 @@ def beta_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: boo
     return kernels.finish_divergence(total.reshape(()))
 
 
-def beta_aht_and_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float,
-                            masked: bool) -> tuple[Blocks, np.ndarray]:
+def beta_aht_and_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float, masked: bool,
+                            holes: bool = False) -> tuple[Blocks, np.ndarray]:
     width = kernels.gradient_width(W.shape[1], beta, masked)
     shares: dict[tuple[int, int], np.ndarray] = {}
 
@@ -267,7 +268,7 @@ def beta_aht_and_divergence(A: Blocks, W: Blocks, H: Blocks, *, beta: float,
         parts = []
         for j in range(A.numblocks[1]):
             part, shares[i, j] = kernels.beta_aht_loss_block(A.block(i, j), W.block(i, 0), H.block(0, j),
-                                                             beta=beta, masked=masked)
+                                                             beta=beta, masked=masked, holes=holes)
             parts.append(part[:, 0])
         return add_up(parts)
 

@@ -6,9 +6,9 @@
 * a CSR matrix: unstored entries are zeros of the data; or, when ``masked``, the stored pattern *is* the set of
   observed entries (explicit zeros included) and unstored entries are unobserved;
 * a *holed* CSR matrix (``holes``, from ``missing='nan'`` on sparse X, and a rank survey's training input):
-  unstored entries are observed zeros and stored NaN are the unobserved entries. The Frobenius kernels take its
-  :func:`nan_pattern` as ``unobserved`` and treat it as they treat a dense block with NaN, at O(nnz) instead of
-  O(block) per product.
+  unstored entries are observed zeros and stored NaN are the unobserved entries. The masked Frobenius kernels
+  take its :func:`nan_pattern` as ``unobserved`` and treat it as they treat a dense block with NaN, at O(nnz)
+  instead of O(block) per product; the β kernels (``holes``) take the whole block's terms less the holes'.
 
 ``WH`` is formed at the observed positions only of a CSR block, by :func:`sampled_product` (O(nnz · k)); a dense
 ``W_i H_j`` is formed only for dense blocks, where it is the size of the block itself. The one exception is an
@@ -121,8 +121,20 @@ def product_at(a: Any, w: np.ndarray, h: np.ndarray) -> np.ndarray:
     return w @ h
 
 
+def _everywhere_weight_products(w: np.ndarray, h: np.ndarray, beta: float, side: str) -> np.ndarray:
+    """:func:`_dense_weight_products` over the whole block, without forming ``W_i H_j`` where β = 1 (the other
+    factor's sums) or β = 2 (``W_i (H_j H_jᵀ)`` or ``(W_iᵀ W_i) H_j``)."""
+    if beta == 1:
+        shape = (w.shape[0], h.shape[0]) if side == "rows" else (w.shape[1], h.shape[1])
+        sums = h.sum(axis=1)[None, :] if side == "rows" else w.sum(axis=0)[:, None]
+        return np.ascontiguousarray(np.broadcast_to(sums, shape))
+    if beta == 2:
+        return w @ (h @ h.T) if side == "rows" else (w.T @ w) @ h
+    return _dense_weight_products(w, h, beta, side)
+
+
 def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked: bool,
-                   side: str, wh: np.ndarray | None = None) -> tuple[Any, Any]:
+                   side: str, wh: np.ndarray | None = None, holes: bool = False) -> tuple[Any, Any]:
     """The numerator and denominator partial products of one block for the W-step (``side="rows"``) or the
     H-step (``side="cols"``).
 
@@ -133,7 +145,8 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
     denominator : ndarray or None
         ``(M ⊙ (WH)^(β−1)) H_jᵀ`` or ``W_iᵀ (...)``; None when :func:`rank_one_denominator`.
 
-    ``wh`` is :func:`product_at` of the block, if the caller has it already.
+    ``wh`` is :func:`product_at` of the block, if the caller has it already. ``holes``: a masked CSR block is
+    holed (see the module's notes); its denominator is the whole block's less its holes'.
     """
     dtype = np.result_type(w.dtype, h.dtype)
 
@@ -144,6 +157,11 @@ def gradient_parts(a: Any, w: np.ndarray, h: np.ndarray, *, beta: float, masked:
         a = sp.csr_matrix(a)
         wh = product_at(a, w, h) if wh is None else wh
         x = a.data.astype(dtype, copy=False)
+        if masked and holes:
+            observed = ~np.isnan(x)
+            numerator = project(_with_pattern(a, _ratio(np.where(observed, x, 0), wh, beta)))
+            hole_weight = np.where(observed, 0, 1 if beta == 1 else _weight(wh, beta)).astype(dtype, copy=False)
+            return numerator, _everywhere_weight_products(w, h, beta, side) - project(_with_pattern(a, hole_weight))
         numerator = project(_with_pattern(a, _ratio(x, wh, beta)))
         if rank_one_denominator(beta, masked):
             return numerator, None

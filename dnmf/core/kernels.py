@@ -111,20 +111,22 @@ def sum_cols_block(h: Any) -> Any:
     return array_namespace(h).sum(h, axis=1)[:, None]
 
 
-def beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool, wh: Any = None) -> Any:
+def beta_aht_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool, wh: Any = None,
+                   holes: bool = False) -> Any:
     numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
-                                                       side="rows", wh=wh)
+                                                       side="rows", wh=wh, holes=holes)
     parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=1)
     return np.asarray(parts)[:, None, :]
 
 
-def beta_aht_loss_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool) -> tuple[Any, np.ndarray]:
+def beta_aht_loss_block(a: Any, w: Any, h: Any, *, beta: float, masked: bool,
+                        holes: bool = False) -> tuple[Any, np.ndarray]:
     """:func:`beta_aht_block` and :func:`divergence_block` of one block from one ``WH``: the W-step's gradient
     parts and the divergence of the factors the step starts from, at one read of the block."""
     w, h = aligned(w), aligned(h)
     wh = divergence.product_at(a, w, h)
-    return (beta_aht_block(a, w, h, beta=beta, masked=masked, wh=wh),
-            np.asarray(divergence.divergence(a, w, h, beta=beta, masked=masked, wh=wh)).reshape(1, 1))
+    return (beta_aht_block(a, w, h, beta=beta, masked=masked, wh=wh, holes=holes),
+            np.asarray(divergence.divergence(a, w, h, beta=beta, masked=masked, wh=wh, holes=holes)).reshape(1, 1))
 
 
 def first(pair: tuple[Any, Any]) -> Any:
@@ -135,9 +137,9 @@ def second(pair: tuple[Any, Any]) -> Any:
     return pair[1]
 
 
-def beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool) -> Any:
+def beta_wta_block(w: Any, a: Any, h: Any, *, beta: float, masked: bool, holes: bool = False) -> Any:
     numerator, denominator = divergence.gradient_parts(a, aligned(w), aligned(h), beta=beta, masked=masked,
-                                                       side="cols")
+                                                       side="cols", holes=holes)
     parts = numerator if denominator is None else np.concatenate([numerator, denominator], axis=0)
     return np.asarray(parts)[None]
 

@@ -306,6 +306,8 @@ class BetaDivergence:
     masked : bool
         A's blocks carry an observation mask (NaN in dense blocks, the stored pattern of CSR blocks; see
         :mod:`dnmf.core.divergence`) and the objective is over observed entries only.
+    holes : bool
+        A's masked CSR blocks are holed: NaN at the unobserved entries, unstored entries observed zeros.
 
     The engine's loss is ``2·D_β`` (``‖M ⊙ (A − WH)‖²`` for β = 2), so that its square root is scikit-learn's
     ``_beta_divergence(..., square_root=True)``. The update is the :class:`~dnmf.core.rules.BetaRule` the engine
@@ -314,6 +316,7 @@ class BetaDivergence:
 
     beta: float
     masked: bool = False
+    holes: bool = False
     #: The loss of an iteration's W and H comes from the next iteration's first pass over A, which forms ``WH``
     #: for its gradient anyway (:func:`dnmf.core.products.beta_aht_and_divergence`): two passes per iteration,
     #: not three.
@@ -330,7 +333,7 @@ class BetaDivergence:
         return {}
 
     def _loss(self, A: Any, W: Any, H: Any) -> Any:
-        return products.beta_divergence(A, W, H, beta=self.beta, masked=self.masked)
+        return products.beta_divergence(A, W, H, beta=self.beta, masked=self.masked, holes=self.holes)
 
     def exact_loss(self, A: Any, W: Any, H: Any) -> Any:
         """``2·D_β(A | WH)`` (over the observed entries if masked), entry by entry in float64: the same value as
@@ -342,14 +345,15 @@ class BetaDivergence:
                   read_again: ReadAgain = read_in_place) -> dict[str, Any]:
         h_sums = products.sum_cols(H)
         rows, loss_before = products.beta_aht_and_divergence(read_again(A, h_sums), W, H, beta=self.beta,
-                                                             masked=self.masked)
+                                                             masked=self.masked, holes=self.holes)
         W_new = products.map_rows(
             _beta_update_rows, W, rows, small=(h_sums,) if self._rank_one else (),
             name="dnmf-update-w", rule=rule, beta=float(self.beta), l1=penalties.l1_w, l2=penalties.l2_w)
         out: dict[str, Any] = {"W": W_new, "loss_before": loss_before}
         if update_h:
             w_sums = products.sum_rows(W_new)
-            cols = products.beta_wta(read_again(A, w_sums), W_new, H, beta=self.beta, masked=self.masked)
+            cols = products.beta_wta(read_again(A, w_sums), W_new, H, beta=self.beta, masked=self.masked,
+                                     holes=self.holes)
             out["H"] = products.map_cols(
                 _beta_update_cols, H, cols, small=(w_sums,) if self._rank_one else (),
                 name="dnmf-update-h", rule=rule, beta=float(self.beta), l1=penalties.l1_h, l2=penalties.l2_h)

@@ -163,12 +163,7 @@ def objective_for(model: Any, matrix: InputMatrix, stats: MatrixStats) -> Object
         return ImputedFrobenius(stats.norm_squared, holes=matrix.holes)
     if beta == 2 and SOLVERS[canonical_solver(model.solver)].masked_rule is not None:
         return MaskedFrobenius(stats.norm_squared, holes=matrix.holes)
-    if matrix.holes:
-        raise ValueError(f"solver={model.solver!r} with beta_loss={model.beta_loss!r} cannot fit a sparse X with "
-                         "missing entries (stored NaN, missing='nan'): that needs the Frobenius loss with "
-                         "solver='hals' or 'bpp', or mask_updates='impute' (any solver). Otherwise pass X dense, "
-                         "with NaN at its missing entries.")
-    return BetaDivergence(beta, masked=matrix.masked)
+    return BetaDivergence(beta, masked=matrix.masked, holes=matrix.holes)
 
 
 def rule_of(model: Any, matrix: InputMatrix, objective: Objective) -> Any:

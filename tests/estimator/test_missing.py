@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.decomposition._nmf import _beta_divergence
 
 from dnmf import NMF
 from dnmf.core import engine
@@ -225,14 +226,16 @@ def _holed_counts(rng):
     return sp.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape), dense
 
 
-@pytest.mark.parametrize(("solver", "mask_updates"), [("hals", "exact"), ("bpp", "exact"), ("hals", "impute"),
-                                                      ("mu", "impute")])
+@pytest.mark.parametrize(("solver", "mask_updates", "beta_loss"),
+                         [("hals", "exact", "frobenius"), ("bpp", "exact", "frobenius"), ("hals", "impute", "frobenius"),
+                          ("mu", "impute", "frobenius"), ("mu", "exact", "frobenius"),
+                          ("mu", "exact", "kullback-leibler"), ("mu", "exact", 1.5)])
 @pytest.mark.parametrize("lazy", [False, True], ids=["in-memory", "dask"])
 def test_sparse_x_with_nan_is_the_fit_of_its_dense_form_unstored_entries_observed_zeros(rng, solver, mask_updates,
-                                                                                        lazy):
+                                                                                        beta_loss, lazy):
     holed, dense = _holed_counts(rng)
-    kwargs = {"n_components": 3, "solver": solver, "mask_updates": mask_updates, "missing": "nan", "max_iter": 40,
-              "tol": 0.0, "init": "nndsvda", "random_state": 0, "chunks": (40, 30)}
+    kwargs = {"n_components": 3, "solver": solver, "mask_updates": mask_updates, "beta_loss": beta_loss,
+              "missing": "nan", "max_iter": 40, "tol": 0.0, "init": "nndsvda", "random_state": 0, "chunks": (40, 30)}
     W_dense = quiet_fit(NMF(**kwargs), dense)
     sparse_model = NMF(**kwargs)
     X = da.from_array(holed, chunks=(40, 30), asarray=False) if lazy else holed
@@ -240,15 +243,19 @@ def test_sparse_x_with_nan_is_the_fit_of_its_dense_form_unstored_entries_observe
     assert sparse_model.n_iter_ == 40
     np.testing.assert_allclose(W_sparse, W_dense, rtol=1e-9, atol=1e-12)
     observed = ~np.isnan(dense)
-    residual = np.where(observed, np.nan_to_num(dense) - W_sparse @ sparse_model.components_, 0.0)
-    assert sparse_model.reconstruction_err_ == pytest.approx(np.linalg.norm(residual), rel=1e-9)
+    if beta_loss == "frobenius":
+        residual = np.where(observed, np.nan_to_num(dense) - W_sparse @ sparse_model.components_, 0.0)
+        assert sparse_model.reconstruction_err_ == pytest.approx(np.linalg.norm(residual), rel=1e-9)
+    else:
+        beta = 1.0 if beta_loss == "kullback-leibler" else beta_loss
+        predicted = (np.asarray(W_sparse) @ sparse_model.components_)[observed][None]
+        expected = _beta_divergence(dense[observed][None], np.ones((1, 1)), predicted, beta, square_root=True)
+        assert sparse_model.reconstruction_err_ == pytest.approx(expected, rel=1e-9)
 
 
-def test_sparse_x_with_nan_and_a_loss_its_solver_cannot_fit_over_holes_is_refused(rng):
+def test_sparse_x_with_nan_needs_missing_nan_and_a_loss_defined_at_its_zeros(rng):
     holed, _ = _holed_counts(rng)
-    with pytest.raises(ValueError, match="cannot fit a sparse X with missing entries"):
-        NMF(3, solver="mu", missing="nan", max_iter=5).fit(holed)
-    with pytest.raises(ValueError, match="cannot fit a sparse X with missing entries"):
-        NMF(3, solver="mu", beta_loss="kullback-leibler", missing="nan", max_iter=5).fit(holed)
     with pytest.raises(ValueError, match="contains NaN"):
         NMF(3, solver="hals", max_iter=5).fit(holed)
+    with pytest.raises(ValueError, match="implicit zeros"):
+        NMF(3, solver="mu", beta_loss="itakura-saito", missing="nan", max_iter=5).fit(holed)

@@ -83,11 +83,15 @@ def test_divergence_matches_sklearn(rng, sparse, beta):
     np.testing.assert_allclose(ours, expected, rtol=1e-10)
 
 
-def masked_operands(rng, chunks, sparse_mask):
+def masked_operands(rng, chunks, kind):
     dense = rng.random((40, 40)) * (rng.random((40, 40)) < 0.6)
     observed = rng.random((40, 40)) < 0.5
     observed[5] = False  # a row with nothing observed
-    if sparse_mask:
+    if kind == "holed":  # unstored entries are observed zeros, stored NaN the unobserved entries
+        stored = np.where(observed, dense, np.nan)
+        block_input = sp.csr_matrix((stored[stored != 0], np.nonzero(stored != 0)), shape=dense.shape)
+        assert block_input.nnz == np.count_nonzero(stored)
+    elif kind == "pattern":
         mask = sp.csr_matrix(observed)
         values = dense[mask.nonzero()]
         block_input = sp.csr_matrix((values, mask.indices, mask.indptr), shape=dense.shape)
@@ -100,13 +104,15 @@ def masked_operands(rng, chunks, sparse_mask):
             da.from_array(H, chunks=(4, A.chunks[1])))
 
 
-@pytest.mark.parametrize("sparse_mask", [False, True], ids=["nan", "pattern"])
-@pytest.mark.parametrize("beta", [2.0, 1.0, 0.5])
-def test_masked_gradient_parts_and_loss(rng, sparse_mask, beta):
-    dense, observed, A, W, H, W_d, H_d = masked_operands(rng, GRIDS[1], sparse_mask)
+@pytest.mark.parametrize("kind", ["nan", "pattern", "holed"])
+@pytest.mark.parametrize("beta", [2.0, 1.0, 0.5, 3.0])
+def test_masked_gradient_parts_and_loss(rng, kind, beta, monkeypatch):
+    monkeypatch.setattr(divergence, "DENSE_BATCH_ELEMENTS", 50)  # several row batches per block
+    dense, observed, A, W, H, W_d, H_d = masked_operands(rng, GRIDS[1], kind)
     ratio, weight = reference_parts(dense, W, H, beta, observed)
-    rows = beta_rows(A, W_d, H_d, beta=beta, masked=True)
-    cols = products.beta_wta(A, W_d, H_d, beta=beta, masked=True).compute()
+    holes = {"holes": True} if kind == "holed" else {}
+    rows = beta_rows(A, W_d, H_d, beta=beta, masked=True, **holes)
+    cols = products.beta_wta(A, W_d, H_d, beta=beta, masked=True, **holes).compute()
     np.testing.assert_allclose(rows, np.hstack([ratio @ H.T, weight @ H.T]), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(cols, np.vstack([W.T @ ratio, W.T @ weight]), rtol=1e-10, atol=1e-14)
     WH = W @ H
@@ -119,8 +125,10 @@ def test_masked_gradient_parts_and_loss(rng, sparse_mask, beta):
         keep = observed & (dense > EPSILON)
         expected = 2 * (np.sum(dense[keep] ** beta) - beta * np.sum(dense[keep] * WH[keep] ** (beta - 1))
                         + (beta - 1) * np.sum(WH[observed] ** beta)) / (beta * (beta - 1))
-    np.testing.assert_allclose(products.beta_divergence(A, W_d, H_d, beta=beta, masked=True).compute(), expected,
-                               rtol=1e-10)
+    np.testing.assert_allclose(products.beta_divergence(A, W_d, H_d, beta=beta, masked=True, **holes).compute(),
+                               expected, rtol=1e-10)
+    fused = products.beta_aht_and_divergence(A, W_d, H_d, beta=beta, masked=True, **holes)[1].compute()
+    np.testing.assert_allclose(fused, expected, rtol=1e-10)
 
 
 def test_factor_sums(rng):
@@ -145,7 +153,7 @@ def test_layers_are_named_after_the_algorithm(rng):
 def test_the_w_step_pass_sums_the_divergence_the_loss_pass_would(rng, sparse, masked, beta, on):
     """The divergence the W-step's pass forms beside its gradient is bitwise that of its own pass."""
     if masked:
-        _, _, A, W, H, W_d, H_d = masked_operands(rng, GRIDS[1], sparse_mask=False)
+        _, _, A, W, H, W_d, H_d = masked_operands(rng, GRIDS[1], "nan")
     else:
         _, A, W, H, W_d, H_d = operands(rng, GRIDS[1], sparse=sparse)
     if on == "blocks":
