@@ -64,7 +64,7 @@ RANK_OPTIONS: tuple[Option, ...] = (
            f"{IMPUTE_FROM_K_TIMES_FRACTION:g} (default: %(default)s)", choices=("auto", "exact", "impute")),
     Option("held_out_zeros", "str", "auto", "which zeros of a sparse input are held out: 'all' (the test fraction "
            "of every entry; dense training input) or 'sampled' (the test fraction of the stored entries and as "
-           "many zeros; sparse training input, Frobenius loss); 'auto' samples them where the dense training "
+           "many zeros; sparse training input, beta > 0); 'auto' samples them where the dense training "
            "input would pass 1 GiB (default: %(default)s)", choices=("auto", "all", "sampled")),
 )
 

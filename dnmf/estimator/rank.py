@@ -270,11 +270,11 @@ def select_rank(X: Any, ranks: Any, *, method: str = "cv", test_fraction: float 
         EM steps existed resumes with exact steps under ``'auto'``, as its fits were made.
     held_out_zeros : {'auto', 'all', 'sampled'}, default='auto'
         Which zeros of a sparse X are held out. ``'all'``: ``test_fraction`` of every entry, zeros included, with
-        a dense training input. ``'sampled'`` (sparse X, Frobenius loss): ``test_fraction`` of the stored entries
+        a dense training input. ``'sampled'`` (sparse X, β > 0): ``test_fraction`` of the stored entries
         and as many zeros, a uniform sample of them, with a sparse training input (NaN stored at the held-out
         entries) of about ``(1 + test_fraction)`` times X's non-zeros; the test error is then the stratified
         estimate of the same per-entry loss (:mod:`dnmf.core.holdout`). ``'auto'`` samples the zeros of a
-        sparse X with the Frobenius loss whose dense training input would pass 1 GiB.
+        sparse X (β > 0) whose dense training input would pass 1 GiB.
 
     Returns
     -------

@@ -78,8 +78,8 @@ def training_nbytes(X: Any, *, zeros_per_row: int | None = None, **holdout: Any)
     return (int(X.nnz) + m * int(zeros_per_row)) * (itemsize + 4)
 
 
-#: ``held_out_zeros='auto'`` samples the zeros of a sparse X (Frobenius loss) whose dense training input would take
-#: more than this many bytes, and holds out a share of every entry otherwise.
+#: ``held_out_zeros='auto'`` samples the zeros of a sparse X whose dense training input would take more than this
+#: many bytes, and holds out a share of every entry otherwise.
 SAMPLED_ZEROS_FROM_BYTES = 1 << 30
 
 
@@ -90,18 +90,21 @@ def samples_zeros(X: Any, held_out_zeros: str, *, beta: float) -> bool:
     Raises
     ------
     ValueError
-        For another ``held_out_zeros``, and for ``'sampled'`` with a dense X or a loss other than Frobenius.
+        For another ``held_out_zeros``, and for ``'sampled'`` with a dense X or with β ≤ 0, whose divergence is not
+        defined at the zeros the sample holds out.
     """
     if held_out_zeros not in ("auto", "all", "sampled"):
         raise ValueError(f"held_out_zeros must be 'auto', 'all' or 'sampled', got {held_out_zeros!r}.")
     sparse = sp.issparse(X) or sp.issparse(getattr(X, "_meta", None))
     if held_out_zeros == "auto":
         big = int(np.prod(X.shape)) * np.result_type(X.dtype, np.float32).itemsize > SAMPLED_ZEROS_FROM_BYTES
-        return sparse and beta == 2 and big
-    if held_out_zeros == "sampled" and (not sparse or beta != 2):
-        raise ValueError("held_out_zeros='sampled' keeps a sparse X sparse, and its fits take the Frobenius loss: "
-                         f"got {'a dense X' if not sparse else f'beta_loss with beta={beta:g}'}. Use "
-                         "held_out_zeros='all' (or 'auto'), or pass a sparse X with beta_loss='frobenius'.")
+        return sparse and beta > 0 and big
+    if held_out_zeros == "sampled" and (not sparse or beta <= 0):
+        raise ValueError("held_out_zeros='sampled' keeps a sparse X sparse, and holds out some of its zeros, where "
+                         f"the loss must be defined (beta > 0): got "
+                         f"{'a dense X' if not sparse else f'beta_loss with beta={beta:g}'}. Use "
+                         "held_out_zeros='all' (or 'auto'), or pass a sparse X with beta_loss='frobenius' or "
+                         "'kullback-leibler'.")
     return held_out_zeros == "sampled"
 
 
