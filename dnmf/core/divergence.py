@@ -51,7 +51,8 @@ def sampled_product(a: sp.csr_matrix, w: np.ndarray, h: np.ndarray, dtype: Any =
     out = np.empty(a.nnz, dtype=dtype)
     for start in range(0, a.nnz, SAMPLED_BATCH):
         stop = min(start + SAMPLED_BATCH, a.nnz)
-        np.einsum("ij,ij->i", w[rows[start:stop]], h_t[a.indices[start:stop]], out=out[start:stop])
+        np.einsum("ij,ij->i", np.take(w, rows[start:stop], axis=0), np.take(h_t, a.indices[start:stop], axis=0),
+                  out=out[start:stop])  # np.take gathers rows several times faster than fancy indexing
     return out
 
 
@@ -101,9 +102,12 @@ def _dense_weight_products(w: np.ndarray, h: np.ndarray, beta: float, side: str)
 
 
 def _sum_power_everywhere(w: np.ndarray, h: np.ndarray, beta: float) -> float:
-    """``Σ (W_i H_j)^β`` over the whole block, in row batches."""
+    """``Σ (W_i H_j)^β`` over the whole block: from the factors' sums (β = 1) or Grams (β = 2, ``⟨W_iᵀW_i,
+    H_j H_jᵀ⟩``) in O((m_i + n_j) k²), else in row batches of ``W_i H_j``."""
     if beta == 1:
         return float(w.sum(axis=0) @ h.sum(axis=1))
+    if beta == 2:
+        return float(np.sum((w.T @ w) * (h @ h.T)))
     batch = max(1, DENSE_BATCH_ELEMENTS // max(1, h.shape[1]))
     return float(sum(np.sum((w[start:start + batch] @ h) ** beta) for start in range(0, w.shape[0], batch)))
 
@@ -324,21 +328,19 @@ def _filled_row_tiles(a: np.ndarray, unobserved: sp.csr_matrix,
 def nan_pattern(a: sp.csr_matrix) -> sp.csr_matrix:
     """The 0/1 CSR pattern of the stored NaN of the CSR block ``a``, in ``a``'s stored order: the unobserved entries
     of a holed block (for a block with none, an empty pattern)."""
-    missing = np.isnan(a.data)
-    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
-    indptr = np.zeros(a.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows[missing], minlength=a.shape[0]), out=indptr[1:])
-    return sp.csr_matrix((np.ones(int(indptr[-1]), dtype=a.dtype), a.indices[missing], indptr), shape=a.shape)
+    missing = np.flatnonzero(np.isnan(a.data))
+    indptr = np.searchsorted(missing, a.indptr).astype(np.int64)
+    return sp.csr_matrix((np.ones(missing.size, dtype=a.dtype), np.take(a.indices, missing), indptr), shape=a.shape)
 
 
 def _filled_sparse(a: sp.csr_matrix, unobserved: sp.csr_matrix, values: np.ndarray | None) -> sp.csr_matrix:
     """A holed CSR block with ``values`` (in ``unobserved``'s stored order, which is ``a``'s; 0 if None) in place of
     its NaN: :func:`filled_block` for a CSR block, which keeps its pattern."""
     a = sp.csr_matrix(a)
-    missing = np.isnan(a.data)
-    if int(np.count_nonzero(missing)) != unobserved.nnz:
+    missing = np.flatnonzero(np.isnan(a.data))  # an index assigns several times faster than a boolean mask
+    if missing.size != unobserved.nnz:
         raise ValueError(f"The pattern of unobserved entries has {unobserved.nnz} entries, but this block stores "
-                         f"{int(np.count_nonzero(missing))} NaN: it is not the block's nan_pattern.")
+                         f"{missing.size} NaN: it is not the block's nan_pattern.")
     data = np.array(a.data, copy=True)
     data[missing] = 0 if values is None else values
     return sp.csr_matrix((data, a.indices, a.indptr), shape=a.shape)
