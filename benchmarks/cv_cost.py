@@ -106,7 +106,7 @@ def seconds_to_target(training: np.ndarray, k: int, iterations: int, solver: str
 def iteration_kernels(X: np.ndarray, training: np.ndarray, k: int, how: str) -> Callable[[], object]:
     """One HALS iteration's block work for ``how`` (``"plain"``, ``"exact"``, ``"impute"``) on the whole matrix as
     one block: both half-steps' products and updates and the loss's terms, as the fits' tasks run them."""
-    from dnmf.core import divergence, kernels, objectives
+    from dnmf.core import fills, kernels, objectives
     from dnmf.core.alignment import aligned
     from dnmf.core.rules import MASKED_RULES, RULES
 
@@ -130,11 +130,11 @@ def iteration_kernels(X: np.ndarray, training: np.ndarray, k: int, how: str) -> 
         return kernels.masked_terms_block(parts, H1, by_rows=False)
 
     def impute() -> object:
-        parts = divergence.imputed_aht_block(training, W, H, unobserved)[:, 0]
+        parts = fills.imputed_aht_block(training, W, H, unobserved)[:, 0]
         W1 = objectives.update_rows(W, parts[:, :k], H @ H.T, rule=rule, l1=0.0, l2=0.0)
-        H1 = objectives.update_cols(H, divergence.imputed_wta_block(W1, training, H, unobserved)[0], W1.T @ W1,
+        H1 = objectives.update_cols(H, fills.imputed_wta_block(W1, training, H, unobserved)[0], W1.T @ W1,
                                     rule=rule, l1=0.0, l2=0.0)
-        return H1, divergence.imputed_cross_inner_block(parts, W)
+        return H1, fills.imputed_cross_inner_block(parts, W)
 
     return {"plain": plain, "exact": exact, "impute": impute}[how]
 

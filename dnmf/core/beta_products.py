@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core import blocks, divergence, graph, kernels
+from dnmf.core import blocks, fills, graph, kernels
 from dnmf.core.blocks import is_blocks
 
 __all__ = ["beta_aht_and_divergence", "beta_divergence", "beta_wta", "imputed_aht", "imputed_cross_inner",
@@ -159,14 +159,14 @@ def masked_terms(parts: da.Array, F: da.Array, *, by_rows: bool) -> da.Array:
 def imputed_aht(A: da.Array, W: da.Array, H: da.Array, unobserved: da.Array) -> da.Array:
     """The W-step's parts of an EM step, ``(m, k + 1)``, row-aligned with A: ``ĀHᵀ``, ``Ā`` being A with ``WH`` at
     the entries of ``unobserved`` (:func:`unobserved` of A), then per row the sum of the squares of those fills
-    (:func:`dnmf.core.divergence.imputed_aht_block`; see :mod:`dnmf.core.imputation`)."""
+    (:func:`dnmf.core.fills.imputed_aht_block`; see :mod:`dnmf.core.imputation`)."""
     graph.count_pass()
     if is_blocks(A):
         return blocks.imputed_aht(A, W, H, unobserved)
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     partials = da.blockwise(
-        divergence.imputed_aht_block, "ija", A, "ij", W, "ia", H, "aj", unobserved, "ij",
+        fills.imputed_aht_block, "ija", A, "ij", W, "ia", H, "aj", unobserved, "ij",
         adjust_chunks={"j": 1, "a": lambda k: k + 1}, dtype=H.dtype, token="dnmf-aht-imputed-block",
         concatenate=True, meta=np.empty((0, 0, 0), dtype=H.dtype),
     )
@@ -181,7 +181,7 @@ def imputed_wta(A: da.Array, W: da.Array, H: da.Array, unobserved: da.Array) -> 
     graph.check_rows_aligned(A, W)
     graph.check_cols_aligned(A, H)
     partials = da.blockwise(
-        divergence.imputed_wta_block, "iaj", W, "ia", A, "ij", H, "aj", unobserved, "ij", adjust_chunks={"i": 1},
+        fills.imputed_wta_block, "iaj", W, "ia", A, "ij", H, "aj", unobserved, "ij", adjust_chunks={"i": 1},
         dtype=W.dtype, token="dnmf-wta-imputed-block", concatenate=True, meta=np.empty((0, 0, 0), dtype=W.dtype),
     )
     return graph.tree_sum(partials, axis=0, name="dnmf-wta-imputed")
@@ -189,13 +189,13 @@ def imputed_wta(A: da.Array, W: da.Array, H: da.Array, unobserved: da.Array) -> 
 
 def imputed_cross_inner(parts: da.Array, W: da.Array) -> da.Array:
     """The cross term of the masked loss at ``(W, H)`` from the W-step's :func:`imputed_aht` parts at them, a
-    float64 scalar (:func:`dnmf.core.divergence.imputed_cross_inner_block`): with it,
+    float64 scalar (:func:`dnmf.core.fills.imputed_cross_inner_block`): with it,
     :func:`dnmf.core.products.frobenius_loss_squared` is the masked loss, at no pass over A or its pattern."""
     if is_blocks(parts):
         return blocks.imputed_cross_inner(parts, W)
     graph.check_rows_aligned(parts, W)
     partials = da.blockwise(
-        divergence.imputed_cross_inner_block, "ij", parts, "ia", W, "ib", adjust_chunks={"i": 1}, new_axes={"j": 1},
+        fills.imputed_cross_inner_block, "ij", parts, "ia", W, "ib", adjust_chunks={"i": 1}, new_axes={"j": 1},
         concatenate=True, dtype=np.float64, token="dnmf-loss-imputed-block", meta=np.empty((0, 0), dtype=np.float64),
     )
     return graph.tree_sum(graph.tree_sum(partials, axis=0, name="dnmf-loss-imputed-rows"), axis=0,

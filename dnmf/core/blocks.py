@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core import divergence, kernels
+from dnmf.core import fills, kernels
 
 __all__ = ["Blocks", "is_blocks", "timing"]
 
@@ -301,18 +301,18 @@ def masked_wta(A: Blocks, W: Blocks, unobserved: Blocks | None) -> Blocks:
 
 def imputed_aht(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
     return _rows(A, "dnmf-aht-imputed", lambda i: add_up(
-        [divergence.imputed_aht_block(A.block(i, j), W.block(i, 0), H.block(0, j), unobserved.block(i, j))[:, 0]
+        [fills.imputed_aht_block(A.block(i, j), W.block(i, 0), H.block(0, j), unobserved.block(i, j))[:, 0]
          for j in range(A.numblocks[1])]), H.shape[0] + 1)
 
 
 def imputed_wta(A: Blocks, W: Blocks, H: Blocks, unobserved: Blocks) -> Blocks:
     return _cols(A, "dnmf-wta-imputed", lambda j: add_up(
-        [divergence.imputed_wta_block(W.block(i, 0), A.block(i, j), H.block(0, j), unobserved.block(i, j))[0]
+        [fills.imputed_wta_block(W.block(i, 0), A.block(i, j), H.block(0, j), unobserved.block(i, j))[0]
          for i in range(A.numblocks[0])]), W.shape[1])
 
 
 def imputed_cross_inner(parts: Blocks, W: Blocks) -> np.ndarray:
-    return _total(parts, "dnmf-loss-imputed", lambda i, j: divergence.imputed_cross_inner_block(
+    return _total(parts, "dnmf-loss-imputed", lambda i, j: fills.imputed_cross_inner_block(
         parts.block(i, 0), W.block(i, 0))).reshape(())
 
 

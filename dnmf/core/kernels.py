@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dnmf.core import divergence
+from dnmf.core import divergence, fills
 from dnmf.core.alignment import ALIGNMENT, address, aligned, empty_aligned
 from dnmf.core.divergence import sampled_product
 from dnmf.core.rules.namespace import array_namespace
@@ -307,7 +307,7 @@ def unobserved_block(a: Any) -> sp.csr_matrix:
     it once per block (:meth:`dnmf.core.objectives.MaskedFrobenius.prepare`) instead of finding the NaN again in
     every product."""
     if sp.issparse(a):
-        return divergence.nan_pattern(sp.csr_matrix(a))
+        return fills.nan_pattern(sp.csr_matrix(a))
     return _pattern(np.isnan(a), a.dtype)
 
 
@@ -330,7 +330,7 @@ def masked_aht_block(a: Any, h: np.ndarray, unobserved: sp.csr_matrix | None = N
                                                  shape=a.shape), h)
     else:
         unobserved = unobserved_block(a) if unobserved is None else unobserved
-        cross[...] = divergence.filled_times(a, unobserved, None, h.T)
+        cross[...] = fills.filled_times(a, unobserved, None, h.T)
         np.subtract((h @ h.T).reshape(1, k * k), pattern_grams(unobserved, h), out=grams)
     return parts
 
@@ -343,7 +343,7 @@ def masked_wta_block(w: np.ndarray, a: Any, unobserved: sp.csr_matrix | None = N
     k, w = w.shape[1], aligned(w)
     unobserved = unobserved_block(a) if unobserved is None else unobserved
     parts = empty_aligned((1, k + k * k, a.shape[1]), w.dtype)
-    parts[0, :k] = divergence.times_filled(w.T, a, unobserved, None)
+    parts[0, :k] = fills.times_filled(w.T, a, unobserved, None)
     np.subtract((w.T @ w).reshape(k * k, 1), pattern_grams(unobserved.T, np.ascontiguousarray(w.T)).T,
                 out=parts[0, k:])
     return parts

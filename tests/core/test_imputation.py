@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from dnmf import NMF
-from dnmf.core import divergence, kernels, products
+from dnmf.core import fills, kernels, products
 from dnmf.core.blocks import Blocks
 from dnmf.core.imputation import ImputedFrobenius
 from dnmf.core.records import Penalties
@@ -26,7 +26,7 @@ def test_a_filled_block_holds_wh_at_its_nan_and_the_data_elsewhere(share):
     holes[0, 0] = True
     a[holes] = np.nan
     w, h = rng.random((40, 3)), rng.random((3, 50))
-    filled = divergence.imputed_block(a, kernels.unobserved_block(a), w, h)
+    filled = fills.imputed_block(a, kernels.unobserved_block(a), w, h)
     np.testing.assert_allclose(filled, np.where(holes, w @ h, a), rtol=1e-14)
     assert not np.shares_memory(filled, a) and np.isnan(a[0, 0])
 
@@ -40,14 +40,14 @@ def test_products_of_a_filled_block_by_row_tiles_match_the_filled_block(monkeypa
     a[5] = np.nan
     unobserved = kernels.unobserved_block(a)
     values = None if fill == "zeros" else rng.random(unobserved.nnz).astype(dtype)
-    filled = divergence.filled_block(a, unobserved, values)
+    filled = fills.filled_block(a, unobserved, values)
     assert not np.isnan(filled).any() and np.isnan(a[5]).all()
     # Tiles of 4 rows: ten tiles, the last one short.
-    monkeypatch.setattr(divergence, "FILL_TILE_BYTES", 4 * a.shape[1] * a.itemsize)
+    monkeypatch.setattr(fills, "FILL_TILE_BYTES", 4 * a.shape[1] * a.itemsize)
     right, left = rng.random((23, 3)).astype(dtype), rng.random((3, 37)).astype(dtype)
     tolerance = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(divergence.filled_times(a, unobserved, values, right), filled @ right, rtol=tolerance)
-    np.testing.assert_allclose(divergence.times_filled(left, a, unobserved, values), left @ filled, rtol=tolerance)
+    np.testing.assert_allclose(fills.filled_times(a, unobserved, values, right), filled @ right, rtol=tolerance)
+    np.testing.assert_allclose(fills.times_filled(left, a, unobserved, values), left @ filled, rtol=tolerance)
 
 
 @pytest.mark.parametrize("on", ["dask", "blocks"])

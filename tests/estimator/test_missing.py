@@ -227,8 +227,8 @@ def _holed_counts(rng):
 
 
 @pytest.mark.parametrize(("solver", "mask_updates", "beta_loss"),
-                         [("hals", "exact", "frobenius"), ("bpp", "exact", "frobenius"), ("hals", "impute", "frobenius"),
-                          ("mu", "impute", "frobenius"), ("mu", "exact", "frobenius"),
+                         [("hals", "exact", "frobenius"), ("bpp", "exact", "frobenius"),
+                          ("hals", "impute", "frobenius"), ("mu", "impute", "frobenius"), ("mu", "exact", "frobenius"),
                           ("mu", "exact", "kullback-leibler"), ("mu", "exact", 1.5)])
 @pytest.mark.parametrize("lazy", [False, True], ids=["in-memory", "dask"])
 def test_sparse_x_with_nan_is_the_fit_of_its_dense_form_unstored_entries_observed_zeros(rng, solver, mask_updates,
