@@ -14,12 +14,15 @@ from dnmf.core.rules import RULES
 from dnmf.data.matrix import as_input_matrix
 
 GRIDS = [(13, 40), ((10, 25, 5), (3, 17, 9, 11)), (7, 20)]
+#: Row strips in groups of the tree sum's fan-in: more than one group, more than one level of groups, a last
+#: group of one strip, and a level of exactly ``SPLIT_EVERY`` groups.
+MANY_STRIPS = [(80, 9), (80, 16), (400, 65), (400, 100), (400, 64)]
 
 
-def operands(rng, sparse: bool, chunks):
-    dense = rng.random((40, 40)) * (rng.random((40, 40)) < 0.3)
+def operands(rng, sparse: bool, chunks, rows: int = 40):
+    dense = rng.random((rows, 40)) * (rng.random((rows, 40)) < 0.3)
     A = as_input_matrix(sp.csr_matrix(dense) if sparse else dense, chunks=chunks).array
-    W, H = rng.random((40, 4)), rng.random((4, 40))
+    W, H = rng.random((rows, 4)), rng.random((4, 40))
     return dense, A, W, H, da.from_array(W, chunks=(A.chunks[0], 4)), da.from_array(H, chunks=(4, A.chunks[1]))
 
 
@@ -45,6 +48,22 @@ def test_one_pass_matches_numpy_and_the_two_pass_graph_bitwise(rng, sparse, chun
     np.testing.assert_allclose(fused[0], expected_W, rtol=1e-12)
     np.testing.assert_allclose(fused[1], fused[0].T @ dense, rtol=1e-12)
     np.testing.assert_allclose(fused[2], np.sum((dense @ H.T) * W), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("rows", "strips"), MANY_STRIPS)
+def test_strips_summed_in_groups_give_the_two_pass_sums_bitwise(rng, rows, strips):
+    chunks = (tuple(np.diff(np.linspace(0, rows, strips + 1).astype(int))), (25, 15))
+    _, A, W, H, W_d, H_d = operands(rng, True, chunks, rows=rows)
+    assert A.numblocks[0] == strips
+    gram = products.gram_cols(H_d)
+    kwargs = {"rule": RULES["hals"], "l1": 0.0, "l2": 0.0}
+    W_new, wta, _ = strip_pass.w_step_and_wta(A, W_d, H_d, update_rows, (gram,), **kwargs)
+    assert len([key for key in wta.__dask_graph__() if "wta-strip-pass" in str(key)]) == 2 * -(-strips // 8)
+    two_pass_W = products.map_rows(update_rows, W_d, products.aht(A, H_d), small=(gram,), name="dnmf-update-w",
+                                   **kwargs)
+    with dask.config.set(scheduler="sync"):
+        (fused_W, fused), (unfused_W, unfused) = dask.compute((W_new, wta), (two_pass_W, products.wta(A, two_pass_W)))
+    assert np.array_equal(fused_W, unfused_W) and np.array_equal(fused, unfused)
 
 
 def test_only_narrow_dask_arrays_are_fused():
