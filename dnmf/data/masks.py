@@ -8,6 +8,7 @@ observed set (a sparse mask), or a holed CSR block (stored NaN unobserved, unsto
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import dask.array as da
@@ -78,7 +79,7 @@ def mask_input(matrix: InputMatrix, mask: Any = None, *, nan_is_missing: bool = 
     A = matrix.array
     if mask is None:
         sparse = sp.issparse(getattr(A, "_meta", None))
-        return InputMatrix(A, matrix.kind, masked=nan_is_missing, holes=nan_is_missing and sparse)
+        return replace(matrix, masked=nan_is_missing, holes=nan_is_missing and sparse)
     if np.shape(mask) != A.shape:
         raise ValueError(f"The mask has shape {tuple(np.shape(mask))}, but X has shape {A.shape}: pass a mask of "
                          "the same shape, non-zero (True) where an entry is observed.")
