@@ -20,7 +20,7 @@ from dnmf.core.blocks import is_blocks
 from dnmf.core.grid import (PLACED_INPUT, STRIP_MEMORY_FRACTION, TARGET_BLOCK_BYTES, Chunks, default_grid,
                             even_chunks, float_dtype, nbytes_of, resolve_chunks)
 from dnmf.core.seam import Runtime
-from dnmf.data.sparse import canonical_csr
+from dnmf.data.sparse import canonical_csr, yields_canonical_csr
 
 __all__ = [
     "STRIP_MEMORY_FRACTION",
@@ -141,7 +141,7 @@ def as_input_matrix(X: Any, *, chunks: Chunks = "auto", runtime: Runtime | None 
         A = (X if isinstance(chunks, str) and chunks == "auto"
              else X.rechunk(resolve_chunks(chunks, X.shape, runtime.grid(X.shape, 0))))
         meta_is_sparse = sp.issparse(getattr(A, "_meta", None))
-        if A.dtype != dtype or meta_is_sparse:
+        if A.dtype != dtype or (meta_is_sparse and not yields_canonical_csr(A)):
             meta = sp.csr_matrix((0, 0), dtype=dtype) if meta_is_sparse else np.empty((0, 0), dtype=dtype)
             A = A.map_blocks(_as_csr_block, out_dtype=dtype, dtype=dtype, meta=meta, token="dnmf-input-cast")
         return InputMatrix(A, "dask")

@@ -53,6 +53,23 @@ def canonical_csr(block: Any, dtype: Any = None) -> sp.csr_matrix:
     return canonical(sp.csr_matrix(block, dtype=dtype))
 
 
+#: Names of the Dask arrays whose blocks are canonical CSR of their dtype already: the readers of sparse stores
+#: (:func:`read_strip` cut into blocks). A name is the token of what the array reads, so it keeps that property.
+_CANONICAL_CSR_ARRAYS: set[str] = set()
+
+
+def mark_canonical_csr(array: Any) -> Any:
+    """Record that the blocks of the Dask ``array`` are canonical CSR of its dtype; returns it."""
+    _CANONICAL_CSR_ARRAYS.add(array.name)
+    return array
+
+
+def yields_canonical_csr(array: Any) -> bool:
+    """Whether :func:`mark_canonical_csr` recorded ``array``: :func:`dnmf.data.matrix.as_input_matrix` then adds no
+    task per block to make its blocks canonical CSR (one per block of every pass over a streamed store)."""
+    return getattr(array, "name", None) in _CANONICAL_CSR_ARRAYS
+
+
 @dataclass(frozen=True)
 class SparseLayout:
     encoding: str

@@ -44,7 +44,8 @@ from dnmf.data.labels import check_labels, read_index, write_index
 from dnmf.data.location import Location
 from dnmf.data.matrix import as_input_matrix
 from dnmf.data.safety import NotOwnStoreError, replaceable_store
-from dnmf.data.sparse import MATRIX_COMPRESSORS, SparseLayout, read_strip, sparse_layout
+from dnmf.data.sparse import (MATRIX_COMPRESSORS, SparseLayout, canonical_csr, mark_canonical_csr, read_strip,
+                              sparse_layout)
 from dnmf.data.sparse_write import write_csr
 from dnmf.exceptions import StoreError
 from dnmf.runtime import current
@@ -83,11 +84,11 @@ def _block_shape(rows: slice, cols: slice) -> tuple[int, int]:
 
 
 def _cut_block(strip: sp.spmatrix, rows: slice, cols: slice) -> sp.csr_matrix:
-    """Block ``[rows, cols]`` of a strip as CSR: the strip itself when it is one CSR block."""
+    """Block ``[rows, cols]`` of a canonical strip as canonical CSR: the strip itself when it is one CSR block."""
     whole = _block_shape(rows, cols) == strip.shape
     if whole and strip.format == "csr":
         return strip
-    return sp.csr_matrix(strip[rows, cols])
+    return canonical_csr(strip[rows, cols])
 
 
 def _strip_blocks(url: str, storage_options: dict[str, Any], encoding: str, start: int, stop: int,
@@ -135,8 +136,8 @@ def _sparse_array(location: Location, layout: SparseLayout, chunks: Chunks,
         for s in range(len(edges) - 1)
     }
     graph = HighLevelGraph({strip_name: strips, name: blocks}, {strip_name: set(), name: {strip_name}})
-    return da.Array(graph, name, chunks=(rows, cols), dtype=layout.dtype,
-                    meta=sp.csr_matrix((0, 0), dtype=layout.dtype))
+    return mark_canonical_csr(da.Array(graph, name, chunks=(rows, cols), dtype=layout.dtype,
+                                       meta=sp.csr_matrix((0, 0), dtype=layout.dtype)))
 
 
 def _read_dense_block(node: zarr.Array, url: str, rows: slice, cols: slice) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import anndata
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -115,6 +116,35 @@ def test_we_open_stores_anndata_wrote(tmp_path, matrix):
     group = zarr.open_group(tmp_path / "elem.zarr", mode="w")
     write_elem(group, "X", sp.csc_matrix(matrix))
     np.testing.assert_array_equal(assemble(open_matrix(tmp_path / "elem.zarr" / "X", chunks=(20, 20))), matrix)
+
+
+@pytest.mark.parametrize("encoding", ["csr", "csc"])
+def test_a_sparse_stores_blocks_are_canonical_csr_and_not_cast_again(tmp_path, matrix, encoding):
+    """The reader cuts canonical CSR blocks, so ``as_input_matrix`` adds no task per block of every pass; a store of
+    another dtype is still cast, and so is sparse Dask input from elsewhere."""
+    from dnmf.data.matrix import as_input_matrix
+
+    rows, cols = np.nonzero(matrix)
+    shuffled = np.random.default_rng(3).permutation(rows.size)  # unsorted indices within each row (or column)
+    stored = sp.coo_matrix((matrix[rows, cols][shuffled], (rows[shuffled], cols[shuffled])), shape=matrix.shape)
+    group = zarr.open_group(tmp_path / "elem.zarr", mode="w")
+    unsorted = stored.tocsr() if encoding == "csr" else stored.tocsc()
+    unsorted.has_sorted_indices = False
+    write_elem(group, "X", unsorted)
+    A = open_matrix(tmp_path / "elem.zarr" / "X", chunks=(20, 15))
+    placed = as_input_matrix(A).array
+    assert placed.name == A.name
+    for block in dask.compute(placed.to_delayed().ravel().tolist())[0]:
+        assert block.format == "csr" and block.has_canonical_format
+        rows_of = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        assert np.all((np.diff(block.indices) > 0) | (np.diff(rows_of) > 0))  # sorted, no duplicates, in each row
+    np.testing.assert_array_equal(assemble(placed), matrix)
+    write_elem(group, "counts", sp.csr_matrix((matrix * 10).astype(np.int32)))
+    counts = as_input_matrix(open_matrix(tmp_path / "elem.zarr" / "counts")).array
+    assert counts.dtype == np.float64 and "dnmf-input-cast" in counts.name
+    np.testing.assert_array_equal(assemble(counts), (matrix * 10).astype(np.int32))
+    elsewhere = da.from_array(sp.csr_matrix(matrix), chunks=(20, 15), asarray=False)
+    assert "dnmf-input-cast" in as_input_matrix(elsewhere).array.name
 
 
 def test_refuses_to_overwrite_and_leaves_the_store_untouched(tmp_path, matrix):
