@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-
 import dask.array as da
 
 from dnmf.core import graph, products

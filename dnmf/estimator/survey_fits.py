@@ -17,9 +17,9 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import scipy.sparse as sp
 
 from dnmf import exceptions
+from dnmf.core.grid import nbytes_of
 from dnmf.estimator.fitting import FitOutcome, fit_whole
 from dnmf.estimator.training import held_out_loss_of, training_input, training_nbytes
 from dnmf.runtime.client import active_client, cluster_memory, n_workers, worker_memory
@@ -36,10 +36,7 @@ def fits_at_once(concurrent_fits: int | None, n_ranks: int, training: Any) -> in
         return min(int(concurrent_fits), n_ranks)
     if active_client() is None:
         return 1
-    if sp.issparse(training):
-        nbytes = training.data.nbytes + training.indices.nbytes + training.indptr.nbytes
-    else:
-        nbytes = int(np.prod(training.shape)) * np.dtype(training.dtype).itemsize
+    nbytes = nbytes_of(training)
     return max(1, min(n_ranks, 2 * n_workers(), int(cluster_memory() / 4 // max(1, nbytes))))
 
 
