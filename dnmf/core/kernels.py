@@ -242,22 +242,18 @@ def aht_col_partial(a_blocks: list[Any], h: Any) -> Any:
     return xp.concat([aht_block(a, h) for a in a_blocks], axis=0)
 
 
-def w_step_strip(a_blocks: list[Any], h_blocks: list[Any], w: Any, small: list[Any], before: Any = None, *,
+def w_step_strip(a_blocks: list[Any], h_blocks: list[Any], w: Any, small: list[Any], *,
                  update: Callable[..., Any], split_every: int) -> tuple[Any, list[Any], Any]:
     """A Frobenius W-step on one row strip of A and that strip's share of the next ``WᵀA``, in one task.
 
     Returns ``update(W_i, Σ_j A_ij H_jᵀ, *small)``, the partials ``W_newᵢᵀ A_ij`` of every column block (each as
-    :func:`wta_block` makes it) added to those of ``before`` (the result of the strip above, when the two are in
-    one group of the tree sum; see :mod:`dnmf.core.strip_pass`), and ``⟨A_i·Hᵀ, W_i⟩`` as :func:`inner_block` makes
-    it: the loss of the incoming factors needs it. Operands are aligned as :func:`apply_kernel` aligns them, so the
-    new rows are bitwise those of the per-block graph."""
+    :func:`wta_block` makes it), and ``⟨A_i·Hᵀ, W_i⟩`` as :func:`inner_block` makes it: the loss of the incoming
+    factors needs it. Operands are aligned as :func:`apply_kernel` aligns them, so the new rows are bitwise those
+    of the per-block graph."""
     cross = aht_strip(a_blocks, h_blocks, split_every)
     w = aligned(w)
     updated = update(w, aligned(cross), *(aligned(x) for x in small))
-    partials = [wta_block(updated, a) for a in a_blocks]
-    if before is not None:
-        partials = [above + partial for above, partial in zip(before[1], partials, strict=True)]
-    return updated, partials, inner_block(cross, w)
+    return updated, [wta_block(updated, a) for a in a_blocks], inner_block(cross, w)
 
 
 def part_of(parts: tuple[Any, ...], index: int, item: int | None = None) -> Any:

@@ -7,15 +7,14 @@ every pass, that halves the reading per iteration. The sums are those of the per
 :func:`dnmf.core.products.aht` and :func:`~dnmf.core.products.wta` (the tree inside the task, the same tree sum
 across strips after it), so the W and H it gives are bitwise those of the two-pass iteration.
 
-The strips' partials of ``WᵀA`` are summed as they are made: the strips of one first-level group of the tree
-sum (:data:`~dnmf.core.graph.SPLIT_EVERY` consecutive ones) run one after another, each adding its partials to
-those of the strip above, left to right as :func:`dnmf.core.kernels.sum_blocks` adds a group. So the pass makes
-one full-width row of partials per group instead of one per strip (8× fewer bytes through the tree sum, and fewer
-tasks), and the tree sum after it starts at its second level, with the same result to the bit.
-
 A fused task holds all of H and a full-width row of partials besides its strip; under the default grid each
 column block of them is a factor panel of at most :data:`dnmf.core.grid.PANEL_MEMORY_FRACTION` of a worker, so
 the pass is fused only over at most :data:`MAX_COLUMN_BLOCKS` column blocks.
+
+The strip tasks are independent of one another on purpose. Chaining the strips of a group, each adding its
+partials to those of the strip above, made fewer partials, but a chain runs on one worker at a time while the
+reads of all its strips are ready at once: the other workers read the chain's strips ahead of it and hold them,
+and a store larger than the workers' memory spilled (`tests/integration/test_out_of_core.py`).
 
 The strip task is named ``dnmf-aht-strip-pass-…``: the phase clock counts its update and ``WᵀA`` as ``aht``.
 """
@@ -65,15 +64,14 @@ def w_step_and_wta(A: da.Array, W: da.Array, H: da.Array, update: Callable[..., 
     kernel = functools.partial(kernels.w_step_strip, update=functools.partial(update, **kwargs),
                                split_every=SPLIT_EVERY)
     small_refs = List(*(TaskRef((x.name, *(0,) * x.ndim)) for x in small))
-    groups = [range(first, min(first + SPLIT_EVERY, p)) for first in range(0, p, SPLIT_EVERY)]
     layers = {
         step: {(step, i): Task((step, i), kernel, List(*(TaskRef((A.name, i, j)) for j in range(q))),
                                List(*(TaskRef((H.name, 0, j)) for j in range(q))), TaskRef((W.name, i, 0)),
-                               small_refs, None if i % SPLIT_EVERY == 0 else TaskRef((step, i - 1)))
+                               small_refs)
                for i in range(p)},
         rows: {(rows, i, 0): Task((rows, i, 0), kernels.part_of, TaskRef((step, i)), 0) for i in range(p)},
-        parts: {(parts, g, 0, j): Task((parts, g, 0, j), kernels.part_of, TaskRef((step, group[-1])), 1, j)
-                for g, group in enumerate(groups) for j in range(q)},
+        parts: {(parts, i, 0, j): Task((parts, i, 0, j), kernels.part_of, TaskRef((step, i)), 1, j)
+                for i in range(p) for j in range(q)},
         inners: {(inners, i, 0): Task((inners, i, 0), kernels.part_of, TaskRef((step, i)), 2) for i in range(p)},
     }
     inputs = [A, W, H, *small]
@@ -83,7 +81,7 @@ def w_step_and_wta(A: da.Array, W: da.Array, H: da.Array, update: Callable[..., 
                     rows: {step}, parts: {step}, inners: {step}}
     full = HighLevelGraph(all_layers, dependencies)
     W_new = da.Array(full, rows, chunks=W.chunks, dtype=W.dtype, meta=np.empty((0, 0), dtype=W.dtype))
-    partials = da.Array(full, parts, chunks=((1,) * len(groups), (H.shape[0],), A.chunks[1]), dtype=dtype,
+    partials = da.Array(full, parts, chunks=((1,) * p, (H.shape[0],), A.chunks[1]), dtype=dtype,
                         meta=np.empty((0, 0, 0), dtype=dtype))
     inner_parts = da.Array(full, inners, chunks=((1,) * p, (1,)), dtype=np.float64,
                            meta=np.empty((0, 0), dtype=np.float64))
